@@ -1,0 +1,105 @@
+/**
+ * The Deno adapter: `Deno.listen` / `Deno.connect` sockets driven by the core.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "./adapter/deno/mod.ts";
+ * const server = await serve(balancer, options);
+ * ```
+ *
+ * @module
+ */
+import type { Balancer } from "../../core/balancer.ts";
+import { EX_NOPERM, EX_OSERR } from "../../core/sysexits.ts";
+import { ExitError } from "../../core/exit_error.ts";
+import { formatHostPort } from "../../core/balancer.ts";
+import { IdleTimer } from "../../core/idle.ts";
+import type { ServeOptions, Server } from "../types.ts";
+import { dialChannel } from "./dial.ts";
+import { relay } from "./relay.ts";
+
+/**
+ * Listens on `options.hostname:port` and relays every client to a channel
+ * the balancer picks. Throws an {@link ExitError} when it cannot listen.
+ */
+export function serve(balancer: Balancer, options: ServeOptions): Promise<Server> {
+  let listener: Deno.TcpListener;
+  try {
+    listener = Deno.listen({ hostname: options.hostname, port: options.port, transport: "tcp" });
+  } catch (err) {
+    throw listenError(err, formatHostPort(options.hostname, options.port));
+  }
+  const idle = options.idleTimeoutMs > 0 ? new IdleTimer(options.idleTimeoutMs) : undefined;
+  let closing = false;
+  const finished = acceptLoop(listener, balancer, options, idle, () => closing);
+  return Promise.resolve({
+    port: listener.addr.port,
+    finished,
+    close() {
+      closing = true;
+      listener.close();
+    },
+  });
+}
+
+async function acceptLoop(
+  listener: Deno.TcpListener,
+  balancer: Balancer,
+  options: ServeOptions,
+  idle: IdleTimer | undefined,
+  closing: () => boolean,
+): Promise<void> {
+  for (;;) {
+    let client: Deno.TcpConn;
+    try {
+      client = await listener.accept();
+    } catch (err) {
+      if (closing() || err instanceof Deno.errors.BadResource) return;
+      // Out of descriptors and the like: say so and let the pressure ease
+      // instead of spinning on a failing accept.
+      options.warn(`accept failed: ${(err as Error).message}`);
+      await new Promise((r) => setTimeout(r, 100));
+      continue;
+    }
+    handleClient(client, balancer, options, idle);
+  }
+}
+
+async function handleClient(
+  client: Deno.TcpConn,
+  balancer: Balancer,
+  options: ServeOptions,
+  idle: IdleTimer | undefined,
+): Promise<void> {
+  client.setNoDelay(true);
+  client.setKeepAlive(true);
+  const clientAddress = client.remoteAddr.hostname;
+  const trace = options.trace;
+  trace?.(`accepted ${formatHostPort(clientAddress, client.remoteAddr.port)}`);
+  const connected = await balancer.connect(
+    clientAddress,
+    (channel) => dialChannel(channel, { timeoutMs: options.connectTimeoutMs, sourceAddress: options.sourceAddress }),
+  );
+  if (!connected) {
+    client.close();
+    return;
+  }
+  const { channel, conn: server } = connected;
+  const dump = options.dump;
+  try {
+    await relay(client, server, {
+      onSent: dump ? (c) => (channel.sent += c.length, dump("->", c)) : (c) => (channel.sent += c.length),
+      onRcvd: dump ? (c) => (channel.rcvd += c.length, dump("-<", c)) : (c) => (channel.rcvd += c.length),
+    }, idle);
+  } finally {
+    channel.release();
+    trace?.(`${clientAddress}: closed ${balancer.describe(channel)}`);
+  }
+}
+
+function listenError(err: unknown, where: string): ExitError {
+  if (err instanceof Deno.errors.AddrInUse) return new ExitError(`cannot listen on ${where}: address already in use`, EX_OSERR);
+  if (err instanceof Deno.errors.PermissionDenied) return new ExitError(`cannot listen on ${where}: permission denied`, EX_NOPERM);
+  if (err instanceof Deno.errors.AddrNotAvailable) return new ExitError(`cannot listen on ${where}: address not available`, EX_OSERR);
+  return new ExitError(`cannot listen on ${where}: ${(err as Error).message}`, EX_OSERR);
+}

@@ -1,0 +1,59 @@
+import type { Balancer } from "../core/balancer.ts";
+import type { Direction } from "../core/packet_dump.ts";
+
+/**
+ * What an adapter needs to run a balancer: all values resolved, defaults
+ * applied, times in milliseconds.
+ *
+ * @example
+ * ```ts
+ * const options: ServeOptions = { hostname: "0.0.0.0", port: 80, connectTimeoutMs: 5000, idleTimeoutMs: 0 };
+ * ```
+ */
+export interface ServeOptions {
+  /** Listen address (`0.0.0.0`, `::`, or `-b`). */
+  hostname: string;
+  port: number;
+  connectTimeoutMs: number;
+  /** 0 = no idle timeout. */
+  idleTimeoutMs: number;
+  /** `-B`: source address of outgoing connections. */
+  sourceAddress?: string;
+  /** `-p`: receives every relayed chunk; absent when not dumping. */
+  dump?: (direction: Direction, chunk: Uint8Array) => void;
+  /** `-d`: receives every decision; absent when not tracing. */
+  trace?: (message: string) => void;
+  /** Problems worth a log line even without `-d` (accept failures). */
+  warn: (message: string) => void;
+}
+
+/**
+ * A running listener.
+ *
+ * @example
+ * ```ts
+ * const server = await adapter.serve(balancer, options);
+ * server.close(); await server.finished;
+ * ```
+ */
+export interface Server {
+  /** The address actually bound (port 0 resolved). */
+  readonly port: number;
+  /** Stops accepting; open connections go on. */
+  close(): void;
+  /** Resolves once the accept loop has ended. */
+  readonly finished: Promise<void>;
+}
+
+/**
+ * One runtime's sockets. Each adapter is a thin translation of these calls.
+ *
+ * @example
+ * ```ts
+ * const adapter: Adapter = await import("./deno/mod.ts");
+ * ```
+ */
+export interface Adapter {
+  /** Listens and relays; throws an ExitError when it cannot listen. */
+  serve(balancer: Balancer, options: ServeOptions): Promise<Server>;
+}

@@ -1,0 +1,46 @@
+import type { GroupSpec } from "../core/grammar.ts";
+
+/** What a command line asks for. */
+export type Mode = "serve" | "control" | "interactive" | "help" | "version";
+
+/**
+ * Everything a command line says, with balance 3.54's defaults explicit.
+ *
+ * @example
+ * ```ts
+ * const config: Config = { ...DEFAULTS, mode: "serve", listenPort: 80, groups };
+ * ```
+ */
+export interface Config {
+  mode: Mode;
+  listenPort: number;
+  /** `-b`: listen address; undefined = all addresses. */
+  bindAddress?: string;
+  /** `-B`: source address of outgoing connections. */
+  sourceAddress?: string;
+  /** `-t`: connect timeout in seconds. */
+  connectTimeout: number;
+  /** `-T`: idle timeout in seconds, 0 = never. */
+  idleTimeout: number;
+  autodisable: boolean;
+  debug: boolean;
+  foreground: boolean;
+  packetDump: boolean;
+  hashFailover: boolean;
+  ipv6: boolean;
+  /** `-c`: the one control command. */
+  command?: string;
+  groups: GroupSpec[];
+}
+
+/** balance's defaults, for everything a command line may leave out. */
+export const DEFAULTS: Omit<Config, "mode" | "listenPort" | "groups"> = {
+  connectTimeout: 5,
+  idleTimeout: 0,
+  autodisable: false,
+  debug: false,
+  foreground: false,
+  packetDump: false,
+  hashFailover: false,
+  ipv6: false,
+};

@@ -1,0 +1,36 @@
+/** Version of this balance; balance 3.54's successor. */
+export const VERSION = "4.0.0";
+
+/**
+ * The usage text, printed on stderr for a bad command line and on stdout for
+ * `--help`. Its first lines are balance 3.54's synopsis.
+ *
+ * @example
+ * ```ts
+ * console.error(USAGE);
+ * ```
+ */
+export const USAGE = `usage:
+  balance [-b addr] [-B addr] [-t sec] [-T sec] [-adfpHM6] \\
+          port [h1[:p1[:maxc1]] [!%]] [ ... hN[:pN[:maxcN]]]
+  balance [-b addr] -i [-d] port
+  balance [-b addr] -c cmd  [-d] port
+
+  -6        listen on an IPv6 socket
+  -a        autodisable a channel whose connect fails
+  -b addr   listen only on this address
+  -B addr   source address for outgoing connections
+  -c cmd    send a control command to the instance on port
+  -d        debug: trace every decision on stderr
+  -f        stay in the foreground
+  -H        hash failover: try the other channels of a Hash group
+  -i        interactive control of the instance on port
+  -M        accepted for compatibility (balance 3.54's shared memory)
+  -p        packet dump of all relayed data on stdout
+  -t sec    connect timeout (default 5, at least 1)
+  -T sec    idle timeout (default 0 = never)
+  --help    this text
+  --version the version
+
+  channel: host[:port[:maxc]] or [ipv6]:port:maxc; '!' ends an RR group,
+  '%' ends a Hash group. Example: balance -f 8080 web1:80 web2:80 ! backup:80`;

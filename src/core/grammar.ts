@@ -1,0 +1,148 @@
+import { usageError } from "./exit_error.ts";
+import type { GroupType } from "./group.ts";
+
+/**
+ * The command-line grammar of balance 3.54: ports (numbers or service names)
+ * and channels `host[:port[:maxc]]`, grouped by `!` and `%`.
+ *
+ * @module
+ */
+
+/** Looks up a TCP service name (`smtp`) to its port; `undefined` if unknown. */
+export type ServiceLookup = (name: string) => number | undefined;
+
+/** A channel as written on the command line, host not yet resolved. */
+export interface ChannelSpec {
+  host: string;
+  port: number;
+  maxc: number;
+}
+
+/** A group as written on the command line. */
+export interface GroupSpec {
+  type: GroupType;
+  channels: ChannelSpec[];
+}
+
+/** Largest maxc accepted: beyond any descriptor limit, yet exact in a double. */
+export const MAX_MAXC = 2 ** 31 - 1;
+
+/**
+ * Parses a port: a number 1-65535 or a service name.
+ *
+ * @example
+ * ```ts
+ * parsePort("8080", () => undefined); // 8080
+ * parsePort("smtp", (n) => (n === "smtp" ? 25 : undefined)); // 25
+ * ```
+ */
+export function parsePort(text: string, lookup: ServiceLookup, what = "port"): number {
+  if (/^\d+$/.test(text)) {
+    const n = Number(text);
+    if (n >= 1 && n <= 65535) return n;
+    throw usageError(`invalid ${what} '${text}': must be 1-65535`);
+  }
+  const n = /^[A-Za-z][\w.+-]*$/.test(text) ? lookup(text) : undefined;
+  if (n === undefined) throw usageError(`invalid ${what} '${text}': not a number or known service`);
+  return n;
+}
+
+/**
+ * Parses a whole non-negative number no larger than `max`.
+ *
+ * @example
+ * ```ts
+ * parseCount("16", "maxc"); // 16
+ * ```
+ */
+export function parseCount(text: string, what: string, max = MAX_MAXC): number {
+  if (!/^\d+$/.test(text) || Number(text) > max) {
+    throw usageError(`invalid ${what} '${text}': must be a whole number 0-${max}`);
+  }
+  return Number(text);
+}
+
+/**
+ * Parses one channel, `host[:port[:maxc]]` or `[ipv6][:port[:maxc]]`.
+ * A missing or empty port means the listen port (`host::16`).
+ *
+ * @example
+ * ```ts
+ * parseChannel("[::1]:8080:10", 80, () => undefined);
+ * // { host: "::1", port: 8080, maxc: 10 }
+ * parseChannel("web1::16", 80, () => undefined); // { host: "web1", port: 80, maxc: 16 }
+ * ```
+ */
+export function parseChannel(spec: string, listenPort: number, lookup: ServiceLookup): ChannelSpec {
+  let host: string;
+  let rest: string[];
+  if (spec.startsWith("[")) {
+    const close = spec.indexOf("]");
+    if (close < 0) throw usageError(`invalid channel '${spec}': missing ']'`);
+    host = spec.slice(1, close);
+    const after = spec.slice(close + 1);
+    if (after !== "" && !after.startsWith(":")) {
+      throw usageError(`invalid channel '${spec}': expected ':' after ']'`);
+    }
+    rest = after === "" ? [] : after.slice(1).split(":");
+  } else {
+    [host, ...rest] = spec.split(":");
+    if (rest.length > 2 || spec.startsWith("::")) {
+      throw usageError(`invalid channel '${spec}': write IPv6 addresses in brackets, e.g. [::1]:80`);
+    }
+  }
+  if (host === "") throw usageError(`invalid channel '${spec}': missing host`);
+  if (rest.length > 2) throw usageError(`invalid channel '${spec}': too many ':' fields`);
+  const [portText = "", maxcText = ""] = rest;
+  const port = portText === "" ? listenPort : parsePort(portText, lookup, `port in channel '${spec}'`);
+  const maxc = maxcText === "" ? 0 : parseCount(maxcText, `maxc in channel '${spec}'`);
+  return { host, port, maxc };
+}
+
+/**
+ * Splits the channel arguments into groups. `!` ends an RR group, `%` ends a
+ * Hash group; the last group is RR unless `%` closed it.
+ *
+ * @example
+ * ```ts
+ * parseGroups(["a", "b", "%", "c"], 80, () => undefined).map((g) => g.type);
+ * // ["Hash", "RR"]
+ * ```
+ */
+export function parseGroups(args: string[], listenPort: number, lookup: ServiceLookup): GroupSpec[] {
+  const groups: GroupSpec[] = [];
+  let channels: ChannelSpec[] = [];
+  for (const arg of args) {
+    if (arg === "!" || arg === "%") {
+      if (channels.length === 0) throw usageError(`group separator '${arg}' with no channel before it`);
+      groups.push({ type: arg === "%" ? "Hash" : "RR", channels });
+      channels = [];
+    } else {
+      channels.push(parseChannel(arg, listenPort, lookup));
+    }
+  }
+  if (channels.length) groups.push({ type: "RR", channels });
+  if (groups.length === 0) throw usageError("no channel given");
+  return groups;
+}
+
+/**
+ * Parses the text of a services file (`/etc/services` format) into a lookup
+ * of TCP service names and aliases.
+ *
+ * @example
+ * ```ts
+ * const lookup = parseServices("smtp 25/tcp mail\n");
+ * lookup("mail"); // 25
+ * ```
+ */
+export function parseServices(text: string): ServiceLookup {
+  const ports = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const [name, portProto, ...aliases] = line.replace(/#.*/, "").trim().split(/\s+/);
+    const m = /^(\d+)\/tcp$/.exec(portProto ?? "");
+    if (!m) continue;
+    for (const n of [name, ...aliases]) if (!ports.has(n)) ports.set(n, Number(m[1]));
+  }
+  return (name) => ports.get(name);
+}

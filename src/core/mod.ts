@@ -1,0 +1,24 @@
+/**
+ * The runtime-agnostic core of balance: groups, channels, selection and
+ * failover, hashing, counters and the command-line grammar. Nothing here
+ * touches a socket, a file or a runtime API; adapters do that.
+ *
+ * @example
+ * ```ts
+ * import { Balancer, parseGroups } from "./mod.ts";
+ * const balancer = Balancer.fromSpecs(parseGroups(["127.0.0.1:81", "127.0.0.1:82"], 80, () => undefined),
+ *   { autodisable: false, hashFailover: false });
+ * ```
+ *
+ * @module
+ */
+export * from "./balancer.ts";
+export * from "./channel.ts";
+export * from "./exit_error.ts";
+export * from "./grammar.ts";
+export * from "./group.ts";
+export * from "./hash.ts";
+export * from "./idle.ts";
+export * from "./packet_dump.ts";
+export * from "./select.ts";
+export * from "./sysexits.ts";

@@ -1,0 +1,54 @@
+import type { Channel } from "./channel.ts";
+import type { Group } from "./group.ts";
+import { hashClientAddress } from "./hash.ts";
+
+/**
+ * The channels to try for one client, in order: the selection procedure of
+ * balance, top to bottom. Each channel is checked for usability (enabled,
+ * below maxc) only when its turn comes, so a failed connect, an autodisable or
+ * a control command between two attempts is seen by the next one.
+ *
+ * - Groups are tried from group 0 on.
+ * - RR group: from the group's current position, each usable channel in turn;
+ *   picking one moves the current position past it. The walk wraps around
+ *   and stops where it started.
+ * - Hash group: the channel at `hash(client) mod n`; with `hashFailover`
+ *   (`-H`) the others after it, wrapping around, as in RR.
+ *
+ * @example
+ * ```ts
+ * for (const channel of pickChannels(groups, "10.0.0.7", false)) {
+ *   if (await tryConnect(channel)) break;
+ * }
+ * ```
+ */
+export function* pickChannels(
+  groups: readonly Group[],
+  clientAddress: string,
+  hashFailover: boolean,
+): Generator<Channel, void, undefined> {
+  let clientHash: number | undefined;
+  for (const group of groups) {
+    const channels = group.channels;
+    const n = channels.length;
+    if (n === 0) continue;
+    if (group.type === "Hash") {
+      clientHash ??= hashClientAddress(clientAddress);
+      const start = clientHash % n;
+      for (let step = 0; step < (hashFailover ? n : 1); step++) {
+        const channel = channels[(start + step) % n];
+        if (channel.isUsable()) yield channel;
+      }
+    } else {
+      const start = group.current % n;
+      for (let step = 0; step < n; step++) {
+        const index = (start + step) % n;
+        const channel = channels[index];
+        if (channel.isUsable()) {
+          group.current = (index + 1) % n;
+          yield channel;
+        }
+      }
+    }
+  }
+}

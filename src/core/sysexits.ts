@@ -1,0 +1,20 @@
+/**
+ * Exit codes from BSD `sysexits.h`, which balance 3.54 used and scripts test for.
+ *
+ * @example
+ * ```ts
+ * import { EX_USAGE } from "./sysexits.ts";
+ * if (badArguments) process.exit(EX_USAGE);
+ * ```
+ */
+export const EX_OK = 0;
+/** The command line was wrong: unknown option, bad port, bad channel. */
+export const EX_USAGE = 64;
+/** A service is unavailable: no instance answers on a control channel. */
+export const EX_UNAVAILABLE = 69;
+/** An internal software error: a bug, never the user's fault. */
+export const EX_SOFTWARE = 70;
+/** The operating system refused something: bind failed, address in use. */
+export const EX_OSERR = 71;
+/** Permission denied: a privileged port without the privilege. */
+export const EX_NOPERM = 77;

@@ -1,0 +1,17 @@
+/**
+ * The `balance` program: picks the adapter for the runtime it runs in and
+ * hands it the command line.
+ *
+ * @example
+ * ```sh
+ * deno run -A src/main.ts -f 8080 127.0.0.1:8081 127.0.0.1:8082
+ * ```
+ *
+ * @module
+ */
+import process from "node:process";
+import type { Adapter } from "./adapter/types.ts";
+import { run } from "./cli/run.ts";
+
+const adapter: Adapter = await import("./adapter/deno/mod.ts");
+process.exitCode = await run(process.argv.slice(2), adapter);

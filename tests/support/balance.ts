@@ -1,0 +1,125 @@
+/**
+ * Starts the real balancer as a process, the way a user does.
+ *
+ * `BALANCE_BIN` names a compiled binary to test; without it the source runs
+ * under the runtime running the tests.
+ *
+ * @module
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+
+const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
+
+/** The command line that runs balance, before its own arguments. */
+export function balanceCommand(): string[] {
+  const bin = process.env.BALANCE_BIN;
+  if (bin) return [bin];
+  return [process.execPath, "run", "--allow-all", MAIN];
+}
+
+/** The result of a balance run that ended. */
+export interface Exited {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs balance to completion (for command-line errors, `--help` and the like).
+ *
+ * @example
+ * ```ts
+ * const { code, stderr } = await runBalance(["-x", "80"]);
+ * ```
+ */
+export function runBalance(args: string[], timeoutMs = 20_000): Promise<Exited> {
+  const [cmd, ...pre] = balanceCommand();
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, [...pre, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.on("data", (d) => (stdout += d));
+    child.stderr!.on("data", (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A balancer running in the foreground with `-d`. */
+export interface Running {
+  child: ChildProcess;
+  port: number;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves once stderr contains `text` (a `-d` trace). */
+  waitForTrace(text: string | RegExp, ms?: number): Promise<void>;
+  /** SIGTERM, then the exit. */
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Starts `balance -f -d ARGS…` and waits until it listens (its
+ * `listening on` trace), so that no probe connection disturbs round robin.
+ *
+ * @example
+ * ```ts
+ * const lb = await startBalance([String(port), `127.0.0.1:${a.port}`]);
+ * try { ... } finally { await lb.stop(); }
+ * ```
+ */
+export async function startBalance(args: string[], port: number): Promise<Running> {
+  const [cmd, ...pre] = balanceCommand();
+  const child = spawn(cmd, [...pre, "-f", "-d", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  let waiters: (() => void)[] = [];
+  const exited = new Promise<number | null>((r) => child.on("exit", (code) => {
+    waiters.forEach((w) => w());
+    r(code);
+  }));
+  child.stdout!.on("data", (d) => (stdout += d));
+  child.stderr!.on("data", (d) => {
+    stderr += d;
+    const w = waiters;
+    waiters = [];
+    w.forEach((f) => f());
+  });
+  const waitForTrace = (text: string | RegExp, ms = 10_000) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no trace ${text} in:\n${stderr}`)), ms);
+      const check = () => {
+        if (typeof text === "string" ? stderr.includes(text) : text.test(stderr)) {
+          clearTimeout(timer);
+          resolve();
+        } else if (child.exitCode !== null) {
+          clearTimeout(timer);
+          reject(new Error(`balance exited ${child.exitCode} before trace ${text}:\n${stderr}`));
+        } else waiters.push(check);
+      };
+      check();
+    });
+  const running: Running = {
+    child,
+    port,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    waitForTrace,
+    stop: () => {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      return exited;
+    },
+  };
+  try {
+    await waitForTrace("listening on", 30_000);
+  } catch (err) {
+    await running.stop();
+    throw err;
+  }
+  return running;
+}

@@ -1,0 +1,174 @@
+/**
+ * Test helpers for sockets on loopback (our stand-in for `@std/net`, which
+ * cannot be installed here): free ports, backends that say who they are,
+ * clients that collect what they receive.
+ *
+ * @module
+ */
+import * as net from "node:net";
+
+/**
+ * A port that was free a moment ago on `host`: listen on port 0, read the
+ * port, close.
+ *
+ * @example
+ * ```ts
+ * const port = await freePort();
+ * ```
+ */
+export function freePort(host = "127.0.0.1"): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, host, () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A backend listening on loopback. */
+export interface Backend {
+  name: string;
+  host: string;
+  port: number;
+  /** Open connections right now. */
+  sockets: Set<net.Socket>;
+  /** Remote addresses of all connections ever accepted. */
+  peers: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * What a backend does with a connection; the default greets with
+ * `name\n` and then echoes everything, passing a half-close on.
+ */
+export type Behaviour = (socket: net.Socket, backend: Backend) => void;
+
+export const greetAndEcho: Behaviour = (s, b) => {
+  s.write(`${b.name}\n`);
+  s.pipe(s);
+};
+
+/**
+ * Starts a backend on `host` (port 0 unless given).
+ *
+ * @example
+ * ```ts
+ * const a = await startBackend("a");
+ * ```
+ */
+export function startBackend(
+  name: string,
+  behaviour: Behaviour = greetAndEcho,
+  host = "127.0.0.1",
+  port = 0,
+): Promise<Backend> {
+  return new Promise((resolve, reject) => {
+    const backend: Backend = {
+      name,
+      host,
+      port: 0,
+      sockets: new Set(),
+      peers: [],
+      close: () =>
+        new Promise((r) => {
+          for (const s of backend.sockets) s.destroy();
+          server.close(() => r());
+        }),
+    };
+    const server = net.createServer({ allowHalfOpen: true }, (s) => {
+      backend.sockets.add(s);
+      backend.peers.push(s.remoteAddress ?? "");
+      s.on("close", () => backend.sockets.delete(s));
+      s.on("error", () => {});
+      behaviour(s, backend);
+    });
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      backend.port = (server.address() as net.AddressInfo).port;
+      resolve(backend);
+    });
+  });
+}
+
+/** A connected client with everything it has received so far. */
+export interface Client {
+  socket: net.Socket;
+  received(): Buffer;
+  /** Resolves once `predicate` holds for the received bytes (or rejects after `ms`). */
+  waitFor(predicate: (data: Buffer) => boolean, ms?: number): Promise<Buffer>;
+  /** Resolves with all bytes once the server has closed its side. */
+  ended: Promise<Buffer>;
+  /** Resolves once the socket is fully closed. */
+  closed: Promise<void>;
+}
+
+/**
+ * Connects to `port` on `host`, optionally from `localAddress`.
+ *
+ * @example
+ * ```ts
+ * const c = await connect(port);
+ * const greeting = await c.waitFor((d) => d.includes("\n"));
+ * ```
+ */
+export function connect(port: number, host = "127.0.0.1", localAddress?: string): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host, localAddress, allowHalfOpen: true });
+    const chunks: Buffer[] = [];
+    let waiters: (() => void)[] = [];
+    const notify = () => {
+      const w = waiters;
+      waiters = [];
+      w.forEach((f) => f());
+    };
+    socket.on("data", (d) => {
+      chunks.push(d);
+      notify();
+    });
+    const ended = new Promise<Buffer>((r) => socket.on("end", () => r(Buffer.concat(chunks))));
+    const closed = new Promise<void>((r) => socket.on("close", () => {
+      notify();
+      r();
+    }));
+    socket.on("error", () => {});
+    const received = () => Buffer.concat(chunks);
+    const waitFor = (predicate: (data: Buffer) => boolean, ms = 5000) =>
+      new Promise<Buffer>((res, rej) => {
+        const timer = setTimeout(() => rej(new Error(`timed out waiting; got ${JSON.stringify(received().toString())}`)), ms);
+        const check = () => {
+          const data = received();
+          if (predicate(data)) {
+            clearTimeout(timer);
+            res(data);
+          } else if (socket.destroyed) {
+            clearTimeout(timer);
+            rej(new Error(`closed while waiting; got ${JSON.stringify(data.toString())}`));
+          } else waiters.push(check);
+        };
+        check();
+      });
+    socket.once("connect", () => {
+      socket.removeListener("error", reject);
+      resolve({ socket, received, waitFor, ended, closed });
+    });
+    socket.once("error", reject);
+  });
+}
+
+/**
+ * Connects, reads the backend's greeting line and hangs up: which backend
+ * answered. Resolves to `""` when the balancer closed without a greeting.
+ *
+ * @example
+ * ```ts
+ * assert.equal(await whoAnswers(port), "a");
+ * ```
+ */
+export async function whoAnswers(port: number, host = "127.0.0.1", localAddress?: string): Promise<string> {
+  const c = await connect(port, host, localAddress);
+  const data = await Promise.race([c.waitFor((d) => d.includes(10)), c.closed.then(() => c.received())]);
+  c.socket.destroy();
+  return data.toString().split("\n")[0];
+}
