@@ -58,7 +58,9 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
   for (const [flag, value] of [["b", v.b], ["B", v.B]] as const) {
     if (value === "") throw usageError(`option -${flag} needs an address`);
   }
-  const connectTimeout = v.t === undefined ? DEFAULTS.connectTimeout : parseCount(v.t, "connect timeout", MAX_TIMEOUT_SEC);
+  const connectTimeout = v.t === undefined
+    ? DEFAULTS.connectTimeout
+    : parseCount(v.t, "connect timeout", MAX_TIMEOUT_SEC);
   if (connectTimeout < 1) throw usageError("connect timeout (-t) must be at least 1 second");
   const idleTimeout = v.T === undefined ? DEFAULTS.idleTimeout : parseCount(v.T, "idle timeout", MAX_TIMEOUT_SEC);
 

@@ -20,7 +20,11 @@ export function setupLog(debug: boolean) {
       // stdout belongs to the -p packet dump: every level goes to stderr.
       stderr: getConsoleSink({
         levelMap: toStderr,
-        formatter: getTextFormatter({ timestamp: "date-time-tz", category: () => "", format: ({ timestamp, level, message }) => `${timestamp} balance ${level}: ${message}` }),
+        formatter: getTextFormatter({
+          timestamp: "date-time-tz",
+          category: () => "",
+          format: ({ timestamp, level, message }) => `${timestamp} balance ${level}: ${message}`,
+        }),
       }),
     },
     loggers: [

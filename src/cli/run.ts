@@ -67,7 +67,9 @@ async function serveUntilStopped(config: Config, adapter: Adapter): Promise<numb
   );
   const hostname = config.bindAddress !== undefined
     ? await resolveHost(config.bindAddress, "bind address (-b)")
-    : config.ipv6 ? "::" : "0.0.0.0";
+    : config.ipv6
+    ? "::"
+    : "0.0.0.0";
   const sourceAddress = config.sourceAddress === undefined
     ? undefined
     : await resolveHost(config.sourceAddress, "source address (-B)");

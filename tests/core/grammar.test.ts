@@ -1,4 +1,4 @@
-import { describe, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ExitError, parseChannel, parseGroups, parsePort, parseServices } from "../../src/core/mod.ts";
 
@@ -8,75 +8,69 @@ function usageFails(fn: () => unknown, message: RegExp) {
   assert.throws(fn, (err: unknown) => err instanceof ExitError && err.exitCode === 64 && message.test(err.message));
 }
 
-describe("ports", () => {
-  test("numbers 1-65535", () => {
-    assert.equal(parsePort("1", services), 1);
-    assert.equal(parsePort("65535", services), 65535);
-    usageFails(() => parsePort("0", services), /invalid port '0'/);
-    usageFails(() => parsePort("65536", services), /1-65535/);
-    usageFails(() => parsePort("", services), /invalid port/);
-    usageFails(() => parsePort("-5", services), /invalid port/);
-  });
-  test("service names and aliases, tcp only", () => {
-    assert.equal(parsePort("smtp", services), 25);
-    assert.equal(parsePort("mail", services), 25);
-    assert.equal(parsePort("www", services), 80);
-    usageFails(() => parsePort("syslog", services), /not a number or known service/);
-    usageFails(() => parsePort("nosuch", services), /nosuch/);
-  });
+test("ports: numbers 1-65535", () => {
+  assert.equal(parsePort("1", services), 1);
+  assert.equal(parsePort("65535", services), 65535);
+  usageFails(() => parsePort("0", services), /invalid port '0'/);
+  usageFails(() => parsePort("65536", services), /1-65535/);
+  usageFails(() => parsePort("", services), /invalid port/);
+  usageFails(() => parsePort("-5", services), /invalid port/);
+});
+test("ports: service names and aliases, tcp only", () => {
+  assert.equal(parsePort("smtp", services), 25);
+  assert.equal(parsePort("mail", services), 25);
+  assert.equal(parsePort("www", services), 80);
+  usageFails(() => parsePort("syslog", services), /not a number or known service/);
+  usageFails(() => parsePort("nosuch", services), /nosuch/);
 });
 
-describe("channels", () => {
-  test("host alone uses the listen port and no limit", () => {
-    assert.deepEqual(parseChannel("web1", 8080, services), { host: "web1", port: 8080, maxc: 0 });
-  });
-  test("host:port and host:port:maxc", () => {
-    assert.deepEqual(parseChannel("10.0.0.1:81", 80, services), { host: "10.0.0.1", port: 81, maxc: 0 });
-    assert.deepEqual(parseChannel("10.0.0.1:81:7", 80, services), { host: "10.0.0.1", port: 81, maxc: 7 });
-  });
-  test("host::maxc means the listen port", () => {
-    assert.deepEqual(parseChannel("web::16", 443, services), { host: "web", port: 443, maxc: 16 });
-  });
-  test("service name as channel port", () => {
-    assert.deepEqual(parseChannel("mx:smtp:3", 80, services), { host: "mx", port: 25, maxc: 3 });
-  });
-  test("bracketed IPv6", () => {
-    assert.deepEqual(parseChannel("[::1]:8080:10", 80, services), { host: "::1", port: 8080, maxc: 10 });
-    assert.deepEqual(parseChannel("[::1]", 80, services), { host: "::1", port: 80, maxc: 0 });
-    assert.deepEqual(parseChannel("[fe80::1]::4", 80, services), { host: "fe80::1", port: 80, maxc: 4 });
-  });
-  test("malformed channels are usage errors", () => {
-    usageFails(() => parseChannel("a:80:x", 80, services), /maxc/);
-    usageFails(() => parseChannel("a:80:-1", 80, services), /maxc/);
-    usageFails(() => parseChannel("a:0", 80, services), /port/);
-    usageFails(() => parseChannel(":80", 80, services), /missing host/);
-    usageFails(() => parseChannel("::1", 80, services), /brackets/);
-    usageFails(() => parseChannel("[::1", 80, services), /missing '\]'/);
-    usageFails(() => parseChannel("[::1]x", 80, services), /expected ':'/);
-    usageFails(() => parseChannel("[::1]:1:2:3", 80, services), /too many/);
-    usageFails(() => parseChannel("a:1:99999999999", 80, services), /maxc/);
-  });
+test("channels: host alone uses the listen port and no limit", () => {
+  assert.deepEqual(parseChannel("web1", 8080, services), { host: "web1", port: 8080, maxc: 0 });
+});
+test("channels: host:port and host:port:maxc", () => {
+  assert.deepEqual(parseChannel("10.0.0.1:81", 80, services), { host: "10.0.0.1", port: 81, maxc: 0 });
+  assert.deepEqual(parseChannel("10.0.0.1:81:7", 80, services), { host: "10.0.0.1", port: 81, maxc: 7 });
+});
+test("channels: host::maxc means the listen port", () => {
+  assert.deepEqual(parseChannel("web::16", 443, services), { host: "web", port: 443, maxc: 16 });
+});
+test("channels: service name as channel port", () => {
+  assert.deepEqual(parseChannel("mx:smtp:3", 80, services), { host: "mx", port: 25, maxc: 3 });
+});
+test("channels: bracketed IPv6", () => {
+  assert.deepEqual(parseChannel("[::1]:8080:10", 80, services), { host: "::1", port: 8080, maxc: 10 });
+  assert.deepEqual(parseChannel("[::1]", 80, services), { host: "::1", port: 80, maxc: 0 });
+  assert.deepEqual(parseChannel("[fe80::1]::4", 80, services), { host: "fe80::1", port: 80, maxc: 4 });
+});
+test("channels: malformed channels are usage errors", () => {
+  usageFails(() => parseChannel("a:80:x", 80, services), /maxc/);
+  usageFails(() => parseChannel("a:80:-1", 80, services), /maxc/);
+  usageFails(() => parseChannel("a:0", 80, services), /port/);
+  usageFails(() => parseChannel(":80", 80, services), /missing host/);
+  usageFails(() => parseChannel("::1", 80, services), /brackets/);
+  usageFails(() => parseChannel("[::1", 80, services), /missing '\]'/);
+  usageFails(() => parseChannel("[::1]x", 80, services), /expected ':'/);
+  usageFails(() => parseChannel("[::1]:1:2:3", 80, services), /too many/);
+  usageFails(() => parseChannel("a:1:99999999999", 80, services), /maxc/);
 });
 
-describe("groups", () => {
-  test("channels alone form one RR group", () => {
-    const groups = parseGroups(["a", "b"], 80, services);
-    assert.deepEqual(groups.map((g) => [g.type, g.channels.map((c) => c.host)]), [["RR", ["a", "b"]]]);
-  });
-  test("! ends an RR group, % a Hash group", () => {
-    const groups = parseGroups(["a", "b", "%", "c", "!", "d"], 80, services);
-    assert.deepEqual(groups.map((g) => [g.type, g.channels.map((c) => c.host)]), [
-      ["Hash", ["a", "b"]],
-      ["RR", ["c"]],
-      ["RR", ["d"]],
-    ]);
-  });
-  test("a trailing % makes a single hash group", () => {
-    assert.deepEqual(parseGroups(["alpha", "beta", "%"], 80, services).map((g) => g.type), ["Hash"]);
-  });
-  test("a separator with no channel before it is an error", () => {
-    usageFails(() => parseGroups(["!", "a"], 80, services), /separator '!' with no channel/);
-    usageFails(() => parseGroups(["a", "%", "%"], 80, services), /separator '%'/);
-    usageFails(() => parseGroups([], 80, services), /no channel/);
-  });
+test("groups: channels alone form one RR group", () => {
+  const groups = parseGroups(["a", "b"], 80, services);
+  assert.deepEqual(groups.map((g) => [g.type, g.channels.map((c) => c.host)]), [["RR", ["a", "b"]]]);
+});
+test("groups: ! ends an RR group, % a Hash group", () => {
+  const groups = parseGroups(["a", "b", "%", "c", "!", "d"], 80, services);
+  assert.deepEqual(groups.map((g) => [g.type, g.channels.map((c) => c.host)]), [
+    ["Hash", ["a", "b"]],
+    ["RR", ["c"]],
+    ["RR", ["d"]],
+  ]);
+});
+test("groups: a trailing % makes a single hash group", () => {
+  assert.deepEqual(parseGroups(["alpha", "beta", "%"], 80, services).map((g) => g.type), ["Hash"]);
+});
+test("groups: a separator with no channel before it is an error", () => {
+  usageFails(() => parseGroups(["!", "a"], 80, services), /separator '!' with no channel/);
+  usageFails(() => parseGroups(["a", "%", "%"], 80, services), /separator '%'/);
+  usageFails(() => parseGroups([], 80, services), /no channel/);
 });

@@ -79,10 +79,12 @@ export async function startBalance(args: string[], port: number): Promise<Runnin
   let stdout = "";
   let stderr = "";
   let waiters: (() => void)[] = [];
-  const exited = new Promise<number | null>((r) => child.on("exit", (code) => {
-    waiters.forEach((w) => w());
-    r(code);
-  }));
+  const exited = new Promise<number | null>((r) =>
+    child.on("exit", (code) => {
+      waiters.forEach((w) => w());
+      r(code);
+    })
+  );
   child.stdout!.on("data", (d) => (stdout += d));
   child.stderr!.on("data", (d) => {
     stderr += d;

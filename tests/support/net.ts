@@ -127,22 +127,32 @@ export function connect(port: number, host = "127.0.0.1", localAddress?: string)
       chunks.push(d);
       notify();
     });
-    const ended = new Promise<Buffer>((r) => socket.on("end", () => r(Buffer.concat(chunks))));
-    const closed = new Promise<void>((r) => socket.on("close", () => {
-      notify();
-      r();
-    }));
+    const ended = new Promise<Buffer>((r) =>
+      socket.on("end", () => {
+        notify();
+        r(Buffer.concat(chunks));
+      })
+    );
+    const closed = new Promise<void>((r) =>
+      socket.on("close", () => {
+        notify();
+        r();
+      })
+    );
     socket.on("error", () => {});
     const received = () => Buffer.concat(chunks);
     const waitFor = (predicate: (data: Buffer) => boolean, ms = 5000) =>
       new Promise<Buffer>((res, rej) => {
-        const timer = setTimeout(() => rej(new Error(`timed out waiting; got ${JSON.stringify(received().toString())}`)), ms);
+        const timer = setTimeout(
+          () => rej(new Error(`timed out waiting; got ${JSON.stringify(received().toString())}`)),
+          ms,
+        );
         const check = () => {
           const data = received();
           if (predicate(data)) {
             clearTimeout(timer);
             res(data);
-          } else if (socket.destroyed) {
+          } else if (socket.destroyed || socket.readableEnded) {
             clearTimeout(timer);
             rej(new Error(`closed while waiting; got ${JSON.stringify(data.toString())}`));
           } else waiters.push(check);
@@ -168,7 +178,7 @@ export function connect(port: number, host = "127.0.0.1", localAddress?: string)
  */
 export async function whoAnswers(port: number, host = "127.0.0.1", localAddress?: string): Promise<string> {
   const c = await connect(port, host, localAddress);
-  const data = await Promise.race([c.waitFor((d) => d.includes(10)), c.closed.then(() => c.received())]);
+  const data = await Promise.race([c.waitFor((d) => d.includes(10)), c.ended]);
   c.socket.destroy();
   return data.toString().split("\n")[0];
 }

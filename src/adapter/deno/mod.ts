@@ -93,13 +93,21 @@ async function handleClient(
     }, idle);
   } finally {
     channel.release();
-    trace?.(`${clientAddress}: closed ${balancer.describe(channel)}`);
+    trace?.(
+      `${clientAddress}: closed ${balancer.describe(channel)}, channel sent ${channel.sent} rcvd ${channel.rcvd}`,
+    );
   }
 }
 
 function listenError(err: unknown, where: string): ExitError {
-  if (err instanceof Deno.errors.AddrInUse) return new ExitError(`cannot listen on ${where}: address already in use`, EX_OSERR);
-  if (err instanceof Deno.errors.PermissionDenied) return new ExitError(`cannot listen on ${where}: permission denied`, EX_NOPERM);
-  if (err instanceof Deno.errors.AddrNotAvailable) return new ExitError(`cannot listen on ${where}: address not available`, EX_OSERR);
+  if (err instanceof Deno.errors.AddrInUse) {
+    return new ExitError(`cannot listen on ${where}: address already in use`, EX_OSERR);
+  }
+  if (err instanceof Deno.errors.PermissionDenied) {
+    return new ExitError(`cannot listen on ${where}: permission denied`, EX_NOPERM);
+  }
+  if (err instanceof Deno.errors.AddrNotAvailable) {
+    return new ExitError(`cannot listen on ${where}: address not available`, EX_OSERR);
+  }
   return new ExitError(`cannot listen on ${where}: ${(err as Error).message}`, EX_OSERR);
 }

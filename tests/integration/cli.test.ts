@@ -1,0 +1,65 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as net from "node:net";
+import { freePort } from "../support/net.ts";
+import { runBalance } from "../support/balance.ts";
+
+const USAGE_START = /^usage:\n {2}balance \[-b addr\]/m;
+
+function assertUsageError(r: { code: number | null; stdout: string; stderr: string }, message: RegExp) {
+  assert.equal(r.code, 64, r.stderr);
+  const [first] = r.stderr.split("\n");
+  assert.match(first, /^balance: /);
+  assert.match(first, message);
+  assert.match(r.stderr, USAGE_START);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+  assert.equal(r.stdout, "");
+}
+
+test("command line of the real program: --help prints the usage on stdout and exits 0", async () => {
+  const r = await runBalance(["--help"]);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, USAGE_START);
+  assert.match(r.stdout, /-t sec +connect timeout/);
+  assert.equal(r.stderr, "");
+});
+test("command line of the real program: --version prints the version and exits 0", async () => {
+  const r = await runBalance(["--version"]);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /^balance \d+\.\d+\.\d+/);
+});
+const cases: [string, string[], RegExp][] = [
+  ["unknown option", ["-x", "80", "a"], /unknown option '-x'/],
+  ["missing port", ["-f"], /missing port/],
+  ["port not a number or service", ["-f", "no_such_service", "127.0.0.1"], /invalid listen port 'no_such_service'/],
+  ["port out of range", ["-f", "70000", "127.0.0.1"], /invalid listen port '70000'/],
+  ["no channel", ["-f", "8080"], /no channel given/],
+  ["bad maxc", ["-f", "8080", "127.0.0.1:81:many"], /invalid maxc in channel '127.0.0.1:81:many'/],
+  ["connect timeout 0", ["-f", "-t", "0", "8080", "127.0.0.1"], /connect timeout \(-t\) must be at least 1 second/],
+  ["separator first", ["-f", "8080", "!", "127.0.0.1"], /group separator '!' with no channel before it/],
+  ["two separators", ["-f", "8080", "127.0.0.1", "%", "!", "127.0.0.2"], /group separator '!' with no channel/],
+  ["unresolvable host", ["-f", "8080", "no-such-host.invalid"], /cannot resolve channel host 'no-such-host.invalid'/],
+];
+for (const [name, args, message] of cases) {
+  test(`${name}: one line naming it, the usage, exit 64`, async () => {
+    assertUsageError(await runBalance(args), message);
+  });
+}
+test("command line of the real program: a listen address in use: one clear line, exit 71", async () => {
+  const blocker = net.createServer();
+  const port = await freePort();
+  await new Promise<void>((r) => blocker.listen(port, "127.0.0.1", r));
+  try {
+    const r = await runBalance(["-f", "-b", "127.0.0.1", String(port), "127.0.0.1:1"]);
+    assert.equal(r.code, 71);
+    assert.equal(r.stderr, `balance: cannot listen on 127.0.0.1:${port}: address already in use\n`);
+  } finally {
+    blocker.close();
+  }
+});
+test("command line of the real program: -c with no instance on the port says so and exits 69", async () => {
+  const port = await freePort();
+  const r = await runBalance(["-c", "show", String(port)]);
+  assert.equal(r.code, 69);
+  assert.match(r.stderr, new RegExp(`no balance instance .* port ${port}`));
+});

@@ -1,0 +1,300 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import * as net from "node:net";
+import { type Backend, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
+import { startBalance } from "../support/balance.ts";
+import { hashClientAddress } from "../../src/core/hash.ts";
+
+const at = (b: Backend) => `${b.host.includes(":") ? `[${b.host}]` : b.host}:${b.port}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Writes `total` random bytes in random-sized chunks, honouring backpressure; resolves to their SHA-256. */
+async function sendRandom(socket: net.Socket, total: number): Promise<string> {
+  const hash = createHash("sha256");
+  let left = total;
+  while (left > 0) {
+    const chunk = randomBytes(Math.min(left, 1 + Math.floor(Math.random() * 65536)));
+    hash.update(chunk);
+    left -= chunk.length;
+    if (!socket.write(chunk)) await new Promise((r) => socket.once("drain", r));
+  }
+  return hash.digest("hex");
+}
+
+/** Hashes everything `socket` receives until its end; resolves to [bytes, SHA-256]. */
+function receiveAll(socket: net.Socket): Promise<[number, string]> {
+  const hash = createHash("sha256");
+  let n = 0;
+  socket.on("data", (d: Buffer) => {
+    n += d.length;
+    hash.update(d);
+  });
+  return new Promise((r) => socket.on("end", () => r([n, hash.digest("hex")])));
+}
+
+function rssKiB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]);
+}
+
+test("relaying on real sockets: 32 MiB each way at once, random chunk sizes: every byte arrives, counters match", async () => {
+  const SIZE = 32 * 1024 * 1024;
+  let backendResult!: Promise<[number, string]>;
+  let backendSent!: Promise<string>;
+  const backend = await startBackend("bulk", (s) => {
+    backendResult = receiveAll(s);
+    backendSent = sendRandom(s, SIZE).then((h) => (s.end(), h));
+  });
+  const port = await freePort();
+  const lb = await startBalance([String(port), at(backend)], port);
+  try {
+    const c = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+    await new Promise((r) => c.once("connect", r));
+    const clientResult = receiveAll(c);
+    const clientSent = await sendRandom(c, SIZE);
+    c.end();
+    const [[upBytes, upHash], [downBytes, downHash]] = await Promise.all([backendResult, clientResult]);
+    assert.equal(upBytes, SIZE);
+    assert.equal(upHash, clientSent);
+    assert.equal(downBytes, SIZE);
+    assert.equal(downHash, await backendSent);
+    c.destroy();
+    await lb.waitForTrace(`channel sent ${SIZE} rcvd ${SIZE}`);
+  } finally {
+    await lb.stop();
+    await backend.close();
+  }
+});
+
+test("relaying on real sockets: half-close: the client's FIN reaches the server, whose late answer still reaches the client", async () => {
+  const backend = await startBackend("hc", (s) => {
+    let got = "";
+    s.on("data", (d) => (got += d));
+    s.on("end", () => setTimeout(() => s.end(`late answer to ${got}`), 300));
+  });
+  const port = await freePort();
+  const lb = await startBalance([String(port), at(backend)], port);
+  try {
+    const c = await connect(port);
+    c.socket.end("question");
+    assert.equal((await c.ended).toString(), "late answer to question");
+    c.socket.destroy();
+  } finally {
+    await lb.stop();
+    await backend.close();
+  }
+});
+
+test("relaying on real sockets: half-close the other way: after the server's FIN the client can still send", async () => {
+  let serverGot!: Promise<string>;
+  const backend = await startBackend("hc2", (s) => {
+    s.end("bye\n");
+    serverGot = new Promise((r) => {
+      let got = "";
+      s.on("data", (d) => (got += d));
+      s.on("end", () => r(got));
+    });
+  });
+  const port = await freePort();
+  const lb = await startBalance([String(port), at(backend)], port);
+  try {
+    const c = await connect(port);
+    assert.equal((await c.ended).toString(), "bye\n");
+    await sleep(100);
+    c.socket.end("still talking");
+    assert.equal(await serverGot, "still talking");
+    c.socket.destroy();
+  } finally {
+    await lb.stop();
+    await backend.close();
+  }
+});
+
+test("relaying on real sockets: backpressure: a stalled server throttles the client, memory stays bounded, the other way flows", async () => {
+  let serverSide!: net.Socket;
+  const backend = await startBackend("slow", (s) => {
+    serverSide = s;
+    s.pause();
+  });
+  const port = await freePort();
+  const lb = await startBalance([String(port), at(backend)], port);
+  try {
+    const c = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+    await new Promise((r) => c.once("connect", r));
+    const clientResult = receiveAll(c);
+    const rssBefore = rssKiB(lb.child.pid!);
+    // Push for up to 3 s while the server reads nothing.
+    const hash = createHash("sha256");
+    let pushed = 0;
+    const chunk = randomBytes(65536);
+    const until = Date.now() + 3000;
+    while (Date.now() < until && pushed < 256 * 1024 * 1024) {
+      hash.update(chunk);
+      pushed += chunk.length;
+      if (!c.write(chunk)) {
+        const drained = await Promise.race([new Promise((r) => c.once("drain", () => r(true))), sleep(500)]);
+        if (!drained) break;
+      }
+    }
+    // Kernel socket buffers on loopback hold a few MiB each; anything near
+    // the 256 MiB ceiling would mean the balancer buffers without bound.
+    assert.ok(pushed < 64 * 1024 * 1024, `client pushed ${pushed} bytes into a stalled path`);
+    const grownKiB = rssKiB(lb.child.pid!) - rssBefore;
+    assert.ok(grownKiB < 32 * 1024, `balancer RSS grew ${grownKiB} KiB`);
+    // The stalled direction does not stop the other one.
+    serverSide.write("still flowing\n");
+    await new Promise<void>((resolve) => {
+      const check = () => (bufferedText.includes("still flowing") ? resolve() : setTimeout(check, 20));
+      let bufferedText = "";
+      c.on("data", (d) => (bufferedText += d));
+      check();
+    });
+    // Let the server read: every pushed byte arrives intact.
+    const serverResult = receiveAll(serverSide);
+    serverSide.resume();
+    c.end();
+    const [got, gotHash] = await serverResult;
+    assert.equal(got, pushed);
+    assert.equal(gotHash, hash.digest("hex"));
+    serverSide.end();
+    await clientResult;
+    c.destroy();
+  } finally {
+    await lb.stop();
+    await backend.close();
+  }
+});
+
+test("relaying on real sockets: -T: a silent connection is closed, a talking one is not", async () => {
+  const backend = await startBackend("idle");
+  const port = await freePort();
+  const lb = await startBalance(["-T", "1", String(port), at(backend)], port);
+  try {
+    const quiet = await connect(port);
+    const talking = await connect(port);
+    await quiet.waitFor((d) => d.toString() === "idle\n");
+    let quietEnded = false;
+    quiet.ended.then(() => (quietEnded = true));
+    let rounds = 0;
+    while (!quietEnded && rounds < 40) {
+      talking.socket.write("x");
+      await sleep(200);
+      rounds++;
+    }
+    assert.ok(quietEnded, "quiet connection closed");
+    assert.ok(rounds >= 4, `closed too early, after ${rounds} rounds of 200 ms`);
+    talking.socket.write("y");
+    await talking.waitFor((d) => d.toString().endsWith("y"));
+    assert.equal(talking.socket.readableEnded, false, "talking connection still open");
+    quiet.socket.destroy();
+    talking.socket.destroy();
+  } finally {
+    await lb.stop();
+    await backend.close();
+  }
+});
+
+test("relaying on real sockets: -t: a channel that drops SYNs times out and the next channel serves", async () => {
+  // A listener with a full accept queue (backlog 0, never accepting) drops SYNs.
+  const blackhole = spawn("python3", [
+    "-c",
+    [
+      "import socket, sys, time",
+      "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0)",
+      "print(s.getsockname()[1], flush=True); sys.stdin.read()",
+    ].join("\n"),
+  ], { stdio: ["pipe", "pipe", "inherit"] });
+  const holePort = Number(await new Promise<string>((r) => blackhole.stdout!.once("data", (d) => r(String(d)))));
+  const fillers: net.Socket[] = [];
+  const backup = await startBackend("backup");
+  let lb;
+  try {
+    for (let i = 0; i < 8; i++) {
+      const s = net.connect({ port: holePort, host: "127.0.0.1" });
+      s.on("error", () => {});
+      fillers.push(s);
+    }
+    await sleep(300);
+    const port = await freePort();
+    lb = await startBalance(["-t", "1", String(port), `127.0.0.1:${holePort}`, "!", at(backup)], port);
+    const started = Date.now();
+    assert.equal(await whoAnswers(port), "backup");
+    assert.ok(Date.now() - started >= 900, "the backup answered only after the connect timeout");
+    assert.match(lb.stderr(), /connect to group 0 channel 0 .* failed: connect timed out after 1s/);
+  } finally {
+    await lb?.stop();
+    fillers.forEach((s) => s.destroy());
+    blackhole.kill();
+    await backup.close();
+  }
+});
+
+test("relaying on real sockets: -p dumps each chunk in balance's format on stdout", async () => {
+  const backend = await startBackend("p");
+  const port = await freePort();
+  const lb = await startBalance(["-p", String(port), at(backend)], port);
+  try {
+    const c = await connect(port);
+    await c.waitFor((d) => d.toString() === "p\n");
+    c.socket.write("GET /\\x\r\n");
+    await c.waitFor((d) => d.toString() === "p\nGET /\\x\r\n");
+    c.socket.destroy();
+    await lb.waitForTrace("closed group 0");
+    assert.match(lb.stdout(), /-< 2\np\\0A\n/);
+    assert.match(lb.stdout(), /-> 9\nGET \/\\\\x\\0D\\0A\n/);
+  } finally {
+    await lb.stop();
+    await backend.close();
+  }
+});
+
+test("relaying on real sockets: -B: outgoing connections come from the source address", async () => {
+  const backend = await startBackend("b");
+  const port = await freePort();
+  const lb = await startBalance(["-B", "127.0.0.7", String(port), at(backend)], port);
+  try {
+    assert.equal(await whoAnswers(port), "b");
+    assert.equal(backend.peers[0], "127.0.0.7");
+    // and bytes flow both ways through that path
+    const c = await connect(port);
+    c.socket.end("ping");
+    assert.equal((await c.ended).toString(), "b\nping");
+    c.socket.destroy();
+  } finally {
+    await lb.stop();
+    await backend.close();
+  }
+});
+
+test("relaying on real sockets: -b: listens on that address only", async () => {
+  const backend = await startBackend("b");
+  const port = await freePort("127.0.0.2");
+  const lb = await startBalance(["-b", "127.0.0.2", String(port), at(backend)], port);
+  try {
+    assert.equal(await whoAnswers(port, "127.0.0.2"), "b");
+    await assert.rejects(connect(port, "127.0.0.1"), /ECONNREFUSED/);
+  } finally {
+    await lb.stop();
+    await backend.close();
+  }
+});
+
+test("relaying on real sockets: -6: IPv6 listener and channels; an IPv4 client arrives mapped and hashes as IPv4", async () => {
+  const v6 = await Promise.all(["v6a", "v6b"].map((n) => startBackend(n, undefined, "::1")));
+  const port = await freePort("::1");
+  const lb = await startBalance(["-6", String(port), ...v6.map(at), "%"], port);
+  try {
+    assert.equal(await whoAnswers(port, "::1"), ["v6a", "v6b"][hashClientAddress("::1") % 2]);
+    assert.equal(v6.flatMap((b) => b.peers)[0], "::1");
+    for (let i = 1; i <= 12; i++) {
+      const src = `127.0.0.${i}`;
+      assert.equal(await whoAnswers(port, "127.0.0.1", src), ["v6a", "v6b"][hashClientAddress(src) % 2], src);
+    }
+    await lb.waitForTrace(/accepted \[::ffff:127\.0\.0\.12\]/);
+  } finally {
+    await lb.stop();
+    await Promise.all(v6.map((b) => b.close()));
+  }
+});

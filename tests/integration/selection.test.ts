@@ -1,0 +1,187 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { type Backend, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
+import { startBalance } from "../support/balance.ts";
+import { hashClientAddress } from "../../src/core/hash.ts";
+
+const at = (b: Backend, maxc?: number) => `${b.host}:${b.port}${maxc === undefined ? "" : `:${maxc}`}`;
+
+async function withBackends<T>(names: string[], fn: (bs: Backend[]) => Promise<T>): Promise<T> {
+  const backends = await Promise.all(names.map((n) => startBackend(n)));
+  try {
+    return await fn(backends);
+  } finally {
+    await Promise.all(backends.map((b) => b.close()));
+  }
+}
+
+/** A port on which nothing listens: connects are refused. */
+const deadChannel = async () => `127.0.0.1:${await freePort()}`;
+
+test("channel selection on real sockets: round robin visits channels in order", () =>
+  withBackends(["a", "b", "c"], async ([a, b, c]) => {
+    const port = await freePort();
+    const lb = await startBalance([String(port), at(a), at(b), at(c)], port);
+    try {
+      const seen = [];
+      for (let i = 0; i < 7; i++) seen.push(await whoAnswers(port));
+      assert.deepEqual(seen, ["a", "b", "c", "a", "b", "c", "a"]);
+    } finally {
+      await lb.stop();
+    }
+  }));
+
+test("channel selection on real sockets: maxc: a full channel is skipped until a connection drains, then serves again", () =>
+  withBackends(["a", "b"], async ([a, b]) => {
+    const port = await freePort();
+    const lb = await startBalance([String(port), at(a, 2), "!", at(b)], port);
+    try {
+      const held = [];
+      for (let i = 0; i < 2; i++) {
+        const c = await connect(port);
+        await c.waitFor((d) => d.toString() === "a\n");
+        held.push(c);
+      }
+      assert.equal(await whoAnswers(port), "b", "bucket full: spills to group 1");
+      assert.equal(await whoAnswers(port), "b");
+      held[0].socket.destroy();
+      await lb.waitForTrace(/closed group 0 channel 0/);
+      assert.equal(await whoAnswers(port), "a", "a slot freed");
+      held[1].socket.destroy();
+    } finally {
+      await lb.stop();
+    }
+  }));
+
+test("channel selection on real sockets: refused connects fail over to the next channel, then to the next group", () =>
+  withBackends(["b", "backup"], async ([b, backup]) => {
+    const port = await freePort();
+    const dead = await deadChannel();
+    const lb = await startBalance([String(port), dead, at(b), "!", at(backup)], port);
+    try {
+      assert.deepEqual([await whoAnswers(port), await whoAnswers(port), await whoAnswers(port)], ["b", "b", "b"]);
+      await b.close();
+      assert.equal(await whoAnswers(port), "backup", "group 0 all down: group 1");
+      assert.match(lb.stderr(), /connect to group 0 channel 0 .* failed/);
+    } finally {
+      await lb.stop();
+    }
+  }));
+
+test("channel selection on real sockets: nothing usable: the client is accepted and closed at once", async () => {
+  const port = await freePort();
+  const lb = await startBalance([String(port), await deadChannel()], port);
+  try {
+    const c = await connect(port);
+    assert.equal((await c.ended).length, 0);
+    c.socket.destroy();
+    await lb.waitForTrace("no channel available");
+  } finally {
+    await lb.stop();
+  }
+});
+
+test("channel selection on real sockets: -a disables a channel whose connect failed, even after it comes back", () =>
+  withBackends(["b"], async ([b]) => {
+    const port = await freePort();
+    const deadPort = await freePort();
+    const lb = await startBalance(["-a", String(port), `127.0.0.1:${deadPort}`, at(b)], port);
+    let revived: Backend | undefined;
+    try {
+      assert.equal(await whoAnswers(port), "b");
+      assert.match(lb.stderr(), /failed: .*channel disabled/);
+      revived = await startBackend("revived", undefined, "127.0.0.1", deadPort);
+      for (let i = 0; i < 4; i++) assert.equal(await whoAnswers(port), "b");
+    } finally {
+      await lb.stop();
+      await revived?.close();
+    }
+  }));
+
+test("channel selection on real sockets: without -a a failed channel is tried again later", () =>
+  withBackends(["b"], async ([b]) => {
+    const port = await freePort();
+    const deadPort = await freePort();
+    const lb = await startBalance([String(port), `127.0.0.1:${deadPort}`, at(b)], port);
+    let revived: Backend | undefined;
+    try {
+      assert.equal(await whoAnswers(port), "b");
+      revived = await startBackend("revived", undefined, "127.0.0.1", deadPort);
+      const seen = new Set<string>();
+      for (let i = 0; i < 4; i++) seen.add(await whoAnswers(port));
+      assert.deepEqual([...seen].sort(), ["b", "revived"]);
+    } finally {
+      await lb.stop();
+      await revived?.close();
+    }
+  }));
+
+// Clients bound to 127.0.0.1 … 127.0.0.40 are 40 distinct source addresses.
+const sources = Array.from({ length: 40 }, (_, i) => `127.0.0.${i + 1}`);
+
+test("channel selection on real sockets: hash group: each client address sticks to hash mod n, and clients spread", () =>
+  withBackends(["h0", "h1", "h2"], async (bs) => {
+    const port = await freePort();
+    const lb = await startBalance([String(port), ...bs.map((b) => at(b)), "%"], port);
+    try {
+      const used = new Set<string>();
+      for (const src of sources) {
+        const expected = `h${hashClientAddress(src) % 3}`;
+        for (let i = 0; i < 3; i++) assert.equal(await whoAnswers(port, "127.0.0.1", src), expected, src);
+        used.add(expected);
+      }
+      assert.equal(used.size, 3, "all channels get clients");
+    } finally {
+      await lb.stop();
+    }
+  }));
+
+test("channel selection on real sockets: hash without -H: the hashed channel down means the next group", () =>
+  withBackends(["h0", "h1", "backup"], async ([h0, h1, backup]) => {
+    const port = await freePort();
+    const dead = await deadChannel();
+    const lb = await startBalance([String(port), at(h0), dead, at(h1), "%", at(backup)], port);
+    try {
+      const names = ["h0", "dead", "h1"];
+      let sawDead = false;
+      for (const src of sources.slice(0, 20)) {
+        const hashed = names[hashClientAddress(src) % 3];
+        sawDead ||= hashed === "dead";
+        assert.equal(await whoAnswers(port, "127.0.0.1", src), hashed === "dead" ? "backup" : hashed, src);
+      }
+      assert.ok(sawDead, "some client hashed to the dead channel");
+    } finally {
+      await lb.stop();
+    }
+  }));
+
+test("channel selection on real sockets: hash with -H: the hashed channel down means the next channel of the group", () =>
+  withBackends(["h0", "h1", "backup"], async ([h0, h1, backup]) => {
+    const port = await freePort();
+    const dead = await deadChannel();
+    const lb = await startBalance(["-H", String(port), at(h0), dead, at(h1), "%", at(backup)], port);
+    try {
+      const names = ["h0", "dead", "h1"];
+      for (const src of sources.slice(0, 20)) {
+        const hashed = names[hashClientAddress(src) % 3];
+        assert.equal(await whoAnswers(port, "127.0.0.1", src), hashed === "dead" ? "h1" : hashed, src);
+      }
+    } finally {
+      await lb.stop();
+    }
+  }));
+
+test("channel selection on real sockets: hash with -H skips a full channel without trying it", () =>
+  withBackends(["h0", "h1"], async ([h0, h1]) => {
+    const port = await freePort();
+    const lb = await startBalance(["-H", String(port), at(h0, 1), at(h1, 1), "%"], port);
+    try {
+      const src = sources.find((s) => hashClientAddress(s) % 2 === 0)!;
+      const first = await connect(port, "127.0.0.1", src);
+      await first.waitFor((d) => d.toString() === "h0\n");
+      assert.equal(await whoAnswers(port, "127.0.0.1", src), "h1");
+      first.socket.destroy();
+    } finally {
+      await lb.stop();
+    }
+  }));
