@@ -5,6 +5,7 @@
  * @example
  * ```sh
  * deno run -A src/main.ts -f 8080 127.0.0.1:8081 127.0.0.1:8082
+ * bun src/main.ts -f 8080 127.0.0.1:8081 127.0.0.1:8082
  * ```
  *
  * @module
@@ -13,5 +14,5 @@ import process from "node:process";
 import type { Adapter } from "./adapter/types.ts";
 import { run } from "./cli/run.ts";
 
-const adapter: Adapter = await import("./adapter/deno/mod.ts");
+const adapter: Adapter = "Bun" in globalThis ? await import("./adapter/bun/mod.ts") : await import("./adapter/deno/mod.ts");
 process.exitCode = await run(process.argv.slice(2), adapter);

@@ -10,7 +10,7 @@ import type { Adapter } from "../adapter/types.ts";
 import { parseCommandLine } from "./args.ts";
 import type { Config } from "./config.ts";
 import { setupLog } from "./log.ts";
-import { USAGE, VERSION } from "./usage.ts";
+import { USAGE, versionLine } from "./usage.ts";
 
 /**
  * Runs balance with a command line on the given adapter and resolves to the
@@ -30,7 +30,7 @@ export async function run(argv: string[], adapter: Adapter): Promise<number> {
         process.stdout.write(`${USAGE}\n`);
         return EX_OK;
       case "version":
-        process.stdout.write(`balance ${VERSION}\n`);
+        process.stdout.write(`${versionLine()}\n`);
         return EX_OK;
       case "control":
       case "interactive":

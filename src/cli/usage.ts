@@ -1,5 +1,25 @@
+import process from "node:process";
+
 /** Version of this balance; balance 3.54's successor. */
 export const VERSION = "4.0.0";
+
+// Replaced by `bun build --define` with the commit a binary is built from.
+declare const BALANCE_COMMIT: string | undefined;
+
+/**
+ * The `--version` line: version, commit (or `source` when run from a
+ * checkout) and the runtime underneath.
+ *
+ * @example
+ * ```ts
+ * versionLine(); // "balance 4.0.0 (commit 1a2b3c4, bun 1.4.5)"
+ * ```
+ */
+export function versionLine(): string {
+  const commit = typeof BALANCE_COMMIT === "string" ? `commit ${BALANCE_COMMIT}` : "source";
+  const runtime = process.versions.bun ? `bun ${process.versions.bun}` : `deno ${process.versions.deno}`;
+  return `balance ${VERSION} (${commit}, ${runtime})`;
+}
 
 /**
  * The usage text, printed on stderr for a bad command line and on stdout for

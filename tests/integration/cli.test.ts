@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as net from "node:net";
+import process from "node:process";
 import { freePort } from "../support/net.ts";
 import { runBalance } from "../support/balance.ts";
 
@@ -26,7 +27,11 @@ test("command line of the real program: --help prints the usage on stdout and ex
 test("command line of the real program: --version prints the version and exits 0", async () => {
   const r = await runBalance(["--version"]);
   assert.equal(r.code, 0);
-  assert.match(r.stdout, /^balance \d+\.\d+\.\d+/);
+  const compiled = Boolean(process.env.BALANCE_BIN);
+  const runtime = compiled || process.env.BALANCE_RUNTIME === "bun" ? "bun" : "deno";
+  // A binary names the commit it was built from; a checkout says "source".
+  const origin = compiled ? "commit [0-9a-f]{12}(-dirty)?" : "source";
+  assert.match(r.stdout, new RegExp(`^balance \\d+\\.\\d+\\.\\d+ \\(${origin}, ${runtime} \\d+\\.\\d+\\.\\d+\\)\n$`));
 });
 const cases: [string, string[], RegExp][] = [
   ["unknown option", ["-x", "80", "a"], /unknown option '-x'/],

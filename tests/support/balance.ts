@@ -12,11 +12,18 @@ import { fileURLToPath } from "node:url";
 
 const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
 
-/** The command line that runs balance, before its own arguments. */
+const BUN = fileURLToPath(new URL("../../node_modules/.bin/bun", import.meta.url));
+
+/**
+ * The command line that runs balance, before its own arguments:
+ * `BALANCE_BIN` (a compiled binary), or the source under Bun when
+ * `BALANCE_RUNTIME=bun`, else the source under Deno.
+ */
 export function balanceCommand(): string[] {
   const bin = process.env.BALANCE_BIN;
   if (bin) return [bin];
-  return [process.execPath, "run", "--allow-all", MAIN];
+  if (process.env.BALANCE_RUNTIME === "bun") return [BUN, MAIN];
+  return [process.execPath.includes("deno") ? process.execPath : "deno", "run", "--allow-all", MAIN];
 }
 
 /** The result of a balance run that ended. */

@@ -1,0 +1,174 @@
+/**
+ * The Bun adapter: `Bun.listen` / `Bun.connect` callback sockets driven by
+ * the core, with the same relay properties as the Deno adapter.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "./adapter/bun/mod.ts";
+ * const server = await serve(balancer, options);
+ * ```
+ *
+ * @module
+ */
+/// <reference types="bun-types" />
+import type { Socket, SocketHandler } from "bun";
+import { type Balancer, formatHostPort } from "../../core/balancer.ts";
+import type { Channel } from "../../core/channel.ts";
+import { ExitError } from "../../core/exit_error.ts";
+import { IdleTimer } from "../../core/idle.ts";
+import { EX_NOPERM, EX_OSERR } from "../../core/sysexits.ts";
+import type { ServeOptions, Server } from "../types.ts";
+import { type Attempt, drainFlow, endFlow, forwardChunk, Pipe, type PipeHooks } from "./relay.ts";
+
+// Server-side events: `s.data` is the connect attempt; an abandoned one
+// (timed out) is dropped as soon as it shows up.
+const serverHandlers: SocketHandler<Attempt> = {
+  open(s) {
+    if (s.data.abandoned || s.data.pipe.closed) return void s.terminate();
+    s.setNoDelay(true);
+    s.setKeepAlive(true);
+    s.data.pipe.attach(s.data.channel, s);
+  },
+  data(s, chunk) {
+    const pipe = s.data.pipe;
+    if (pipe.server === s) forwardChunk(pipe, pipe.toClient, s, pipe.client, chunk);
+  },
+  drain(s) {
+    const pipe = s.data.pipe;
+    if (pipe.server === s) drainFlow(pipe, pipe.toServer, pipe.client, s);
+  },
+  end(s) {
+    const pipe = s.data.pipe;
+    if (pipe.server === s) endFlow(pipe, pipe.toClient, pipe.client);
+  },
+  close(s) {
+    const pipe = s.data.pipe;
+    if (pipe.server === s) pipe.close();
+  },
+  error() {/* close follows */},
+  connectError() {/* the connect promise rejects */},
+};
+
+/**
+ * Listens on `options.hostname:port` and relays every client to a channel
+ * the balancer picks. Throws an {@link ExitError} when it cannot listen.
+ */
+export function serve(balancer: Balancer, options: ServeOptions): Promise<Server> {
+  const idle = options.idleTimeoutMs > 0 ? new IdleTimer(options.idleTimeoutMs) : undefined;
+  const trace = options.trace;
+  const hooks: PipeHooks = {
+    dump: options.dump,
+    onClose(pipe) {
+      idle?.delete(pipe);
+      if (pipe.channel) {
+        const channel = pipe.channel;
+        channel.release();
+        trace?.(`${pipe.client.remoteAddress}: closed ${balancer.describe(channel)}, channel sent ${channel.sent} rcvd ${channel.rcvd}`);
+      }
+    },
+  };
+  const clientHandlers: SocketHandler<Pipe> = {
+    open(client) {
+      client.setNoDelay(true);
+      client.setKeepAlive(true);
+      // No reads until a channel is connected: the kernel holds early bytes.
+      client.pause();
+      const pipe = new Pipe(client, hooks);
+      client.data = pipe;
+      trace?.(`accepted ${formatHostPort(client.remoteAddress, client.remotePort)}`);
+      connectPipe(pipe, balancer, options, idle);
+    },
+    data(client, chunk) {
+      const pipe = client.data;
+      if (pipe.server) forwardChunk(pipe, pipe.toServer, client, pipe.server, chunk);
+    },
+    drain(client) {
+      const pipe = client.data;
+      if (pipe.server) drainFlow(pipe, pipe.toClient, pipe.server, client);
+    },
+    end(client) {
+      const pipe = client.data;
+      endFlow(pipe, pipe.toServer, pipe.server);
+    },
+    close(client) {
+      client.data?.close();
+    },
+    error() {/* close follows */},
+  };
+  let listener;
+  try {
+    listener = Bun.listen<Pipe>({
+      hostname: options.hostname,
+      port: options.port,
+      allowHalfOpen: true,
+      socket: clientHandlers,
+    });
+  } catch (err) {
+    throw listenError(err, formatHostPort(options.hostname, options.port));
+  }
+  let stop!: () => void;
+  const finished = new Promise<void>((resolve) => (stop = resolve));
+  return Promise.resolve({
+    port: listener.port,
+    finished,
+    close() {
+      listener.stop(false);
+      stop();
+    },
+  });
+}
+
+async function connectPipe(pipe: Pipe, balancer: Balancer, options: ServeOptions, idle: IdleTimer | undefined) {
+  const connected = await balancer.connect(pipe.client.remoteAddress, (channel) => dial(pipe, channel, options));
+  if (!connected) {
+    pipe.close();
+    return;
+  }
+  if (pipe.closed) {
+    // The client left while we were connecting.
+    connected.conn.end();
+    connected.channel.release();
+    return;
+  }
+  // A client FIN that came while connecting is passed on now.
+  if (pipe.toServer.ended) endFlow(pipe, pipe.toServer, pipe.server);
+  idle?.add(pipe);
+  pipe.client.resume();
+}
+
+function dial(pipe: Pipe, channel: Channel, options: ServeOptions): Promise<Socket<Attempt>> {
+  const attempt: Attempt = { pipe, channel, abandoned: false };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      attempt.abandoned = true;
+      reject(new Error(`connect timed out after ${options.connectTimeoutMs / 1000}s`));
+    }, options.connectTimeoutMs);
+    Bun.connect<Attempt>({
+      hostname: channel.address,
+      port: channel.port,
+      allowHalfOpen: true,
+      data: attempt,
+      socket: serverHandlers,
+      // Not in Bun's published types, but honoured by Bun.connect: -B.
+      ...(options.sourceAddress ? { localAddress: options.sourceAddress } : {}),
+    }).then(
+      (s) => {
+        clearTimeout(timer);
+        if (attempt.abandoned) s.terminate();
+        else resolve(s);
+      },
+      (err) => {
+        clearTimeout(timer);
+        if (!attempt.abandoned) reject(err);
+      },
+    );
+  });
+}
+
+function listenError(err: unknown, where: string): ExitError {
+  const code = (err as { code?: string }).code;
+  if (code === "EADDRINUSE") return new ExitError(`cannot listen on ${where}: address already in use`, EX_OSERR);
+  if (code === "EACCES") return new ExitError(`cannot listen on ${where}: permission denied`, EX_NOPERM);
+  if (code === "EADDRNOTAVAIL") return new ExitError(`cannot listen on ${where}: address not available`, EX_OSERR);
+  return new ExitError(`cannot listen on ${where}: ${(err as Error).message}`, EX_OSERR);
+}

@@ -1,0 +1,134 @@
+/// <reference types="bun-types" />
+import type { Socket } from "bun";
+import type { Channel } from "../../core/channel.ts";
+import type { Idleable } from "../../core/idle.ts";
+import type { Direction } from "../../core/packet_dump.ts";
+
+/** One direction of a {@link Pipe}: bytes the destination has not taken yet. */
+export class Flow {
+  /** Unwritten tail of the last chunk; while set, the source is paused. */
+  pending: Uint8Array | undefined = undefined;
+  /** The source sent FIN. */
+  ended = false;
+  /** FIN passed on to the destination. */
+  done = false;
+
+  constructor(readonly direction: Direction) {}
+}
+
+/** What a {@link Pipe} reports as bytes move. */
+export interface PipeHooks {
+  dump?: (direction: Direction, chunk: Uint8Array) => void;
+  /** Called once when both sockets are closed or abandoned. */
+  onClose(pipe: Pipe): void;
+}
+
+/**
+ * One proxied connection on Bun's callback sockets: the client, the server
+ * once connected, and a {@link Flow} per direction. Bun's `write` is
+ * unbuffered, so a short write is the backpressure signal: the rest is kept
+ * in `pending` and the source paused until the destination drains. At most
+ * one chunk per direction is ever held.
+ *
+ * @example
+ * ```ts
+ * const pipe = new Pipe(clientSocket, hooks);
+ * pipe.attach(channel, serverSocket);
+ * ```
+ */
+export class Pipe implements Idleable {
+  server: Socket<Attempt> | undefined;
+  channel: Channel | undefined;
+  readonly toServer = new Flow("->");
+  readonly toClient = new Flow("-<");
+  active = false;
+  closed = false;
+
+  constructor(readonly client: Socket<Pipe>, readonly hooks: PipeHooks) {}
+
+  attach(channel: Channel, server: Socket<Attempt>): void {
+    this.channel = channel;
+    this.server = server;
+  }
+
+  /** Counts `n` bytes that reached the destination of `flow`. */
+  count(flow: Flow, n: number): void {
+    this.active = true;
+    if (flow === this.toServer) this.channel!.sent += n;
+    else this.channel!.rcvd += n;
+  }
+
+  /** Ends the connection: both sockets closed gracefully, hooks told once. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.client.end();
+    this.server?.end();
+    this.hooks.onClose(this);
+  }
+
+  closeIdle(): void {
+    this.close();
+  }
+}
+
+/** One connect attempt to a channel; abandoned once it timed out. */
+export interface Attempt {
+  pipe: Pipe;
+  channel: Channel;
+  abandoned: boolean;
+}
+
+/**
+ * Writes a chunk from `src` to `dst`; on a short write keeps the rest and
+ * pauses `src` until `dst` drains. The named hot path of the Bun relay.
+ */
+export function forwardChunk(pipe: Pipe, flow: Flow, src: Socket<unknown>, dst: Socket<unknown>, chunk: Uint8Array): void {
+  pipe.hooks.dump?.(flow.direction, chunk);
+  if (flow.pending) {
+    // Only reachable if data raced a pause: keep order, hold it too.
+    const joined = new Uint8Array(flow.pending.length + chunk.length);
+    joined.set(flow.pending);
+    joined.set(chunk, flow.pending.length);
+    flow.pending = joined;
+    src.pause();
+    return;
+  }
+  const n = dst.write(chunk);
+  if (n < 0) return pipe.close();
+  pipe.count(flow, n);
+  if (n < chunk.length) {
+    // Bun hands each callback a fresh buffer, so keeping a view is safe.
+    flow.pending = chunk.subarray(n);
+    src.pause();
+  }
+}
+
+/** `dst` can take more: write what `flow` holds, then let `src` read again. */
+export function drainFlow(pipe: Pipe, flow: Flow, src: Socket<unknown>, dst: Socket<unknown>): void {
+  const pending = flow.pending;
+  if (!pending) return;
+  const n = dst.write(pending);
+  if (n < 0) return pipe.close();
+  pipe.count(flow, n);
+  if (n < pending.length) {
+    flow.pending = pending.subarray(n);
+    return;
+  }
+  flow.pending = undefined;
+  if (flow.ended) finishFlow(pipe, flow, dst);
+  else src.resume();
+}
+
+/** The source of `flow` sent FIN: pass it on once nothing is pending. */
+export function endFlow(pipe: Pipe, flow: Flow, dst: Socket<unknown> | undefined): void {
+  flow.ended = true;
+  if (!flow.pending && dst) finishFlow(pipe, flow, dst);
+}
+
+function finishFlow(pipe: Pipe, flow: Flow, dst: Socket<unknown>): void {
+  if (flow.done) return;
+  flow.done = true;
+  dst.shutdown();
+  if (pipe.toServer.done && pipe.toClient.done) pipe.close();
+}
