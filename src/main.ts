@@ -14,5 +14,7 @@ import process from "node:process";
 import type { Adapter } from "./adapter/types.ts";
 import { run } from "./cli/run.ts";
 
-const adapter: Adapter = "Bun" in globalThis ? await import("./adapter/bun/mod.ts") : await import("./adapter/deno/mod.ts");
+const adapter: Adapter = "Bun" in globalThis
+  ? await import("./adapter/bun/mod.ts")
+  : await import("./adapter/deno/mod.ts");
 process.exitCode = await run(process.argv.slice(2), adapter);

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import * as net from "node:net";
 import process from "node:process";
 import { freePort } from "../support/net.ts";
-import { runBalance } from "../support/balance.ts";
+import { runBalance, startBalance } from "../support/balance.ts";
 
 const USAGE_START = /^usage:\n {2}balance \[-b addr\]/m;
 
@@ -67,4 +67,12 @@ test("command line of the real program: -c with no instance on the port says so 
   const r = await runBalance(["-c", "show", String(port)]);
   assert.equal(r.code, 69);
   assert.match(r.stderr, new RegExp(`no balance instance .* port ${port}`));
+});
+
+test("command line of the real program: SIGTERM stops the balancer with exit 0 and frees the port", async () => {
+  const port = await freePort();
+  const lb = await startBalance([String(port), "127.0.0.1:1"], port);
+  assert.equal(await lb.stop(), 0);
+  const probe = net.connect(port, "127.0.0.1");
+  await assert.rejects(new Promise((_, reject) => probe.on("error", reject)), /ECONNREFUSED/);
 });

@@ -41,8 +41,8 @@ export interface Exited {
  * const { code, stderr } = await runBalance(["-x", "80"]);
  * ```
  */
-export function runBalance(args: string[], timeoutMs = 20_000): Promise<Exited> {
-  const [cmd, ...pre] = balanceCommand();
+export function runBalance(args: string[], timeoutMs = 20_000, command = balanceCommand()): Promise<Exited> {
+  const [cmd, ...pre] = command;
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, [...pre, ...args], { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
@@ -80,8 +80,8 @@ export interface Running {
  * try { ... } finally { await lb.stop(); }
  * ```
  */
-export async function startBalance(args: string[], port: number): Promise<Running> {
-  const [cmd, ...pre] = balanceCommand();
+export async function startBalance(args: string[], port: number, command = balanceCommand()): Promise<Running> {
+  const [cmd, ...pre] = command;
   const child = spawn(cmd, [...pre, "-f", "-d", ...args], { stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
@@ -120,7 +120,9 @@ export async function startBalance(args: string[], port: number): Promise<Runnin
     stderr: () => stderr,
     waitForTrace,
     stop: () => {
-      if (child.exitCode === null) child.kill("SIGTERM");
+      // process.kill, not child.kill: Deno's child_process reports a child
+      // it signalled itself as killed, hiding the exit code balance chose.
+      if (child.exitCode === null) process.kill(child.pid!, "SIGTERM");
       return exited;
     },
   };

@@ -63,7 +63,11 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
       if (pipe.channel) {
         const channel = pipe.channel;
         channel.release();
-        trace?.(`${pipe.client.remoteAddress}: closed ${balancer.describe(channel)}, channel sent ${channel.sent} rcvd ${channel.rcvd}`);
+        trace?.(
+          `${pipe.client.remoteAddress}: closed ${
+            balancer.describe(channel)
+          }, channel sent ${channel.sent} rcvd ${channel.rcvd}`,
+        );
       }
     },
   };

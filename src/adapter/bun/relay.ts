@@ -83,7 +83,13 @@ export interface Attempt {
  * Writes a chunk from `src` to `dst`; on a short write keeps the rest and
  * pauses `src` until `dst` drains. The named hot path of the Bun relay.
  */
-export function forwardChunk(pipe: Pipe, flow: Flow, src: Socket<unknown>, dst: Socket<unknown>, chunk: Uint8Array): void {
+export function forwardChunk(
+  pipe: Pipe,
+  flow: Flow,
+  src: Socket<unknown>,
+  dst: Socket<unknown>,
+  chunk: Uint8Array,
+): void {
   pipe.hooks.dump?.(flow.direction, chunk);
   if (flow.pending) {
     // Only reachable if data raced a pause: keep order, hold it too.

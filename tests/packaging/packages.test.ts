@@ -1,0 +1,162 @@
+/**
+ * The release artefacts as users get them: seven binaries, a .deb, npm
+ * tarballs, a Homebrew formula, a Scoop manifest and a minimal container
+ * root. Needs ./scripts/build and ./scripts/package to have run.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { freePort, startBackend, whoAnswers } from "../support/net.ts";
+import { startBalance } from "../support/balance.ts";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const DIST = join(ROOT, "dist");
+const PACKAGES = join(DIST, "packages");
+const VERSION = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version as string;
+const VERSION_LINE = new RegExp(`^balance ${VERSION.replaceAll(".", "\\.")} \\(commit [0-9a-f]{12}(-dirty)?, bun `);
+
+const sh = (cmd: string, args: string[], opts = {}) => execFileSync(cmd, args, { encoding: "utf8", ...opts });
+const tempDir = () => mkdtempSync(join(tmpdir(), "balance-pkg-"));
+const sha256 = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
+
+/** Starts `command` as a balancer in front of one backend and checks a connection goes through. */
+async function proxiesAConnection(command: string[]) {
+  const backend = await startBackend("packaged");
+  const port = await freePort();
+  const lb = await startBalance([String(port), `127.0.0.1:${backend.port}`], port, command);
+  try {
+    assert.equal(await whoAnswers(port), "packaged");
+  } finally {
+    const code = await lb.stop();
+    assert.equal(code, 0, `stops cleanly on SIGTERM, not ${code}: ${lb.stderr()}`);
+    await backend.close();
+  }
+  await assert.rejects(whoAnswers(port), /ECONNREFUSED/, "nothing left listening");
+}
+
+const BINARIES: [string, RegExp][] = [
+  ["balance-linux-x64", /ELF 64-bit LSB executable, x86-64.*interpreter \/lib64\/ld-linux-x86-64\.so\.2/],
+  ["balance-linux-arm64", /ELF 64-bit LSB executable, ARM aarch64.*interpreter \/lib\/ld-linux-aarch64\.so\.1/],
+  ["balance-linux-x64-musl", /ELF 64-bit LSB executable, x86-64.*interpreter \/lib\/ld-musl-x86_64\.so\.1/],
+  ["balance-linux-arm64-musl", /ELF 64-bit LSB executable, ARM aarch64.*interpreter \/lib\/ld-musl-aarch64\.so\.1/],
+  ["balance-darwin-x64", /Mach-O 64-bit x86_64 executable/],
+  ["balance-darwin-arm64", /Mach-O 64-bit arm64 executable/],
+  ["balance-windows-x64.exe", /PE32\+ executable \(console\) x86-64, for MS Windows/],
+];
+
+test("binaries: seven targets of the right format and architecture, SHA256SUMS verifies", () => {
+  for (const [name, format] of BINARIES) {
+    assert.match(sh("file", ["-b", join(DIST, name)]), format, name);
+  }
+  const sums = readFileSync(join(DIST, "SHA256SUMS"), "utf8").trim().split("\n");
+  assert.deepEqual(sums.map((l) => l.split(/\s+/)[1]).sort(), BINARIES.map(([n]) => n).sort());
+  sh("sha256sum", ["--check", "--quiet", "SHA256SUMS"], { cwd: DIST });
+});
+
+test("binaries: linux-arm64 runs under emulation and reports its version", (t) => {
+  if (spawnSync("qemu-aarch64", ["--version"]).status !== 0 || !existsSync("/usr/aarch64-linux-gnu")) {
+    return t.skip("qemu-user and libc6-arm64-cross are not installed");
+  }
+  const out = sh("qemu-aarch64", ["-L", "/usr/aarch64-linux-gnu", join(DIST, "balance-linux-arm64"), "--version"]);
+  assert.match(out, VERSION_LINE);
+});
+
+test(".deb: control fields, man page, and the installed /usr/bin/balance proxies a connection", async () => {
+  const deb = join(PACKAGES, `balance_${VERSION}_amd64.deb`);
+  const info = sh("dpkg-deb", ["--field", deb, "Package", "Version", "Architecture"]);
+  assert.equal(info, `Package: balance\nVersion: ${VERSION}\nArchitecture: amd64\n`);
+  assert.match(sh("dpkg-deb", ["--contents", deb]), /\.\/usr\/share\/man\/man1\/balance\.1\.gz/);
+  const root = tempDir();
+  try {
+    sh("dpkg", ["-x", deb, root]);
+    const bin = join(root, "usr/bin/balance");
+    assert.match(sh(bin, ["--version"]), VERSION_LINE);
+    const man = sh("sh", ["-c", `gzip -dc ${join(root, "usr/share/man/man1/balance.1.gz")}`]);
+    assert.match(man, /^\.TH BALANCE 1/);
+    assert.match(man, /\\fB\\-H\\fR|\.B \\-H/, "documents -H");
+    await proxiesAConnection([bin]);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("npm: launcher and platform tarballs install offline and the launcher proxies a connection", async () => {
+  const dir = tempDir();
+  try {
+    const npm = join(PACKAGES, "npm");
+    sh("npm", [
+      "install",
+      "--offline",
+      "--no-audit",
+      "--no-fund",
+      "--loglevel=error",
+      join(npm, `balance-lb-${VERSION}.tgz`),
+      join(npm, `balance-lb-linux-x64-${VERSION}.tgz`),
+    ], { cwd: dir });
+    const launcher = join(dir, "node_modules/.bin/balance");
+    assert.match(sh(launcher, ["--version"]), VERSION_LINE);
+    const bad = spawnSync(launcher, ["-t", "0", "80", "a"], { encoding: "utf8" });
+    assert.equal(bad.status, 64, "the launcher passes the exit code on");
+    // SIGTERM to the launcher must stop the balancer too: proxiesAConnection
+    // checks nothing is left listening.
+    await proxiesAConnection([launcher]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("npm: every platform package declares os, cpu (and libc) so npm picks exactly one", () => {
+  const npm = join(PACKAGES, "npm");
+  const launcher = JSON.parse(sh("tar", ["-xzOf", join(npm, `balance-lb-${VERSION}.tgz`), "package/package.json"]));
+  const optional = Object.keys(launcher.optionalDependencies).sort();
+  assert.equal(optional.length, 7);
+  for (const name of optional) {
+    const short = name.split("/")[1];
+    const pkg = JSON.parse(
+      sh("tar", ["-xzOf", join(npm, `balance-lb-${short}-${VERSION}.tgz`), "package/package.json"]),
+    );
+    assert.equal(pkg.name, name);
+    const [os, cpu, musl] = short.split("-");
+    assert.deepEqual(pkg.os, [os === "windows" ? "win32" : os]);
+    assert.deepEqual(pkg.cpu, [cpu]);
+    if (os === "linux") assert.deepEqual(pkg.libc, [musl ? "musl" : "glibc"]);
+  }
+});
+
+test("Homebrew formula and Scoop manifest carry the release checksums", (t) => {
+  const sums = new Map(
+    readFileSync(join(DIST, "SHA256SUMS"), "utf8").trim().split("\n").map((l) =>
+      l.split(/\s+/).reverse() as [string, string]
+    ),
+  );
+  const formula = readFileSync(join(PACKAGES, "balance.rb"), "utf8");
+  for (const target of ["darwin-arm64", "darwin-x64", "linux-arm64", "linux-x64"]) {
+    const file = `balance-${target}`;
+    assert.equal(sums.get(file), sha256(join(DIST, file)));
+    assert.match(formula, new RegExp(`url ".*/${file}"\\n\\s+sha256 "${sums.get(file)}"`), target);
+  }
+  assert.match(formula, new RegExp(`version "${VERSION}"`));
+  const scoop = JSON.parse(readFileSync(join(PACKAGES, "balance.json"), "utf8"));
+  assert.equal(scoop.version, VERSION);
+  assert.equal(scoop.architecture["64bit"].hash, sha256(join(DIST, "balance-windows-x64.exe")));
+  assert.equal(scoop.bin, "balance.exe");
+  if (spawnSync("ruby", ["--version"]).status === 0) sh("ruby", ["-c", join(PACKAGES, "balance.rb")]);
+  else t.diagnostic("ruby not installed: formula syntax not checked");
+});
+
+test("container: a minimal root filesystem runs balance under chroot and proxies a connection", () => {
+  const out = sh(join(ROOT, "scripts/container-smoke"), [], { stdio: ["ignore", "pipe", "pipe"] });
+  assert.match(out, /^container-smoke: ok: balance .* proxied a connection to localhost:\d+$/m);
+});
+
+test("the Dockerfile builds FROM scratch with the musl binaries", () => {
+  const dockerfile = readFileSync(join(ROOT, "Dockerfile"), "utf8");
+  assert.match(dockerfile, /^FROM scratch$/m);
+  assert.match(dockerfile, /balance-linux-x64-musl/);
+  assert.match(dockerfile, /ENTRYPOINT \["\/usr\/bin\/balance", "-f"\]/);
+});
