@@ -73,6 +73,15 @@ async function serveUntilStopped(config: Config, adapter: Adapter): Promise<numb
   const sourceAddress = config.sourceAddress === undefined
     ? undefined
     : await resolveHost(config.sourceAddress, "source address (-B)");
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    // Windows has no SIGTERM to listen for.
+    try {
+      process.on(signal, () => {
+        trace?.(`${signal}: exiting`);
+        process.exit(EX_OK);
+      });
+    } catch { /* signal not supported here */ }
+  }
   const server = await adapter.serve(balancer, {
     hostname,
     port: config.listenPort,
@@ -84,15 +93,6 @@ async function serveUntilStopped(config: Config, adapter: Adapter): Promise<numb
     warn: (m) => log.warning(m),
   });
   trace?.(`listening on ${hostname} port ${server.port}, ${balancer.groups.length} group(s)`);
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    // Windows has no SIGTERM to listen for.
-    try {
-      process.on(signal, () => {
-        trace?.(`${signal}: exiting`);
-        process.exit(EX_OK);
-      });
-    } catch { /* signal not supported here */ }
-  }
   await server.finished;
   return EX_OK;
 }

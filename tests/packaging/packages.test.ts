@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { freePort, startBackend, whoAnswers } from "../support/net.ts";
 import { startBalance } from "../support/balance.ts";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const ROOT = fileURLToPath(import.meta.resolve("../.."));
 const DIST = join(ROOT, "dist");
 const PACKAGES = join(DIST, "packages");
 const VERSION = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version as string;

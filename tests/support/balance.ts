@@ -10,9 +10,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 
-const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
+const MAIN = fileURLToPath(import.meta.resolve("../../src/main.ts"));
 
-const BUN = fileURLToPath(new URL("../../node_modules/.bin/bun", import.meta.url));
+const BUN = fileURLToPath(import.meta.resolve("../../node_modules/.bin/bun"));
 
 /**
  * The command line that runs balance, before its own arguments:
