@@ -56,4 +56,6 @@ export interface Server {
 export interface Adapter {
   /** Listens and relays; throws an ExitError when it cannot listen. */
   serve(balancer: Balancer, options: ServeOptions): Promise<Server>;
+  /** The command that starts this same program again (for background mode). */
+  selfCommand(): string[];
 }

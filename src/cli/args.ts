@@ -39,6 +39,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
         p: { type: "boolean", short: "p" },
         t: { type: "string", short: "t" },
         T: { type: "string", short: "T" },
+        "log-file": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -55,8 +56,8 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
   const [portText, ...channelArgs] = positionals;
   if (portText === undefined) throw usageError("missing port");
   const listenPort = parsePort(portText, lookup, "listen port");
-  for (const [flag, value] of [["b", v.b], ["B", v.B]] as const) {
-    if (value === "") throw usageError(`option -${flag} needs an address`);
+  for (const [flag, value] of [["-b", v.b], ["-B", v.B], ["--log-file", v["log-file"]]] as const) {
+    if (value === "") throw usageError(`option ${flag} needs a value`);
   }
   const connectTimeout = v.t === undefined
     ? DEFAULTS.connectTimeout
@@ -82,6 +83,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
     hashFailover: v.H ?? false,
     ipv6: v["6"] ?? false,
     command: v.c,
+    logFile: v["log-file"],
     groups: mode === "serve" ? parseGroups(channelArgs, listenPort, lookup) : [],
   };
 }

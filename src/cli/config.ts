@@ -30,6 +30,8 @@ export interface Config {
   ipv6: boolean;
   /** `-c`: the one control command. */
   command?: string;
+  /** `--log-file`: where a background balancer logs instead of syslog. */
+  logFile?: string;
   groups: GroupSpec[];
 }
 

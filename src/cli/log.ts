@@ -1,35 +1,50 @@
-import { configureSync, getConsoleSink, getLogger, getTextFormatter, type LogLevel } from "@logtape/logtape";
+import { appendFileSync } from "node:fs";
+import { configure, getConsoleSink, getLogger, getTextFormatter, type LogLevel, type Sink } from "@logtape/logtape";
+import { getSyslogSink } from "@logtape/syslog";
+
+/** Where log lines go: the terminal, syslog (facility daemon), or a file. */
+export type LogTarget = { kind: "stderr" } | { kind: "syslog" } | { kind: "file"; path: string };
+
+const formatter = getTextFormatter({
+  timestamp: "date-time-tz",
+  format: ({ timestamp, level, message }) => `${timestamp} balance ${level}: ${message}`,
+});
+
+function sinkFor(target: LogTarget): Sink {
+  switch (target.kind) {
+    case "stderr": {
+      // stdout belongs to the -p packet dump: every level goes to stderr.
+      const levelMap = Object.fromEntries(
+        (["trace", "debug", "info", "warning", "error", "fatal"] as LogLevel[]).map((l) => [l, "error"]),
+      ) as Record<LogLevel, "error">;
+      return getConsoleSink({ levelMap, formatter });
+    }
+    case "syslog":
+      return getSyslogSink({ facility: "daemon", appName: "balance" });
+    case "file":
+      // One synchronous append per line: a background balancer's log is
+      // rare lines (start, warnings, -d traces), never per chunk.
+      return (record) => appendFileSync(target.path, formatter(record));
+  }
+}
 
 /**
- * balance's log: one line per message on stderr, `-d` adding the traces.
- * (Background mode, issue 4, adds the syslog sink.)
+ * Sets up balance's log and returns its logger: foreground to stderr,
+ * background to syslog or the `--log-file`; `-d` adds the debug traces.
  *
  * @example
  * ```ts
- * const log = setupLog(true);
+ * const log = await setupLog(true, { kind: "stderr" });
  * log.debug("accepted 127.0.0.1:50000");
  * ```
  */
-export function setupLog(debug: boolean) {
-  const toStderr = Object.fromEntries(
-    (["trace", "debug", "info", "warning", "error", "fatal"] as LogLevel[]).map((l) => [l, "error"]),
-  ) as Record<LogLevel, "error">;
-  configureSync({
+export async function setupLog(debug: boolean, target: LogTarget) {
+  await configure({
     reset: true,
-    sinks: {
-      // stdout belongs to the -p packet dump: every level goes to stderr.
-      stderr: getConsoleSink({
-        levelMap: toStderr,
-        formatter: getTextFormatter({
-          timestamp: "date-time-tz",
-          category: () => "",
-          format: ({ timestamp, level, message }) => `${timestamp} balance ${level}: ${message}`,
-        }),
-      }),
-    },
+    sinks: { out: sinkFor(target) },
     loggers: [
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
-      { category: "balance", lowestLevel: debug ? "debug" : "info", sinks: ["stderr"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["out"] },
+      { category: "balance", lowestLevel: debug ? "debug" : "info", sinks: ["out"] },
     ],
   });
   return getLogger("balance");

@@ -49,6 +49,7 @@ export const USAGE = `usage:
   -p        packet dump of all relayed data on stdout
   -t sec    connect timeout (default 5, at least 1)
   -T sec    idle timeout (default 0 = never)
+  --log-file FILE  in the background, log to FILE instead of syslog
   --help    this text
   --version the version
 

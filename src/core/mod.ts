@@ -22,3 +22,4 @@ export * from "./idle.ts";
 export * from "./packet_dump.ts";
 export * from "./select.ts";
 export * from "./sysexits.ts";
+export * from "./control.ts";

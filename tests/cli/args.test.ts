@@ -69,5 +69,7 @@ test("command line: bad command lines are usage errors naming the problem", () =
   fails(["-t"], /-t needs a value/);
   fails(["80", "!", "a"], /separator '!' with no channel/);
   fails(["80", "a", "!", "!", "b"], /separator '!'/);
-  fails(["-b", "", "80", "a"], /-b needs an address/);
+  fails(["-b", "", "80", "a"], /-b needs a value/);
+  fails(["--log-file=", "80", "a"], /--log-file needs a value/);
+  assert.equal(parse("--log-file", "/var/log/balance.log", "80", "a").logFile, "/var/log/balance.log");
 });

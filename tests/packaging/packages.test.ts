@@ -28,7 +28,7 @@ const sha256 = (file: string) => createHash("sha256").update(readFileSync(file))
 async function proxiesAConnection(command: string[]) {
   const backend = await startBackend("packaged");
   const port = await freePort();
-  const lb = await startBalance([String(port), `127.0.0.1:${backend.port}`], port, command);
+  const lb = await startBalance([String(port), `127.0.0.1:${backend.port}`], port, { command });
   try {
     assert.equal(await whoAnswers(port), "packaged");
   } finally {

@@ -41,15 +41,28 @@ export interface Exited {
  * const { code, stderr } = await runBalance(["-x", "80"]);
  * ```
  */
-export function runBalance(args: string[], timeoutMs = 20_000, command = balanceCommand()): Promise<Exited> {
-  const [cmd, ...pre] = command;
+/** How to start balance: which program, what environment, how long to wait. */
+export interface RunOptions {
+  command?: string[];
+  env?: Record<string, string>;
+  timeoutMs?: number;
+  /** Text fed to standard input (for `-i`). */
+  input?: string;
+}
+
+export function runBalance(args: string[], options: RunOptions = {}): Promise<Exited> {
+  const [cmd, ...pre] = options.command ?? balanceCommand();
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, [...pre, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd, [...pre, ...args], {
+      stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+      env: { ...process.env, ...options.env },
+    });
+    if (options.input !== undefined) child.stdin!.end(options.input);
     let stdout = "";
     let stderr = "";
     child.stdout!.on("data", (d) => (stdout += d));
     child.stderr!.on("data", (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 20_000);
     child.on("error", reject);
     child.on("close", (code) => {
       clearTimeout(timer);
@@ -80,9 +93,12 @@ export interface Running {
  * try { ... } finally { await lb.stop(); }
  * ```
  */
-export async function startBalance(args: string[], port: number, command = balanceCommand()): Promise<Running> {
-  const [cmd, ...pre] = command;
-  const child = spawn(cmd, [...pre, "-f", "-d", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+export async function startBalance(args: string[], port: number, options: RunOptions = {}): Promise<Running> {
+  const [cmd, ...pre] = options.command ?? balanceCommand();
+  const child = spawn(cmd, [...pre, "-f", "-d", ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...options.env },
+  });
   let stdout = "";
   let stderr = "";
   let waiters: (() => void)[] = [];

@@ -12,6 +12,7 @@
  */
 /// <reference types="bun-types" />
 import type { Socket, SocketHandler } from "bun";
+import process from "node:process";
 import { type Balancer, formatHostPort } from "../../core/balancer.ts";
 import type { Channel } from "../../core/channel.ts";
 import { ExitError } from "../../core/exit_error.ts";
@@ -167,6 +168,11 @@ function dial(pipe: Pipe, channel: Channel, options: ServeOptions): Promise<Sock
       },
     );
   });
+}
+
+/** A compiled binary is itself the program; from source, bun runs the main file. */
+export function selfCommand(): string[] {
+  return Bun.main.startsWith("/$bunfs/") || Bun.main.includes("~BUN") ? [process.execPath] : [process.execPath, Bun.main];
 }
 
 function listenError(err: unknown, where: string): ExitError {

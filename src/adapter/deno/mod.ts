@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { fileURLToPath } from "node:url";
 import type { Balancer } from "../../core/balancer.ts";
 import { EX_NOPERM, EX_OSERR } from "../../core/sysexits.ts";
 import { ExitError } from "../../core/exit_error.ts";
@@ -97,6 +98,11 @@ async function handleClient(
       `${clientAddress}: closed ${balancer.describe(channel)}, channel sent ${channel.sent} rcvd ${channel.rcvd}`,
     );
   }
+}
+
+/** `deno run` of this same main module, with the permissions it runs with. */
+export function selfCommand(): string[] {
+  return [Deno.execPath(), "run", "--allow-all", fileURLToPath(Deno.mainModule)];
 }
 
 function listenError(err: unknown, where: string): ExitError {

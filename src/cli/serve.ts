@@ -1,0 +1,91 @@
+import { lookup } from "node:dns/promises";
+import { dirname } from "node:path";
+import process from "node:process";
+import { Balancer } from "../core/balancer.ts";
+import { ExitError } from "../core/exit_error.ts";
+import type { ServiceLookup } from "../core/grammar.ts";
+import { formatPacketDump } from "../core/packet_dump.ts";
+import { EX_OK, EX_USAGE } from "../core/sysexits.ts";
+import type { Adapter } from "../adapter/types.ts";
+import { controlAddress, ensurePrivateDirectory } from "../control/address.ts";
+import { claimControlAddress, startControlServer } from "../control/server.ts";
+import type { Config } from "./config.ts";
+import { type LogTarget, setupLog } from "./log.ts";
+import { VERSION } from "./usage.ts";
+
+/**
+ * Runs the balancer until it is stopped (`kill`, SIGTERM, SIGINT): resolves
+ * hosts, claims the control channel, listens, and calls `onReady` once
+ * clients and control commands are served.
+ *
+ * @example
+ * ```ts
+ * await serveUntilStopped(config, adapter, lookupPort, { kind: "stderr" });
+ * ```
+ */
+export async function serveUntilStopped(
+  config: Config,
+  adapter: Adapter,
+  lookupPort: ServiceLookup,
+  logTarget: LogTarget,
+): Promise<number> {
+  const log = await setupLog(config.debug, logTarget);
+  const trace = config.debug ? (m: string) => log.debug(m) : undefined;
+  const hosts = new Map<string, string>();
+  for (const host of config.groups.flatMap((g) => g.channels.map((c) => c.host))) {
+    hosts.set(host, await resolveHost(host, "channel host"));
+  }
+  const balancer = Balancer.fromSpecs(
+    config.groups,
+    { autodisable: config.autodisable, hashFailover: config.hashFailover },
+    trace,
+    (host) => hosts.get(host)!,
+  );
+  const hostname = config.bindAddress !== undefined
+    ? await resolveHost(config.bindAddress, "bind address (-b)")
+    : config.ipv6
+    ? "::"
+    : "0.0.0.0";
+  const sourceAddress = config.sourceAddress === undefined
+    ? undefined
+    : await resolveHost(config.sourceAddress, "source address (-B)");
+
+  const control = controlAddress(config.listenPort, config.bindAddress);
+  ensurePrivateDirectory(dirname(control));
+  await claimControlAddress(control, config.listenPort);
+
+  // process.exit runs the 'exit' handlers, which remove the control socket.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    try {
+      process.on(signal, () => {
+        log.info(`${signal}: exiting`);
+        process.exit(EX_OK);
+      });
+    } catch { /* Windows has no SIGTERM to listen for */ }
+  }
+  const server = await adapter.serve(balancer, {
+    hostname,
+    port: config.listenPort,
+    connectTimeoutMs: config.connectTimeout * 1000,
+    idleTimeoutMs: config.idleTimeout * 1000,
+    sourceAddress,
+    dump: config.packetDump ? (dir, chunk) => process.stdout.write(formatPacketDump(dir, chunk)) : undefined,
+    trace,
+    warn: (m) => log.warning(m),
+  });
+  await startControlServer({ balancer, version: VERSION, lookupPort }, control, () => {
+    log.info("kill: exiting");
+    process.exit(EX_OK);
+  });
+  trace?.(`listening on ${hostname} port ${server.port}, ${balancer.groups.length} group(s), control ${control}`);
+  await server.finished;
+  return EX_OK;
+}
+
+async function resolveHost(host: string, what: string): Promise<string> {
+  try {
+    return (await lookup(host)).address;
+  } catch {
+    throw new ExitError(`cannot resolve ${what} '${host}'`, EX_USAGE, true);
+  }
+}

@@ -1,0 +1,73 @@
+import { lstatSync, mkdirSync, chmodSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { ExitError } from "../core/exit_error.ts";
+import { EX_NOPERM, EX_OSERR } from "../core/sysexits.ts";
+
+/**
+ * Where a balancer's control channel lives, found from its listen port and
+ * `-b` address alone (as balance 3.54 keyed its shared memory):
+ *
+ * - `BALANCE_CONTROL_DIR` if set (an explicit choice wins);
+ * - Windows: a named pipe `\\.\pipe\balance-<user>-<addr>-<port>`;
+ * - root: `/run/balance/`, the system's runtime directory;
+ * - a user with `XDG_RUNTIME_DIR` (systemd logins): `$XDG_RUNTIME_DIR/balance/`,
+ *   private to the user and cleaned at logout;
+ * - otherwise `<tmpdir>/balance-<uid>/`, created `0700`.
+ *
+ * On Unix the socket is `<dir>/<addr>-<port>.sock` with `<addr>` = `any`
+ * without `-b`. The directory is owner-only, so no other user can reach
+ * the socket; root can, as with any file.
+ *
+ * @example
+ * ```ts
+ * controlAddress(80, undefined); // "/run/user/1000/balance/any-80.sock"
+ * ```
+ */
+export function controlAddress(port: number, bindAddress: string | undefined): string {
+  const name = `${bindAddress ?? "any"}-${port}`;
+  if (process.platform === "win32") {
+    const user = process.env.USERNAME ?? "user";
+    return `\\\\.\\pipe\\balance-${user}-${name.replaceAll(":", "_")}`;
+  }
+  return join(controlDirectory(), `${name}.sock`);
+}
+
+/** The directory of {@link controlAddress} on Unix (not created). */
+export function controlDirectory(): string {
+  const env = process.env;
+  if (env.BALANCE_CONTROL_DIR) return env.BALANCE_CONTROL_DIR;
+  const uid = process.getuid?.() ?? -1;
+  if (uid === 0) return "/run/balance";
+  if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, "balance");
+  return join(tmpdir(), `balance-${uid}`);
+}
+
+/**
+ * Creates the control directory owner-only, or checks that an existing one
+ * is a real directory of ours that nobody else can enter. A directory in a
+ * shared place (`/tmp`) made by someone else is refused, never used.
+ *
+ * @example
+ * ```ts
+ * ensurePrivateDirectory("/tmp/balance-1000");
+ * ```
+ */
+export function ensurePrivateDirectory(dir: string): void {
+  if (process.platform === "win32") return;
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new ExitError(`cannot create control directory ${dir}: ${(err as Error).message}`, EX_OSERR);
+  }
+  const st = lstatSync(dir);
+  const uid = process.getuid?.();
+  if (!st.isDirectory() || st.isSymbolicLink()) {
+    throw new ExitError(`control directory ${dir} is not a directory`, EX_NOPERM);
+  }
+  if (uid !== undefined && st.uid !== uid) {
+    throw new ExitError(`control directory ${dir} belongs to another user`, EX_NOPERM);
+  }
+  if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+}

@@ -1,0 +1,116 @@
+import * as net from "node:net";
+import * as readline from "node:readline";
+import process from "node:process";
+import { ExitError } from "../core/exit_error.ts";
+import { EX_NOPERM, EX_OK, EX_UNAVAILABLE } from "../core/sysexits.ts";
+import type { ControlResponse } from "./protocol.ts";
+
+/**
+ * A connection to a running balancer's control channel.
+ *
+ * @example
+ * ```ts
+ * const control = await ControlClient.connect(address, 80);
+ * console.log((await control.send(0, "show")).output);
+ * control.close();
+ * ```
+ */
+export class ControlClient {
+  #lines: AsyncIterator<string>;
+
+  private constructor(private readonly socket: net.Socket) {
+    this.#lines = readline.createInterface({ input: socket, crlfDelay: Infinity })[Symbol.asyncIterator]();
+  }
+
+  /** Connects, or throws an ExitError: 69 when no instance runs there, 77 when it is not ours. */
+  static connect(address: string, port: number): Promise<ControlClient> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(address);
+      socket.once("connect", () => {
+        socket.removeAllListeners("error");
+        socket.on("error", () => {});
+        resolve(new ControlClient(socket));
+      });
+      socket.once("error", (err: NodeJS.ErrnoException) => {
+        if (err.code === "EACCES" || err.code === "EPERM") {
+          reject(new ExitError(`permission denied: the balance instance on port ${port} belongs to another user`, EX_NOPERM));
+        } else {
+          reject(new ExitError(`no balance instance running on port ${port} (no control socket at ${address})`, EX_UNAVAILABLE));
+        }
+      });
+    });
+  }
+
+  /** Sends one command with `group` as the current group and waits for the answer. */
+  async send(group: number, command: string): Promise<ControlResponse> {
+    this.socket.write(`${JSON.stringify({ group, command })}\n`);
+    const next = await this.#lines.next();
+    if (next.done) throw new ExitError("the balance instance closed the control connection", EX_UNAVAILABLE);
+    return JSON.parse(next.value) as ControlResponse;
+  }
+
+  close(): void {
+    this.socket.end();
+  }
+}
+
+/**
+ * `balance -c CMD port`: one command against group 0, its answer on stdout.
+ *
+ * @example
+ * ```ts
+ * process.exitCode = await runControlCommand(address, 80, "show");
+ * ```
+ */
+export async function runControlCommand(address: string, port: number, command: string): Promise<number> {
+  const client = await ControlClient.connect(address, port);
+  try {
+    const { output } = await client.send(0, command);
+    if (output !== "") process.stdout.write(`${output}\n`);
+    return EX_OK;
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * `balance -i port`: the control shell. On a terminal it prompts
+ * `balance[G] ` with line editing and history (node:readline); from a pipe
+ * it reads plain lines and prints only the answers, so scripts can drive it.
+ * `quit`, `kill` or end of input leaves.
+ *
+ * @example
+ * ```ts
+ * process.exitCode = await runControlShell(address, 80);
+ * ```
+ */
+export async function runControlShell(address: string, port: number): Promise<number> {
+  const client = await ControlClient.connect(address, port);
+  const terminal = Boolean(process.stdin.isTTY);
+  const rl = readline.createInterface({
+    input: process.stdin,
+    output: terminal ? process.stdout : undefined,
+    terminal,
+    historySize: 200,
+  });
+  let group = 0;
+  const prompt = () => {
+    if (!terminal) return;
+    rl.setPrompt(`balance[${group}] `);
+    rl.prompt();
+  };
+  try {
+    prompt();
+    for await (const line of rl) {
+      const response = await client.send(group, line);
+      group = response.group;
+      if (response.output !== "") process.stdout.write(`${response.output}\n`);
+      if (response.quit || response.kill) break;
+      prompt();
+    }
+  } finally {
+    rl.close();
+    client.close();
+  }
+  return EX_OK;
+}

@@ -1,0 +1,313 @@
+import type { Balancer } from "./balancer.ts";
+import { MAX_CHANNELS, MAX_GROUPS } from "./balancer.ts";
+import { Channel } from "./channel.ts";
+import { MAX_MAXC, type ServiceLookup } from "./grammar.ts";
+import { Group } from "./group.ts";
+import { addressBytes } from "./hash.ts";
+
+/**
+ * balance's runtime-control commands (`-i`, `-c`), answered word for word as
+ * balance 3.54 answered them, since scripts parse those answers.
+ *
+ * @module
+ */
+
+/**
+ * The commands, in the order that settles an abbreviation matching several
+ * (`d` is `disable`, `m` is `maxc`), as in balance 3.54.
+ */
+export const COMMANDS = [
+  "quit",
+  "show",
+  "help",
+  "kill",
+  "disable",
+  "group",
+  "reset",
+  "enable",
+  "create",
+  "assign",
+  "maxc",
+  "mrtg-bytes",
+  "mrtg-conns",
+  "version",
+  "hash",
+  "rr",
+] as const;
+
+/** One of {@link COMMANDS}. */
+export type CommandName = typeof COMMANDS[number];
+
+const HELP: Record<CommandName, string> = {
+  quit: "quit                  leave the shell",
+  show: "show [--json]         show all channels of all groups",
+  help: "help, ?               this list",
+  kill: "kill                  stop the balancer",
+  disable: "disable N             disable channel N of the current group",
+  group: "group G               make G the current group",
+  reset: "reset N               zero channel N's totalc, sent and rcvd",
+  enable: "enable N              enable channel N of the current group",
+  create: "create HOST PORT      add a disabled channel to the current group",
+  assign: "assign N HOST PORT    change the address of disabled channel N",
+  maxc: "maxc N M              set channel N's maxc to M (0 = no limit)",
+  "mrtg-bytes": "mrtg-bytes G N        MRTG: rcvd and sent bytes of channel N of group G",
+  "mrtg-conns": "mrtg-conns G N        MRTG: total connections of channel N of group G",
+  version: "version               the version and limits",
+  hash: "hash                  make the current group a Hash group",
+  rr: "rr                    make the current group a round robin group",
+};
+
+/**
+ * Resolves a possibly abbreviated command word (`sh`, `dis`), or `undefined`.
+ *
+ * @example
+ * ```ts
+ * resolveCommand("d"); // "disable"
+ * resolveCommand("?"); // "help"
+ * ```
+ */
+export function resolveCommand(word: string): CommandName | undefined {
+  if (word === "?") return "help";
+  if (word === "") return undefined;
+  return COMMANDS.find((c) => c.startsWith(word.toLowerCase()));
+}
+
+/** What a command did, besides its answer. */
+export interface CommandResult {
+  /** The answer, without a trailing newline; may be empty. */
+  output: string;
+  /** The current group after the command (`group G` changes it). */
+  group: number;
+  /** `quit`: the shell should end. */
+  quit?: boolean;
+  /** `kill`: the balancer should stop once the answer is out. */
+  kill?: boolean;
+}
+
+/** What the control commands need from outside the core. */
+export interface ControlContext {
+  balancer: Balancer;
+  /** The version for `version`. */
+  version: string;
+  /** Service names for `create`/`assign` ports. */
+  lookupPort: ServiceLookup;
+}
+
+const SYNTAX_ERROR = "syntax error";
+
+/**
+ * Runs one control command line against the balancer, with `group` as the
+ * current group, and returns the answer. Never throws on any input: garbage
+ * answers `syntax error` and changes nothing.
+ *
+ * @example
+ * ```ts
+ * executeCommand(ctx, 0, "dis 1").output; // "channel 1 disabled"
+ * ```
+ */
+export function executeCommand(ctx: ControlContext, group: number, line: string): CommandResult {
+  const [word = "", ...args] = line.trim().split(/\s+/);
+  const answer = (output: string, extra: Partial<CommandResult> = {}) => ({ output, group, ...extra });
+  if (word === "") return answer("");
+  const command = resolveCommand(word);
+  if (command === undefined) return answer(SYNTAX_ERROR);
+  const { balancer } = ctx;
+  const groups = balancer.groups;
+  const current = groups[group];
+  const argCount: Record<CommandName, number[]> = {
+    quit: [0],
+    show: [0, 1],
+    help: [0],
+    kill: [0],
+    disable: [1],
+    group: [1],
+    reset: [1],
+    enable: [1],
+    create: [2],
+    assign: [3],
+    maxc: [2],
+    "mrtg-bytes": [2],
+    "mrtg-conns": [2],
+    version: [0],
+    hash: [0],
+    rr: [0],
+  };
+  if (!argCount[command].includes(args.length)) return answer(SYNTAX_ERROR);
+  // Channel numbers and counts are whole decimal numbers: `disable x` is a
+  // syntax error (balance 3.54 read it as 0 and disabled channel 0).
+  const numbers = args.map((a) => (/^\d{1,10}$/.test(a) ? Number(a) : NaN));
+  const channelAt = (n: number): Channel | undefined => current?.channels[n];
+
+  switch (command) {
+    case "quit":
+      return answer("", { quit: true });
+    case "kill":
+      return answer("shutdown complete, exiting.", { kill: true });
+    case "help":
+      return answer(COMMANDS.map((c) => HELP[c]).join("\n"));
+    case "version":
+      return answer(`This is balance ${ctx.version}\nMAXGROUPS=${MAX_GROUPS}\nMAXCHANNELS=${MAX_CHANNELS}`);
+    case "show":
+      if (args.length === 1 && args[0] !== "--json") return answer(SYNTAX_ERROR);
+      return answer(args.length ? JSON.stringify(showJson(balancer)) : showTable(balancer));
+    case "group": {
+      const g = numbers[0];
+      if (Number.isNaN(g)) return answer(SYNTAX_ERROR);
+      if (g >= MAX_GROUPS) return answer("value out of range");
+      return { output: "", group: g };
+    }
+    case "hash":
+    case "rr": {
+      const target = current ?? ensureGroup(balancer, group);
+      target.type = command === "hash" ? "Hash" : "RR";
+      return answer(`group ${group} set to ${command === "hash" ? "hash" : "round robin"}`);
+    }
+    case "create": {
+      const [host, portText] = args;
+      const port = parsePortArg(portText, ctx.lookupPort);
+      if (!addressBytes(host) || port === undefined) return answer("invalid address");
+      const target = current ?? ensureGroup(balancer, group);
+      if (target.channels.length >= MAX_CHANNELS) return answer("no channel slots available");
+      target.channels.push(new Channel(host, port, 0, false));
+      return answer("channel created");
+    }
+    case "mrtg-bytes":
+    case "mrtg-conns": {
+      const [g, n] = numbers;
+      if (Number.isNaN(g) || Number.isNaN(n)) return answer(SYNTAX_ERROR);
+      const channel = groups[g]?.channels[n];
+      if (!channel) return answer(`no such channel ${n}`);
+      const label = `group ${g} channel ${n}`;
+      return answer(
+        command === "mrtg-bytes"
+          ? `${channel.rcvd}\n${channel.sent}\nUNKNOWN\n${label}`
+          : `${channel.totalc}\nUNKNOWN\nUNKNOWN\n${label}`,
+      );
+    }
+  }
+
+  // The rest act on channel N of the current group.
+  const n = numbers[0];
+  if (Number.isNaN(n)) return answer(SYNTAX_ERROR);
+  const channel = channelAt(n);
+  if (!channel) return answer(`no such channel ${n}`);
+  switch (command) {
+    case "enable":
+    case "disable": {
+      const enable = command === "enable";
+      const verb = enable ? "enabled" : "disabled";
+      if (channel.enabled === enable) return answer(`channel ${n} already ${verb}`);
+      channel.enabled = enable;
+      return answer(`channel ${n} ${verb}`);
+    }
+    case "reset":
+      channel.totalc = 0;
+      channel.sent = 0;
+      channel.rcvd = 0;
+      return answer(`channel ${n} counters reset`);
+    case "maxc": {
+      const m = numbers[1];
+      if (Number.isNaN(m) || m > MAX_MAXC) return answer(SYNTAX_ERROR);
+      channel.maxc = m;
+      return answer(`maxc of channel ${n} changed to ${m}`);
+    }
+    case "assign": {
+      if (channel.enabled) return answer("channel must be disabled to assign new address");
+      const port = parsePortArg(args[2], ctx.lookupPort);
+      if (!addressBytes(args[1]) || port === undefined) return answer("invalid address");
+      channel.address = args[1];
+      channel.port = port;
+      return answer("channel reassigned");
+    }
+  }
+  return answer(SYNTAX_ERROR);
+}
+
+function parsePortArg(text: string, lookup: ServiceLookup): number | undefined {
+  if (/^\d{1,5}$/.test(text)) {
+    const n = Number(text);
+    return n >= 1 && n <= 65535 ? n : undefined;
+  }
+  return lookup(text);
+}
+
+// `group G` may name a group that has no channels yet; `create` then makes it.
+function ensureGroup(balancer: Balancer, index: number): Group {
+  while (balancer.groups.length <= index) balancer.groups.push(new Group("RR"));
+  return balancer.groups[index];
+}
+
+/** One row of `show --json`. */
+export interface ChannelStatus {
+  group: number;
+  type: "RR" | "Hash";
+  channel: number;
+  enabled: boolean;
+  address: string;
+  port: number;
+  c: number;
+  totalc: number;
+  maxc: number;
+  sent: number;
+  rcvd: number;
+}
+
+/**
+ * All channels as data, for `show --json`.
+ *
+ * @example
+ * ```ts
+ * showJson(balancer)[0].enabled; // true
+ * ```
+ */
+export function showJson(balancer: Balancer): ChannelStatus[] {
+  return balancer.groups.flatMap((g, gi) =>
+    g.channels.map((c, ci) => ({
+      group: gi,
+      type: g.type,
+      channel: ci,
+      enabled: c.enabled,
+      address: c.address,
+      port: c.port,
+      c: c.c,
+      totalc: c.totalc,
+      maxc: c.maxc,
+      sent: c.sent,
+      rcvd: c.rcvd,
+    }))
+  );
+}
+
+/**
+ * The `show` table with balance 3.54's columns: one header line, then one
+ * whitespace-separated row per channel.
+ *
+ * @example
+ * ```ts
+ * showTable(balancer).split("\n")[0];
+ * // "GRP Type  # S   ip-address       port     c totalc  maxc         sent         rcvd"
+ * ```
+ */
+export function showTable(balancer: Balancer): string {
+  const rows = [
+    `GRP Type  # S   ${"ip-address".padEnd(15)}  port     c totalc  maxc ${"sent".padStart(12)} ${"rcvd".padStart(12)}`,
+  ];
+  for (const s of showJson(balancer)) {
+    rows.push(
+      [
+        String(s.group).padStart(3),
+        s.type.padEnd(4),
+        String(s.channel).padStart(2),
+        s.enabled ? "ENA" : "dis",
+        s.address.padEnd(15),
+        String(s.port).padStart(5),
+        String(s.c).padStart(5),
+        String(s.totalc).padStart(6),
+        String(s.maxc).padStart(5),
+        String(s.sent).padStart(12),
+        String(s.rcvd).padStart(12),
+      ].join(" "),
+    );
+  }
+  return rows.join("\n");
+}

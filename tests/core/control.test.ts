@@ -1,0 +1,229 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  Balancer,
+  Channel,
+  COMMANDS,
+  executeCommand,
+  Group,
+  MAX_CHANNELS,
+  parseServices,
+  resolveCommand,
+} from "../../src/core/mod.ts";
+
+function setup() {
+  const balancer = new Balancer([
+    new Group("RR", [new Channel("127.0.0.1", 8081), new Channel("127.0.0.2", 8082, 10)]),
+    new Group("Hash", [new Channel("::1", 9000)]),
+  ]);
+  const ctx = { balancer, version: "4.0.0", lookupPort: parseServices("http 80/tcp\n") };
+  const run = (line: string, group = 0) => executeCommand(ctx, group, line);
+  return { balancer, run, ch: (g: number, n: number) => balancer.groups[g].channels[n] };
+}
+
+test("control: abbreviations resolve in balance's order", () => {
+  assert.equal(resolveCommand("sh"), "show");
+  assert.equal(resolveCommand("s"), "show");
+  assert.equal(resolveCommand("d"), "disable");
+  assert.equal(resolveCommand("dis"), "disable");
+  assert.equal(resolveCommand("en"), "enable");
+  assert.equal(resolveCommand("e"), "enable");
+  assert.equal(resolveCommand("m"), "maxc");
+  assert.equal(resolveCommand("mrtg-b"), "mrtg-bytes");
+  assert.equal(resolveCommand("mrtg"), "mrtg-bytes");
+  assert.equal(resolveCommand("h"), "help");
+  assert.equal(resolveCommand("ha"), "hash");
+  assert.equal(resolveCommand("r"), "reset");
+  assert.equal(resolveCommand("rr"), "rr");
+  assert.equal(resolveCommand("q"), "quit");
+  assert.equal(resolveCommand("k"), "kill");
+  assert.equal(resolveCommand("?"), "help");
+  assert.equal(resolveCommand("xyz"), undefined);
+  assert.equal(resolveCommand("showx"), undefined);
+});
+
+test("control: show prints balance's header and one row per channel", () => {
+  const { run, ch } = setup();
+  ch(0, 0).c = 2;
+  ch(0, 0).totalc = 7;
+  ch(0, 0).sent = 1234;
+  ch(0, 0).rcvd = 56789;
+  const lines = run("show").output.split("\n");
+  assert.equal(lines.length, 4);
+  assert.deepEqual(lines[0].split(/\s+/), [
+    "GRP",
+    "Type",
+    "#",
+    "S",
+    "ip-address",
+    "port",
+    "c",
+    "totalc",
+    "maxc",
+    "sent",
+    "rcvd",
+  ]);
+  assert.deepEqual(lines[1].trim().split(/\s+/), [
+    "0",
+    "RR",
+    "0",
+    "ENA",
+    "127.0.0.1",
+    "8081",
+    "2",
+    "7",
+    "0",
+    "1234",
+    "56789",
+  ]);
+  assert.deepEqual(lines[2].trim().split(/\s+/), [
+    "0",
+    "RR",
+    "1",
+    "ENA",
+    "127.0.0.2",
+    "8082",
+    "0",
+    "0",
+    "10",
+    "0",
+    "0",
+  ]);
+  assert.deepEqual(lines[3].trim().split(/\s+/), ["1", "Hash", "0", "ENA", "::1", "9000", "0", "0", "0", "0", "0"]);
+});
+
+test("control: show --json gives the same as data", () => {
+  const { run } = setup();
+  const rows = JSON.parse(run("show --json").output);
+  assert.equal(rows.length, 3);
+  assert.deepEqual(rows[2], {
+    group: 1,
+    type: "Hash",
+    channel: 0,
+    enabled: true,
+    address: "::1",
+    port: 9000,
+    c: 0,
+    totalc: 0,
+    maxc: 0,
+    sent: 0,
+    rcvd: 0,
+  });
+  assert.equal(run("show --xml").output, "syntax error");
+});
+
+test("control: enable and disable answer as balance does", () => {
+  const { run, ch } = setup();
+  assert.equal(run("disable 1").output, "channel 1 disabled");
+  assert.equal(ch(0, 1).enabled, false);
+  assert.equal(run("dis 1").output, "channel 1 already disabled");
+  assert.equal(run("en 1").output, "channel 1 enabled");
+  assert.equal(run("enable 1").output, "channel 1 already enabled");
+  assert.equal(run("disable 0", 1).output, "channel 0 disabled");
+  assert.equal(ch(1, 0).enabled, false, "acts on the current group");
+  assert.equal(ch(0, 0).enabled, true);
+});
+
+test("control: bad arguments are syntax errors and change nothing", () => {
+  const { run, balancer } = setup();
+  const before = run("show --json").output;
+  for (
+    const line of [
+      "disable x",
+      "disable",
+      "disable 1 2",
+      "enable -1",
+      "maxc 0",
+      "maxc 0 x",
+      "maxc 0 -3",
+      "frobnicate",
+      "reset",
+      "group",
+      "group x",
+      "create 1.2.3.4",
+      "assign 0 1.2.3.4",
+      "mrtg-bytes 0",
+      "mrtg-conns x 0",
+      "version 2",
+      "disable 0x1",
+      "disable 1e2",
+      "maxc 0 99999999999",
+    ]
+  ) {
+    assert.equal(run(line).output, "syntax error", line);
+  }
+  assert.equal(run("show --json").output, before);
+  assert.equal(balancer.groups.length, 2);
+});
+
+test("control: unknown channels", () => {
+  const { run } = setup();
+  assert.equal(run("disable 2").output, "no such channel 2");
+  assert.equal(run("enable 9").output, "no such channel 9");
+  assert.equal(run("reset 1", 1).output, "no such channel 1");
+  assert.equal(run("mrtg-bytes 3 0").output, "no such channel 0");
+});
+
+test("control: maxc and reset", () => {
+  const { run, ch } = setup();
+  assert.equal(run("maxc 0 16").output, "maxc of channel 0 changed to 16");
+  assert.equal(ch(0, 0).maxc, 16);
+  Object.assign(ch(0, 0), { c: 1, totalc: 9, sent: 10, rcvd: 11 });
+  assert.equal(run("reset 0").output, "channel 0 counters reset");
+  assert.deepEqual([ch(0, 0).c, ch(0, 0).totalc, ch(0, 0).sent, ch(0, 0).rcvd], [1, 0, 0, 0], "c is live: kept");
+});
+
+test("control: create adds a disabled channel; assign only when disabled", () => {
+  const { run, ch, balancer } = setup();
+  assert.equal(run("create 127.0.0.9 http").output, "channel created");
+  assert.deepEqual([ch(0, 2).address, ch(0, 2).port, ch(0, 2).enabled], ["127.0.0.9", 80, false]);
+  assert.equal(run("create not-an-ip 80").output, "invalid address");
+  assert.equal(run("create 127.0.0.9 0").output, "invalid address");
+  assert.equal(run("create ::1 99999").output, "invalid address");
+  assert.equal(run("assign 0 127.0.0.5 81").output, "channel must be disabled to assign new address");
+  assert.equal(run("assign 2 127.0.0.5 81").output, "channel reassigned");
+  assert.deepEqual([ch(0, 2).address, ch(0, 2).port], ["127.0.0.5", 81]);
+  assert.equal(run("assign 2 bogus 81").output, "invalid address");
+  assert.equal(balancer.groups[0].channels.length, 3);
+});
+
+test("control: create stops at the channel limit", () => {
+  const { run, balancer } = setup();
+  while (balancer.groups[0].channels.length < MAX_CHANNELS) {
+    balancer.groups[0].channels.push(new Channel("127.0.0.1", 1));
+  }
+  assert.equal(run("create 127.0.0.1 2").output, "no channel slots available");
+});
+
+test("control: group, hash and rr", () => {
+  const { run, balancer } = setup();
+  assert.deepEqual(run("group 1"), { output: "", group: 1 });
+  assert.equal(run("group 99999").output, "value out of range");
+  assert.equal(run("group 99999").group, 0);
+  assert.equal(run("hash", 0).output, "group 0 set to hash");
+  assert.equal(balancer.groups[0].type, "Hash");
+  assert.equal(run("rr", 1).output, "group 1 set to round robin");
+  assert.equal(balancer.groups[1].type, "RR");
+  // A new group: select it, create a channel in it.
+  assert.equal(run("group 2").group, 2);
+  assert.equal(run("create 127.0.0.3 83", 2).output, "channel created");
+  assert.equal(balancer.groups.length, 3);
+});
+
+test("control: mrtg formats", () => {
+  const { run, ch } = setup();
+  Object.assign(ch(1, 0), { totalc: 5, sent: 100, rcvd: 200 });
+  assert.equal(run("mrtg-bytes 1 0").output, "200\n100\nUNKNOWN\ngroup 1 channel 0");
+  assert.equal(run("mrtg-conns 1 0").output, "5\nUNKNOWN\nUNKNOWN\ngroup 1 channel 0");
+});
+
+test("control: help, version, kill, quit, empty line", () => {
+  const { run } = setup();
+  const help = run("?").output.split("\n");
+  assert.equal(help.length, COMMANDS.length);
+  for (const c of COMMANDS) assert.ok(help.some((l) => l.startsWith(c)), c);
+  assert.match(run("version").output, /^This is balance 4\.0\.0\nMAXGROUPS=\d+\nMAXCHANNELS=\d+$/);
+  assert.deepEqual(run("kill"), { output: "shutdown complete, exiting.", group: 0, kill: true });
+  assert.deepEqual(run("quit"), { output: "", group: 0, quit: true });
+  assert.deepEqual(run("   "), { output: "", group: 0 });
+});

@@ -1,0 +1,325 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as net from "node:net";
+import process from "node:process";
+import { type Backend, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
+import { balanceCommand, runBalance, type Running, startBalance } from "../support/balance.ts";
+
+const at = (b: Backend) => `${b.host}:${b.port}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A private control directory per test, so tests never see each other's instances. */
+function controlDir(): { dir: string; env: Record<string, string>; cleanup(): void } {
+  const dir = mkdtempSync(join(tmpdir(), "balance-ctl-"));
+  return { dir, env: { BALANCE_CONTROL_DIR: dir }, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+interface Fixture {
+  port: number;
+  backends: Backend[];
+  lb: Running;
+  env: Record<string, string>;
+  dir: string;
+  ctl(command: string): Promise<string>;
+}
+
+/** balance in front of a, b (group 0, RR) and c (group 1), with its own control directory. */
+async function withBalancer(fn: (f: Fixture) => Promise<void>, extraArgs: string[] = []) {
+  const { dir, env, cleanup } = controlDir();
+  const backends = await Promise.all(["a", "b", "c"].map((n) => startBackend(n)));
+  const port = await freePort();
+  const lb = await startBalance(
+    [...extraArgs, String(port), at(backends[0]), at(backends[1]), "!", at(backends[2])],
+    port,
+    {
+      env,
+    },
+  );
+  const ctl = async (command: string) => {
+    const r = await runBalance(["-c", command, String(port)], { env });
+    assert.equal(r.code, 0, `balance -c '${command}': ${r.stderr}`);
+    assert.equal(r.stderr, "");
+    return r.stdout;
+  };
+  try {
+    await fn({ port, backends, lb, env, dir, ctl });
+  } finally {
+    await lb.stop();
+    await Promise.all(backends.map((b) => b.close()));
+    cleanup();
+  }
+}
+
+const rows = (show: string) => show.trim().split("\n").slice(1).map((l) => l.trim().split(/\s+/));
+
+test("control: show lists every channel with balance's columns", () =>
+  withBalancer(async ({ ctl, backends, port }) => {
+    await whoAnswers(port);
+    await sleep(50);
+    const out = await ctl("show");
+    assert.match(out, /^GRP Type {2}# S {3}ip-address {7}port {5}c totalc {2}maxc {9}sent {9}rcvd\n/);
+    const r = rows(out);
+    assert.deepEqual(r.map((x) => x.slice(0, 6)), [
+      ["0", "RR", "0", "ENA", "127.0.0.1", String(backends[0].port)],
+      ["0", "RR", "1", "ENA", "127.0.0.1", String(backends[1].port)],
+      ["1", "RR", "0", "ENA", "127.0.0.1", String(backends[2].port)],
+    ]);
+    assert.deepEqual(r[0].slice(6), ["0", "1", "0", "0", "2"], "c totalc maxc sent rcvd after one greeting");
+    const json = JSON.parse(await ctl("show --json"));
+    assert.equal(json[0].rcvd, 2);
+    assert.equal(json[0].totalc, 1);
+  }));
+
+test("control: disable and enable steer live traffic, answers word for word", () =>
+  withBalancer(async ({ ctl, port }) => {
+    assert.equal(await ctl("disable 0"), "channel 0 disabled\n");
+    assert.equal(await ctl("dis 0"), "channel 0 already disabled\n");
+    assert.deepEqual([await whoAnswers(port), await whoAnswers(port)], ["b", "b"]);
+    assert.equal(await ctl("d 1"), "channel 1 disabled\n");
+    assert.equal(await whoAnswers(port), "c", "group 0 all disabled: group 1");
+    assert.equal(await ctl("en 0"), "channel 0 enabled\n");
+    assert.equal(await ctl("enable 0"), "channel 0 already enabled\n");
+    assert.equal(await whoAnswers(port), "a");
+    assert.equal(await ctl("disable x"), "syntax error\n");
+    assert.equal(await ctl("disable 7"), "no such channel 7\n");
+    assert.equal(await ctl("frobnicate"), "syntax error\n");
+    assert.equal(rows(await ctl("sh"))[0][3], "ENA", "disable x changed nothing");
+  }));
+
+test("control: maxc, reset, mrtg-bytes, mrtg-conns, version, help", () =>
+  withBalancer(async ({ ctl, port }) => {
+    assert.equal(await ctl("maxc 0 1"), "maxc of channel 0 changed to 1\n");
+    const held = await connect(port);
+    await held.waitFor((d) => d.toString() === "a\n");
+    assert.equal(await whoAnswers(port), "b");
+    assert.equal(await whoAnswers(port), "b", "a is full at maxc 1");
+    held.socket.destroy();
+    await sleep(100);
+    // b greeted twice ("b\n"): 4 bytes received from it, none sent.
+    assert.equal(await ctl("mrtg-bytes 0 1"), "4\n0\nUNKNOWN\ngroup 0 channel 1\n");
+    assert.equal(await ctl("mrtg-conns 0 1"), "2\nUNKNOWN\nUNKNOWN\ngroup 0 channel 1\n");
+    assert.equal(await ctl("reset 1"), "channel 1 counters reset\n");
+    assert.equal(await ctl("mrtg-conns 0 1"), "0\nUNKNOWN\nUNKNOWN\ngroup 0 channel 1\n");
+    assert.match(await ctl("version"), /^This is balance \d+\.\d+\.\d+\nMAXGROUPS=\d+\nMAXCHANNELS=\d+\n$/);
+    const help = await ctl("?");
+    for (
+      const c of ["quit", "show", "help", "kill", "disable", "group", "reset", "enable", "create", "assign", "maxc"]
+    ) {
+      assert.match(help, new RegExp(`^${c}`, "m"));
+    }
+  }));
+
+test("control: create (disabled), assign (only when disabled), enable: the new channel serves", () =>
+  withBalancer(async ({ ctl, port }) => {
+    const d = await startBackend("d");
+    const e = await startBackend("e");
+    try {
+      assert.equal(await ctl(`create 127.0.0.1 ${d.port}`), "channel created\n");
+      assert.equal(rows(await ctl("show"))[2].slice(0, 6).join(" "), `0 RR 2 dis 127.0.0.1 ${d.port}`);
+      assert.equal(await ctl(`create not-an-address ${d.port}`), "invalid address\n");
+      assert.equal(await ctl(`assign 0 127.0.0.1 ${e.port}`), "channel must be disabled to assign new address\n");
+      assert.equal(await ctl(`assign 2 127.0.0.1 ${e.port}`), "channel reassigned\n");
+      await ctl("disable 0");
+      await ctl("disable 1");
+      await ctl("enable 2");
+      assert.equal(await whoAnswers(port), "e");
+    } finally {
+      await d.close();
+      await e.close();
+    }
+  }));
+
+test("control: -i through a pipe: group, hash, rr, answers only, quit ends", () =>
+  withBalancer(async ({ port, env }) => {
+    const r = await runBalance(["-i", String(port)], {
+      env,
+      input: "group 1\nhash\nshow\nrr\ngroup 99999\nquit\nshow\n",
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.split("\n");
+    assert.equal(lines[0], "group 1 set to hash");
+    assert.match(r.stdout, /^ {2}1 Hash {2}0 ENA/m);
+    assert.match(r.stdout, /^group 1 set to round robin$/m);
+    assert.match(r.stdout, /^value out of range$/m);
+    assert.equal(r.stdout.match(/^GRP/gm)?.length, 1, "nothing runs after quit");
+    assert.doesNotMatch(r.stdout, /balance\[/, "no prompts on a pipe");
+  }));
+
+test(
+  "control: -i on a terminal prompts balance[G] and follows group",
+  { skip: !existsSync("/usr/bin/script") },
+  () =>
+    withBalancer(async ({ port, env }) => {
+      const command = [...balanceCommand(), "-i", String(port)].map((a) => `'${a}'`).join(" ");
+      // `script` gives balance a pseudo-terminal; the input arrives typed.
+      const r = await runBalance(["-qfec", command, "/dev/null"], {
+        command: ["script"],
+        env,
+        input: "group 1\nshow\nquit\n",
+      });
+      const out = r.stdout.replaceAll("\r", "");
+      assert.match(out, /balance\[0\] /);
+      assert.match(out, /balance\[1\] /);
+      assert.match(out, /^ {2}1 RR {4}0 ENA/m);
+    }),
+);
+
+test("control: changes never cut existing connections", () =>
+  withBalancer(async ({ ctl, port }) => {
+    const c = await connect(port);
+    await c.waitFor((d) => d.toString() === "a\n");
+    for (const command of ["disable 0", "maxc 0 1", "hash", "rr", "create 127.0.0.9 1", "assign 2 127.0.0.8 2"]) {
+      await ctl(command);
+    }
+    c.socket.write("still here");
+    await c.waitFor((d) => d.toString() === "a\nstill here");
+    c.socket.destroy();
+  }));
+
+test("control: garbage on the control socket is answered 'syntax error' and changes nothing", () =>
+  withBalancer(async ({ ctl, port, dir }) => {
+    const before = await ctl("show --json");
+    const socketPath = join(dir, `any-${port}.sock`);
+    const garbage = [
+      "disable 0\n",
+      '{"group":0}\n',
+      '{"group":-1,"command":"disable 0"}\n',
+      '{"group":"0","command":"disable 0"}\n',
+      "[1,2,3]\n",
+      "\xff\xfe\x00\x01\n",
+      '{"group":0,"command":"disable 0"',
+    ];
+    const replies = await new Promise<string>((resolve) => {
+      const s = net.connect(socketPath);
+      let got = "";
+      s.on("data", (d) => (got += d));
+      s.on("connect", () => s.end(garbage.join("")));
+      s.on("close", () => resolve(got));
+    });
+    const answers = replies.trim().split("\n").map((l) => JSON.parse(l).output);
+    assert.deepEqual(answers, new Array(6).fill("syntax error"));
+    // A line longer than the protocol allows ends the connection.
+    await new Promise<void>((resolve) => {
+      const s = net.connect(socketPath);
+      s.on("error", () => {});
+      s.on("connect", () => s.write("x".repeat(200_000)));
+      s.on("close", () => resolve());
+    });
+    assert.equal(await ctl("show --json"), before);
+  }));
+
+test("control: the control socket is owner-only, and -c without an instance exits 69", () =>
+  withBalancer(async ({ port, dir, env }) => {
+    const socketPath = join(dir, `any-${port}.sock`);
+    assert.equal(statSync(socketPath).mode & 0o777, 0o600);
+    const other = await freePort();
+    const r = await runBalance(["-c", "show", String(other)], { env });
+    assert.equal(r.code, 69);
+    assert.equal(r.stdout, "");
+    assert.match(r.stderr, new RegExp(`^balance: no balance instance running on port ${other}`));
+  }));
+
+test("control: another user cannot read or change the balancer", async (t) => {
+  if (process.getuid?.() !== 0) return t.skip("needs root to run a command as user nobody");
+  await withBalancer(async ({ port, dir }) => {
+    // nobody needs to reach the program itself (and a Deno cache of its own).
+    const cache = mkdtempSync(join(tmpdir(), "balance-nobody-"));
+    chmodSync(cache, 0o777);
+    try {
+      const asNobody = (extraEnv: Record<string, string>) =>
+        runBalance(["-c", "disable 0", String(port)], {
+          command: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", ...balanceCommand()],
+          env: { DENO_DIR: cache, HOME: cache, XDG_RUNTIME_DIR: "", BALANCE_CONTROL_DIR: "", ...extraEnv },
+        });
+      // Looking where its own instances would be, nobody finds none.
+      const own = await asNobody({});
+      assert.equal(own.code, 69, own.stderr);
+      // Pointed at the owner's directory, it is refused.
+      const pointed = await asNobody({ BALANCE_CONTROL_DIR: dir });
+      assert.equal(pointed.code, 77, pointed.stderr);
+      assert.match(pointed.stderr, /permission denied/);
+    } finally {
+      rmSync(cache, { recursive: true, force: true });
+    }
+  });
+});
+
+test("control: a stale socket after kill -9 is detected, not obeyed, and replaced", async () => {
+  const { dir, env, cleanup } = controlDir();
+  const backend = await startBackend("a");
+  const port = await freePort();
+  try {
+    const first = await startBalance([String(port), at(backend)], port, { env });
+    process.kill(first.child.pid!, "SIGKILL");
+    await first.stop();
+    const socketPath = join(dir, `any-${port}.sock`);
+    assert.ok(existsSync(socketPath), "kill -9 leaves the socket file behind");
+    const r = await runBalance(["-c", "show", String(port)], { env });
+    assert.equal(r.code, 69, "a dead socket is no instance");
+    const second = await startBalance([String(port), at(backend)], port, { env });
+    try {
+      const show = await runBalance(["-c", "show", String(port)], { env });
+      assert.equal(show.code, 0);
+      assert.match(show.stdout, /^ {2}0 RR {4}0 ENA/m);
+    } finally {
+      assert.equal(await second.stop(), 0);
+    }
+    assert.ok(!existsSync(socketPath), "SIGTERM removes the control socket");
+  } finally {
+    await backend.close();
+    cleanup();
+  }
+});
+
+test("control: a second balancer on the same port fails clearly and leaves the first in control", () =>
+  withBalancer(async ({ port, env, ctl, backends }) => {
+    const r = await runBalance(["-f", String(port), at(backends[0])], { env });
+    assert.notEqual(r.code, 0);
+    assert.equal(r.stderr.split("\n").length, 2, `one line: ${r.stderr}`);
+    assert.match(r.stderr, /address already in use|another balance already runs/);
+    assert.match(await ctl("show"), /^GRP/);
+  }));
+
+test("background: starts detached, returns 0 once serving; -c works; kill stops it and cleans up", async () => {
+  const { dir, env, cleanup } = controlDir();
+  const backend = await startBackend("bg");
+  const port = await freePort();
+  const logFile = join(dir, "balance.log");
+  try {
+    const started = await runBalance(["-d", "--log-file", logFile, String(port), at(backend)], { env });
+    assert.equal(started.code, 0, started.stderr);
+    assert.equal(started.stdout + started.stderr, "", "silent on success");
+    assert.equal(await whoAnswers(port), "bg", "serving as soon as the command returned");
+    const show = await runBalance(["-c", "show", String(port)], { env });
+    assert.match(show.stdout, /^ {2}0 RR {4}0 ENA 127\.0\.0\.1 .* 1 /m);
+    const kill = await runBalance(["-c", "kill", String(port)], { env });
+    assert.equal(kill.stdout, "shutdown complete, exiting.\n");
+    await sleep(300);
+    assert.ok(!existsSync(join(dir, `any-${port}.sock`)), "control socket removed");
+    await assert.rejects(whoAnswers(port), /ECONNREFUSED/);
+    const log = readFileSync(logFile, "utf8");
+    assert.match(log, /listening on 0\.0\.0\.0 port \d+/);
+    assert.match(log, /kill: exiting/);
+  } finally {
+    await backend.close();
+    cleanup();
+  }
+});
+
+test("background: a bind error reaches the terminal with a non-zero exit", async () => {
+  const { env, cleanup } = controlDir();
+  const blocker = net.createServer();
+  const port = await freePort();
+  await new Promise<void>((r) => blocker.listen(port, "0.0.0.0", r));
+  try {
+    const r = await runBalance([String(port), "127.0.0.1:1"], { env });
+    assert.equal(r.code, 71);
+    assert.equal(r.stderr, `balance: cannot listen on 0.0.0.0:${port}: address already in use\n`);
+  } finally {
+    blocker.close();
+    cleanup();
+  }
+});
