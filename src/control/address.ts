@@ -1,4 +1,4 @@
-import { lstatSync, mkdirSync, chmodSync } from "node:fs";
+import { chmodSync, lstatSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";

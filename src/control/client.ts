@@ -33,9 +33,16 @@ export class ControlClient {
       });
       socket.once("error", (err: NodeJS.ErrnoException) => {
         if (err.code === "EACCES" || err.code === "EPERM") {
-          reject(new ExitError(`permission denied: the balance instance on port ${port} belongs to another user`, EX_NOPERM));
+          reject(
+            new ExitError(`permission denied: the balance instance on port ${port} belongs to another user`, EX_NOPERM),
+          );
         } else {
-          reject(new ExitError(`no balance instance running on port ${port} (no control socket at ${address})`, EX_UNAVAILABLE));
+          reject(
+            new ExitError(
+              `no balance instance running on port ${port} (no control socket at ${address})`,
+              EX_UNAVAILABLE,
+            ),
+          );
         }
       });
     });

@@ -76,7 +76,10 @@ export function startControlServer(ctx: ControlContext, address: string, onKill:
     });
   });
   return new Promise((resolve, reject) => {
-    server.once("error", (err) => reject(new ExitError(`cannot create control socket ${address}: ${err.message}`, EX_OSERR)));
+    server.once(
+      "error",
+      (err) => reject(new ExitError(`cannot create control socket ${address}: ${err.message}`, EX_OSERR)),
+    );
     server.listen(address, () => {
       // The directory already keeps others out; the mode says so too.
       if (process.platform !== "win32") chmodSync(address, 0o600);

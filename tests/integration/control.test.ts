@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as net from "node:net";
@@ -224,27 +224,37 @@ test("control: the control socket is owner-only, and -c without an instance exit
 
 test("control: another user cannot read or change the balancer", async (t) => {
   if (process.getuid?.() !== 0) return t.skip("needs root to run a command as user nobody");
-  await withBalancer(async ({ port, dir }) => {
-    // nobody needs to reach the program itself (and a Deno cache of its own).
-    const cache = mkdtempSync(join(tmpdir(), "balance-nobody-"));
-    chmodSync(cache, 0o777);
-    try {
-      const asNobody = (extraEnv: Record<string, string>) =>
-        runBalance(["-c", "disable 0", String(port)], {
-          command: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", ...balanceCommand()],
-          env: { DENO_DIR: cache, HOME: cache, XDG_RUNTIME_DIR: "", BALANCE_CONTROL_DIR: "", ...extraEnv },
-        });
+  // nobody gets a world-readable copy of the program, or, from source, the
+  // checkout itself when nobody can read it (a private checkout cannot).
+  const home = mkdtempSync(join(tmpdir(), "balance-nobody-"));
+  chmodSync(home, 0o777);
+  try {
+    let command = balanceCommand();
+    if (process.env.BALANCE_BIN) {
+      copyFileSync(process.env.BALANCE_BIN, join(home, "balance"));
+      chmodSync(join(home, "balance"), 0o755);
+      command = [join(home, "balance")];
+    }
+    const asNobody = (args: string[], extraEnv: Record<string, string> = {}) =>
+      runBalance(args, {
+        command: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", ...command],
+        env: { DENO_DIR: home, HOME: home, XDG_RUNTIME_DIR: "", BALANCE_CONTROL_DIR: "", ...extraEnv },
+        cwd: home,
+      });
+    const canRun = await asNobody(["--version"]);
+    if (canRun.code !== 0) return t.skip(`user nobody cannot run ${command.join(" ")} from this checkout`);
+    await withBalancer(async ({ port, dir }) => {
       // Looking where its own instances would be, nobody finds none.
-      const own = await asNobody({});
+      const own = await asNobody(["-c", "disable 0", String(port)]);
       assert.equal(own.code, 69, own.stderr);
       // Pointed at the owner's directory, it is refused.
-      const pointed = await asNobody({ BALANCE_CONTROL_DIR: dir });
+      const pointed = await asNobody(["-c", "disable 0", String(port)], { BALANCE_CONTROL_DIR: dir });
       assert.equal(pointed.code, 77, pointed.stderr);
       assert.match(pointed.stderr, /permission denied/);
-    } finally {
-      rmSync(cache, { recursive: true, force: true });
-    }
-  });
+    });
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
 });
 
 test("control: a stale socket after kill -9 is detected, not obeyed, and replaced", async () => {

@@ -48,6 +48,8 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Text fed to standard input (for `-i`). */
   input?: string;
+  /** Working directory of the process. */
+  cwd?: string;
 }
 
 export function runBalance(args: string[], options: RunOptions = {}): Promise<Exited> {
@@ -56,6 +58,7 @@ export function runBalance(args: string[], options: RunOptions = {}): Promise<Ex
     const child = spawn(cmd, [...pre, ...args], {
       stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
       env: { ...process.env, ...options.env },
+      cwd: options.cwd,
     });
     if (options.input !== undefined) child.stdin!.end(options.input);
     let stdout = "";

@@ -172,7 +172,9 @@ function dial(pipe: Pipe, channel: Channel, options: ServeOptions): Promise<Sock
 
 /** A compiled binary is itself the program; from source, bun runs the main file. */
 export function selfCommand(): string[] {
-  return Bun.main.startsWith("/$bunfs/") || Bun.main.includes("~BUN") ? [process.execPath] : [process.execPath, Bun.main];
+  return Bun.main.startsWith("/$bunfs/") || Bun.main.includes("~BUN")
+    ? [process.execPath]
+    : [process.execPath, Bun.main];
 }
 
 function listenError(err: unknown, where: string): ExitError {
