@@ -1,6 +1,5 @@
 import { appendFileSync } from "node:fs";
 import { configure, getConsoleSink, getLogger, getTextFormatter, type LogLevel, type Sink } from "@logtape/logtape";
-import { getSyslogSink } from "@logtape/syslog";
 
 /** Where log lines go: the terminal, syslog (facility daemon), or a file. */
 export type LogTarget = { kind: "stderr" } | { kind: "syslog" } | { kind: "file"; path: string };
@@ -10,7 +9,7 @@ const formatter = getTextFormatter({
   format: ({ timestamp, level, message }) => `${timestamp} balance ${level}: ${message}`,
 });
 
-function sinkFor(target: LogTarget): Sink {
+async function sinkFor(target: LogTarget): Promise<Sink> {
   switch (target.kind) {
     case "stderr": {
       // stdout belongs to the -p packet dump: every level goes to stderr.
@@ -19,8 +18,12 @@ function sinkFor(target: LogTarget): Sink {
       ) as Record<LogLevel, "error">;
       return getConsoleSink({ levelMap, formatter });
     }
-    case "syslog":
+    case "syslog": {
+      // Loaded only in the background: it brings sockets and TLS code that
+      // a foreground balancer need not keep in memory.
+      const { getSyslogSink } = await import("@logtape/syslog");
       return getSyslogSink({ facility: "daemon", appName: "balance" });
+    }
     case "file":
       // One synchronous append per line: a background balancer's log is
       // rare lines (start, warnings, -d traces), never per chunk.
@@ -41,7 +44,7 @@ function sinkFor(target: LogTarget): Sink {
 export async function setupLog(debug: boolean, target: LogTarget) {
   await configure({
     reset: true,
-    sinks: { out: sinkFor(target) },
+    sinks: { out: await sinkFor(target) },
     loggers: [
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["out"] },
       { category: "balance", lowestLevel: debug ? "debug" : "info", sinks: ["out"] },

@@ -1,9 +1,11 @@
 import { lookup } from "node:dns/promises";
+import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import process from "node:process";
 import { Balancer } from "../core/balancer.ts";
 import { ExitError } from "../core/exit_error.ts";
 import type { ServiceLookup } from "../core/grammar.ts";
+import { addressBytes } from "../core/hash.ts";
 import { formatPacketDump } from "../core/packet_dump.ts";
 import { EX_OK, EX_USAGE } from "../core/sysexits.ts";
 import type { Adapter } from "../adapter/types.ts";
@@ -78,11 +80,26 @@ export async function serveUntilStopped(
     process.exit(EX_OK);
   });
   trace?.(`listening on ${hostname} port ${server.port}, ${balancer.groups.length} group(s), control ${control}`);
+  trace?.(openFilesLimit());
   await server.finished;
   return EX_OK;
 }
 
+// Each proxied connection takes two descriptors. Both runtimes raise the
+// soft limit to the hard limit at start; -d says what that gave.
+function openFilesLimit(): string {
+  try {
+    const line = readFileSync("/proc/self/limits", "utf8").split("\n").find((l) => l.startsWith("Max open files"));
+    const [soft, hard] = line!.trim().split(/\s+/).slice(3, 5);
+    return `open files limit ${soft} (hard ${hard}): up to ${Math.floor((Number(soft) - 32) / 2)} proxied connections`;
+  } catch {
+    return "open files limit: unknown on this platform";
+  }
+}
+
 async function resolveHost(host: string, what: string): Promise<string> {
+  // An address needs no resolver (and loading one costs memory and time).
+  if (addressBytes(host)) return host;
   try {
     return (await lookup(host)).address;
   } catch {

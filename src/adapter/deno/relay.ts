@@ -2,38 +2,60 @@ import type { Idleable } from "../../core/idle.ts";
 import type { ByteStream } from "./byte_stream.ts";
 
 /**
- * Size of each direction's buffer: one read at most. 64 KiB matches the
- * kernel's usual loopback segment batch, so a bulk transfer needs few reads.
+ * Each direction reads into its own small buffer; a read that fills it
+ * switches to a large buffer from a shared pool, and a short read returns it.
+ * An idle connection thus holds 2 × 4 KiB instead of 2 × 64 KiB, while a bulk
+ * transfer reads 64 KiB at a time; no buffer is allocated per chunk.
  */
-export const RELAY_BUFFER_SIZE = 64 * 1024;
+export const SMALL_BUFFER_SIZE = 4 * 1024;
+/** The bulk read size: the kernel's usual loopback segment batch. */
+export const LARGE_BUFFER_SIZE = 64 * 1024;
+
+const largePool: Uint8Array[] = [];
+const LARGE_POOL_MAX = 256;
+
+function takeLarge(): Uint8Array {
+  return largePool.pop() ?? new Uint8Array(LARGE_BUFFER_SIZE);
+}
+
+function giveLarge(buffer: Uint8Array): void {
+  if (largePool.length < LARGE_POOL_MAX) largePool.push(buffer);
+}
 
 /** Called after each chunk has been written to the other side. */
 export type ChunkHook = (chunk: Uint8Array) => void;
 
 /**
  * Copies bytes from `from` to `to` until `from` ends, then half-closes `to`.
- * One buffer, reused: a read waits until the previous chunk is fully written,
- * which is the backpressure — a slow reader on `to` stops reads from `from`
- * and nothing piles up in memory.
+ * A read waits until the previous chunk is fully written, which is the
+ * backpressure: a slow reader on `to` stops reads from `from` and nothing
+ * piles up in memory.
  *
  * @example
  * ```ts
- * await copyBytes(client, server, new Uint8Array(RELAY_BUFFER_SIZE), (c) => (sent += c.length));
+ * await copyBytes(client, server, (c) => (sent += c.length));
  * ```
  */
-export async function copyBytes(
-  from: ByteStream,
-  to: ByteStream,
-  buffer: Uint8Array,
-  onChunk: ChunkHook,
-): Promise<void> {
-  for (;;) {
-    const n = await from.read(buffer);
-    if (n === null) break;
-    const chunk = buffer.subarray(0, n);
-    let written = 0;
-    while (written < n) written += await to.write(chunk.subarray(written));
-    onChunk(chunk);
+export async function copyBytes(from: ByteStream, to: ByteStream, onChunk: ChunkHook): Promise<void> {
+  const small = new Uint8Array(SMALL_BUFFER_SIZE);
+  let large: Uint8Array | undefined;
+  try {
+    for (;;) {
+      const buffer = large ?? small;
+      const n = await from.read(buffer);
+      if (n === null) break;
+      const chunk = buffer.subarray(0, n);
+      let written = 0;
+      while (written < n) written += await to.write(chunk.subarray(written));
+      onChunk(chunk);
+      if (large === undefined && n === SMALL_BUFFER_SIZE) large = takeLarge();
+      else if (large !== undefined && n < SMALL_BUFFER_SIZE) {
+        giveLarge(large);
+        large = undefined;
+      }
+    }
+  } finally {
+    if (large !== undefined) giveLarge(large);
   }
   await to.closeWrite();
 }
@@ -90,8 +112,8 @@ export async function relay(
       hooks.onRcvd(c);
     };
   }
-  const up = copyBytes(client, server, new Uint8Array(RELAY_BUFFER_SIZE), onSent).catch(closeBoth);
-  const down = copyBytes(server, client, new Uint8Array(RELAY_BUFFER_SIZE), onRcvd).catch(closeBoth);
+  const up = copyBytes(client, server, onSent).catch(closeBoth);
+  const down = copyBytes(server, client, onRcvd).catch(closeBoth);
   await Promise.all([up, down]);
   if (watch) idle!.delete(watch);
   closeBoth();
