@@ -19,14 +19,23 @@ import { ExitError } from "../../core/exit_error.ts";
 import { IdleTimer } from "../../core/idle.ts";
 import { EX_NOPERM, EX_OSERR } from "../../core/sysexits.ts";
 import type { ServeOptions, Server } from "../types.ts";
-import { type Attempt, drainFlow, endFlow, forwardChunk, Pipe, type PipeHooks } from "./relay.ts";
+import {
+  type Attempt,
+  drainFlow,
+  endFlow,
+  forwardChunk,
+  holdEarlyChunk,
+  Pipe,
+  type PipeHooks,
+  sendEarlyChunks,
+} from "./relay.ts";
 
 // Server-side events: `s.data` is the connect attempt; an abandoned one
 // (timed out) is dropped as soon as it shows up.
 const serverHandlers: SocketHandler<Attempt> = {
   open(s) {
     if (s.data.abandoned || s.data.pipe.closed) return void s.terminate();
-    s.setNoDelay(true);
+    // Bun turns TCP_NODELAY on for every socket itself; keepalive is ours.
     s.setKeepAlive(true);
     s.data.pipe.attach(s.data.channel, s);
   },
@@ -74,10 +83,7 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
   };
   const clientHandlers: SocketHandler<Pipe> = {
     open(client) {
-      client.setNoDelay(true);
       client.setKeepAlive(true);
-      // No reads until a channel is connected: the kernel holds early bytes.
-      client.pause();
       const pipe = new Pipe(client, hooks);
       client.data = pipe;
       trace?.(`accepted ${formatHostPort(client.remoteAddress, client.remotePort)}`);
@@ -86,6 +92,7 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
     data(client, chunk) {
       const pipe = client.data;
       if (pipe.server) forwardChunk(pipe, pipe.toServer, client, pipe.server, chunk);
+      else holdEarlyChunk(pipe, chunk);
     },
     drain(client) {
       const pipe = client.data;
@@ -135,10 +142,9 @@ async function connectPipe(pipe: Pipe, balancer: Balancer, options: ServeOptions
     connected.channel.release();
     return;
   }
-  // A client FIN that came while connecting is passed on now.
-  if (pipe.toServer.ended) endFlow(pipe, pipe.toServer, pipe.server);
+  // Bytes and a FIN that came while connecting are passed on now.
+  sendEarlyChunks(pipe);
   idle?.add(pipe);
-  pipe.client.resume();
 }
 
 function dial(pipe: Pipe, channel: Channel, options: ServeOptions): Promise<Socket<Attempt>> {

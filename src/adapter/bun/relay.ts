@@ -43,6 +43,8 @@ export class Pipe implements Idleable {
   readonly toClient = new Flow("-<");
   active = false;
   closed = false;
+  /** Paused while connecting because it sent too much too early. */
+  clientPaused = false;
 
   constructor(readonly client: Socket<Pipe>, readonly hooks: PipeHooks) {}
 
@@ -80,6 +82,44 @@ export interface Attempt {
 }
 
 /**
+ * Bytes a client may send before its channel is connected; past this the
+ * client is paused. Most clients send one request at once (HTTP), which is
+ * held without the two system calls of a pause and a resume.
+ */
+export const EARLY_BYTES_MAX = 64 * 1024;
+
+/** Client bytes that came before the server connection: keep them, in order. */
+export function holdEarlyChunk(pipe: Pipe, chunk: Uint8Array): void {
+  const flow = pipe.toServer;
+  flow.pending = flow.pending ? concat(flow.pending, chunk) : chunk;
+  if (flow.pending.length >= EARLY_BYTES_MAX && !pipe.clientPaused) {
+    pipe.client.pause();
+    pipe.clientPaused = true;
+  }
+}
+
+/** The server is connected: send what the client sent meanwhile, and its FIN. */
+export function sendEarlyChunks(pipe: Pipe): void {
+  const flow = pipe.toServer;
+  const early = flow.pending;
+  flow.pending = undefined;
+  if (early) forwardChunk(pipe, flow, pipe.client, pipe.server!, early);
+  if (flow.pending) return;
+  if (pipe.clientPaused) {
+    pipe.client.resume();
+    pipe.clientPaused = false;
+  }
+  if (flow.ended) endFlow(pipe, flow, pipe.server);
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const joined = new Uint8Array(a.length + b.length);
+  joined.set(a);
+  joined.set(b, a.length);
+  return joined;
+}
+
+/**
  * Writes a chunk from `src` to `dst`; on a short write keeps the rest and
  * pauses `src` until `dst` drains. The named hot path of the Bun relay.
  */
@@ -93,10 +133,7 @@ export function forwardChunk(
   pipe.hooks.dump?.(flow.direction, chunk);
   if (flow.pending) {
     // Only reachable if data raced a pause: keep order, hold it too.
-    const joined = new Uint8Array(flow.pending.length + chunk.length);
-    joined.set(flow.pending);
-    joined.set(chunk, flow.pending.length);
-    flow.pending = joined;
+    flow.pending = concat(flow.pending, chunk);
     src.pause();
     return;
   }
