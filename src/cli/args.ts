@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { parseCount, parseGroups, parsePort, type ServiceLookup } from "../core/grammar.ts";
 import { usageError } from "../core/exit_error.ts";
+import { shown } from "../core/shown.ts";
 import { type Config, DEFAULTS, type Mode } from "./config.ts";
 
 // Large enough for any real timeout, small enough for setTimeout (2^31 ms).
@@ -40,6 +41,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
         t: { type: "string", short: "t" },
         T: { type: "string", short: "T" },
         "log-file": { type: "string" },
+        grace: { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -66,7 +68,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
   const idleTimeout = v.T === undefined ? DEFAULTS.idleTimeout : parseCount(v.T, "idle timeout", MAX_TIMEOUT_SEC);
 
   if (mode !== "serve") {
-    if (channelArgs.length) throw usageError(`unexpected argument '${channelArgs[0]}' with -${v.i ? "i" : "c"}`);
+    if (channelArgs.length) throw usageError(`unexpected argument '${shown(channelArgs[0])}' with -${v.i ? "i" : "c"}`);
     if (v.c?.trim() === "") throw usageError("-c needs a command");
   }
   return {
@@ -84,6 +86,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
     ipv6: v["6"] ?? false,
     command: v.c,
     logFile: v["log-file"],
+    graceSeconds: v.grace === undefined ? DEFAULTS.graceSeconds : parseCount(v.grace, "grace period", MAX_TIMEOUT_SEC),
     groups: mode === "serve" ? parseGroups(channelArgs, listenPort, lookup) : [],
   };
 }
@@ -93,10 +96,10 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
 function parseArgsMessage(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   const unknown = /Unknown option '([^']*)'/.exec(text);
-  if (unknown) return `unknown option '${unknown[1]}'`;
+  if (unknown) return `unknown option '${shown(unknown[1])}'`;
   const missing = /Option '(-\w)[^']*' argument missing/.exec(text);
   if (missing) return `option ${missing[1]} needs a value`;
   const ambiguous = /Option '(-\w)[^']*' argument is ambiguous/.exec(text);
   if (ambiguous) return `option ${ambiguous[1]} needs a value, not another option`;
-  return text.split(/\.\s/)[0];
+  return shown(text.split(/\.\s/)[0], 200);
 }

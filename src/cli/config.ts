@@ -32,6 +32,8 @@ export interface Config {
   command?: string;
   /** `--log-file`: where a background balancer logs instead of syslog. */
   logFile?: string;
+  /** `--grace`: seconds open connections may finish after SIGTERM/SIGINT. */
+  graceSeconds: number;
   groups: GroupSpec[];
 }
 
@@ -45,4 +47,5 @@ export const DEFAULTS: Omit<Config, "mode" | "listenPort" | "groups"> = {
   packetDump: false,
   hashFailover: false,
   ipv6: false,
+  graceSeconds: 10,
 };

@@ -6,6 +6,7 @@ import { Balancer } from "../core/balancer.ts";
 import { ExitError } from "../core/exit_error.ts";
 import type { ServiceLookup } from "../core/grammar.ts";
 import { addressBytes } from "../core/hash.ts";
+import { shown } from "../core/shown.ts";
 import { formatPacketDump } from "../core/packet_dump.ts";
 import { EX_OK, EX_USAGE } from "../core/sysexits.ts";
 import type { Adapter } from "../adapter/types.ts";
@@ -56,13 +57,25 @@ export async function serveUntilStopped(
   ensurePrivateDirectory(dirname(control));
   await claimControlAddress(control, config.listenPort);
 
+  // Stopping: no new clients at once, open connections get the grace period,
+  // then whatever is left is closed. A second signal stops at once.
   // process.exit runs the 'exit' handlers, which remove the control socket.
+  let stopListening = () => {};
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) process.exit(EX_OK);
+    stopping = true;
+    stopListening();
+    const open = balancer.openConnections();
+    log.info(`${signal}: stopped accepting; ${open} open connection(s), grace ${config.graceSeconds}s`);
+    const deadline = Date.now() + config.graceSeconds * 1000;
+    while (balancer.openConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    log.info(`exiting, ${balancer.openConnections()} connection(s) closed`);
+    process.exit(EX_OK);
+  };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     try {
-      process.on(signal, () => {
-        log.info(`${signal}: exiting`);
-        process.exit(EX_OK);
-      });
+      process.on(signal, () => void stop(signal));
     } catch { /* Windows has no SIGTERM to listen for */ }
   }
   const server = await adapter.serve(balancer, {
@@ -75,10 +88,14 @@ export async function serveUntilStopped(
     trace,
     warn: (m) => log.warning(m),
   });
-  await startControlServer({ balancer, version: VERSION, lookupPort }, control, () => {
+  const controlServer = await startControlServer({ balancer, version: VERSION, lookupPort }, control, () => {
     log.info("kill: exiting");
     process.exit(EX_OK);
   });
+  stopListening = () => {
+    server.close();
+    controlServer.close();
+  };
   trace?.(`listening on ${hostname} port ${server.port}, ${balancer.groups.length} group(s), control ${control}`);
   trace?.(openFilesLimit());
   await server.finished;
@@ -103,6 +120,6 @@ async function resolveHost(host: string, what: string): Promise<string> {
   try {
     return (await lookup(host)).address;
   } catch {
-    throw new ExitError(`cannot resolve ${what} '${host}'`, EX_USAGE, true);
+    throw new ExitError(`cannot resolve ${what} '${shown(host)}'`, EX_USAGE, true);
   }
 }

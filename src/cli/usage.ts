@@ -50,6 +50,7 @@ export const USAGE = `usage:
   -t sec    connect timeout (default 5, at least 1)
   -T sec    idle timeout (default 0 = never)
   --log-file FILE  in the background, log to FILE instead of syslog
+  --grace SEC      on SIGTERM/SIGINT let open connections finish for SEC (default 10)
   --help    this text
   --version the version
 

@@ -86,6 +86,13 @@ export class Balancer {
     return undefined;
   }
 
+  /** Connections open or being connected right now, over all channels. */
+  openConnections(): number {
+    let n = 0;
+    for (const group of this.groups) for (const channel of group.channels) n += channel.c;
+    return n;
+  }
+
   /** `group G channel N (address:port)`, as traces name a channel. */
   describe(channel: Channel): string {
     const g = this.groups.findIndex((group) => group.channels.includes(channel));

@@ -1,4 +1,5 @@
 import { usageError } from "./exit_error.ts";
+import { shown } from "./shown.ts";
 import type { GroupType } from "./group.ts";
 
 /**
@@ -40,10 +41,10 @@ export function parsePort(text: string, lookup: ServiceLookup, what = "port"): n
   if (/^\d+$/.test(text)) {
     const n = Number(text);
     if (n >= 1 && n <= 65535) return n;
-    throw usageError(`invalid ${what} '${text}': must be 1-65535`);
+    throw usageError(`invalid ${what} '${shown(text)}': must be 1-65535`);
   }
   const n = /^[A-Za-z][\w.+-]*$/.test(text) ? lookup(text) : undefined;
-  if (n === undefined) throw usageError(`invalid ${what} '${text}': not a number or known service`);
+  if (n === undefined) throw usageError(`invalid ${what} '${shown(text)}': not a number or known service`);
   return n;
 }
 
@@ -57,7 +58,7 @@ export function parsePort(text: string, lookup: ServiceLookup, what = "port"): n
  */
 export function parseCount(text: string, what: string, max = MAX_MAXC): number {
   if (!/^\d+$/.test(text) || Number(text) > max) {
-    throw usageError(`invalid ${what} '${text}': must be a whole number 0-${max}`);
+    throw usageError(`invalid ${what} '${shown(text)}': must be a whole number 0-${max}`);
   }
   return Number(text);
 }
@@ -78,24 +79,24 @@ export function parseChannel(spec: string, listenPort: number, lookup: ServiceLo
   let rest: string[];
   if (spec.startsWith("[")) {
     const close = spec.indexOf("]");
-    if (close < 0) throw usageError(`invalid channel '${spec}': missing ']'`);
+    if (close < 0) throw usageError(`invalid channel '${shown(spec)}': missing ']'`);
     host = spec.slice(1, close);
     const after = spec.slice(close + 1);
     if (after !== "" && !after.startsWith(":")) {
-      throw usageError(`invalid channel '${spec}': expected ':' after ']'`);
+      throw usageError(`invalid channel '${shown(spec)}': expected ':' after ']'`);
     }
     rest = after === "" ? [] : after.slice(1).split(":");
   } else {
     [host, ...rest] = spec.split(":");
     if (rest.length > 2 || spec.startsWith("::")) {
-      throw usageError(`invalid channel '${spec}': write IPv6 addresses in brackets, e.g. [::1]:80`);
+      throw usageError(`invalid channel '${shown(spec)}': write IPv6 addresses in brackets, e.g. [::1]:80`);
     }
   }
-  if (host === "") throw usageError(`invalid channel '${spec}': missing host`);
-  if (rest.length > 2) throw usageError(`invalid channel '${spec}': too many ':' fields`);
+  if (host === "") throw usageError(`invalid channel '${shown(spec)}': missing host`);
+  if (rest.length > 2) throw usageError(`invalid channel '${shown(spec)}': too many ':' fields`);
   const [portText = "", maxcText = ""] = rest;
-  const port = portText === "" ? listenPort : parsePort(portText, lookup, `port in channel '${spec}'`);
-  const maxc = maxcText === "" ? 0 : parseCount(maxcText, `maxc in channel '${spec}'`);
+  const port = portText === "" ? listenPort : parsePort(portText, lookup, `port in channel '${shown(spec)}'`);
+  const maxc = maxcText === "" ? 0 : parseCount(maxcText, `maxc in channel '${shown(spec)}'`);
   return { host, port, maxc };
 }
 
@@ -114,7 +115,7 @@ export function parseGroups(args: string[], listenPort: number, lookup: ServiceL
   let channels: ChannelSpec[] = [];
   for (const arg of args) {
     if (arg === "!" || arg === "%") {
-      if (channels.length === 0) throw usageError(`group separator '${arg}' with no channel before it`);
+      if (channels.length === 0) throw usageError(`group separator '${shown(arg)}' with no channel before it`);
       groups.push({ type: arg === "%" ? "Hash" : "RR", channels });
       channels = [];
     } else {

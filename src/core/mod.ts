@@ -23,3 +23,4 @@ export * from "./packet_dump.ts";
 export * from "./select.ts";
 export * from "./sysexits.ts";
 export * from "./control.ts";
+export * from "./shown.ts";

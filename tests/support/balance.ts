@@ -84,6 +84,8 @@ export interface Running {
   waitForTrace(text: string | RegExp, ms?: number): Promise<void>;
   /** SIGTERM, then the exit. */
   stop(): Promise<number | null>;
+  /** The exit code, once the process has exited (sends nothing). */
+  exited: Promise<number | null>;
 }
 
 /**
@@ -138,6 +140,7 @@ export async function startBalance(args: string[], port: number, options: RunOpt
     stdout: () => stdout,
     stderr: () => stderr,
     waitForTrace,
+    exited,
     stop: () => {
       // process.kill, not child.kill: Deno's child_process reports a child
       // it signalled itself as killed, hiding the exit code balance chose.
