@@ -78,7 +78,14 @@ export async function serveUntilStopped(
       process.on(signal, () => void stop(signal));
     } catch { /* Windows has no SIGTERM to listen for */ }
   }
+  // Each proxied connection takes two descriptors; beyond the limit new
+  // clients wait (or are turned away) instead of failing accept in a loop.
+  const fileLimit = openFilesLimit();
+  const maxConnections = fileLimit === undefined
+    ? undefined
+    : Math.max(1, Math.floor((fileLimit - RESERVED_DESCRIPTORS) / 2));
   const server = await adapter.serve(balancer, {
+    maxConnections,
     hostname,
     port: config.listenPort,
     connectTimeoutMs: config.connectTimeout * 1000,
@@ -97,20 +104,29 @@ export async function serveUntilStopped(
     controlServer.close();
   };
   trace?.(`listening on ${hostname} port ${server.port}, ${balancer.groups.length} group(s), control ${control}`);
-  trace?.(openFilesLimit());
+  trace?.(
+    maxConnections === undefined
+      ? "open files limit unknown: no connection limit"
+      : `open files limit ${fileLimit}: at most ${maxConnections} proxied connections at once`,
+  );
   await server.finished;
   return EX_OK;
 }
 
-// Each proxied connection takes two descriptors. Both runtimes raise the
-// soft limit to the hard limit at start; -d says what that gave.
-function openFilesLimit(): string {
+/** Descriptors kept free for the runtime, the control channel and logging. */
+const RESERVED_DESCRIPTORS = 32;
+
+/**
+ * The open-files soft limit (both runtimes raise it to the hard limit at
+ * start), where the platform tells it; `undefined` elsewhere.
+ */
+function openFilesLimit(): number | undefined {
   try {
     const line = readFileSync("/proc/self/limits", "utf8").split("\n").find((l) => l.startsWith("Max open files"));
-    const [soft, hard] = line!.trim().split(/\s+/).slice(3, 5);
-    return `open files limit ${soft} (hard ${hard}): up to ${Math.floor((Number(soft) - 32) / 2)} proxied connections`;
+    const soft = Number(line!.trim().split(/\s+/)[3]);
+    return Number.isFinite(soft) ? soft : undefined;
   } catch {
-    return "open files limit: unknown on this platform";
+    return undefined;
   }
 }
 

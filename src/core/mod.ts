@@ -24,3 +24,4 @@ export * from "./select.ts";
 export * from "./sysexits.ts";
 export * from "./control.ts";
 export * from "./shown.ts";
+export * from "./throttle.ts";

@@ -17,6 +17,7 @@ import { type Balancer, formatHostPort } from "../../core/balancer.ts";
 import type { Channel } from "../../core/channel.ts";
 import { ExitError } from "../../core/exit_error.ts";
 import { IdleTimer } from "../../core/idle.ts";
+import { Throttle } from "../../core/throttle.ts";
 import { EX_NOPERM, EX_OSERR } from "../../core/sysexits.ts";
 import type { ServeOptions, Server } from "../types.ts";
 import {
@@ -81,8 +82,18 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
       }
     },
   };
+  const max = options.maxConnections ?? Infinity;
+  const atLimit = new Throttle(10_000);
   const clientHandlers: SocketHandler<Pipe> = {
     open(client) {
+      // Bun accepts on its own, so the descriptor budget is kept here: a
+      // client beyond it is turned away at once rather than failing later.
+      if (balancer.openConnections() >= max) {
+        const held = atLimit.pass();
+        if (held !== undefined) options.warn(`at the limit of ${max} connections: turning new clients away`);
+        client.terminate();
+        return;
+      }
       client.setKeepAlive(true);
       const pipe = new Pipe(client, hooks);
       client.data = pipe;
@@ -91,16 +102,17 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
     },
     data(client, chunk) {
       const pipe = client.data;
+      if (!pipe) return;
       if (pipe.server) forwardChunk(pipe, pipe.toServer, client, pipe.server, chunk);
       else holdEarlyChunk(pipe, chunk);
     },
     drain(client) {
       const pipe = client.data;
-      if (pipe.server) drainFlow(pipe, pipe.toClient, pipe.server, client);
+      if (pipe?.server) drainFlow(pipe, pipe.toClient, pipe.server, client);
     },
     end(client) {
       const pipe = client.data;
-      endFlow(pipe, pipe.toServer, pipe.server);
+      if (pipe) endFlow(pipe, pipe.toServer, pipe.server);
     },
     close(client) {
       client.data?.close();

@@ -15,6 +15,7 @@ import { EX_NOPERM, EX_OSERR } from "../../core/sysexits.ts";
 import { ExitError } from "../../core/exit_error.ts";
 import { formatHostPort } from "../../core/balancer.ts";
 import { IdleTimer } from "../../core/idle.ts";
+import { Throttle } from "../../core/throttle.ts";
 import type { ServeOptions, Server } from "../types.ts";
 import { dialChannel } from "./dial.ts";
 import { relay } from "./relay.ts";
@@ -43,6 +44,11 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
   });
 }
 
+/** Pause after a failed accept: long enough not to spin, short enough not to be noticed. */
+const ACCEPT_RETRY_MS = 100;
+/** At most one accept-failure report per this interval. */
+const ACCEPT_REPORT_MS = 10_000;
+
 async function acceptLoop(
   listener: Deno.TcpListener,
   balancer: Balancer,
@@ -50,16 +56,30 @@ async function acceptLoop(
   idle: IdleTimer | undefined,
   closing: () => boolean,
 ): Promise<void> {
+  const acceptFailures = new Throttle(ACCEPT_REPORT_MS);
+  const atLimit = new Throttle(ACCEPT_REPORT_MS);
+  const max = options.maxConnections ?? Infinity;
   for (;;) {
+    // At the descriptor budget, leave new clients in the kernel's queue
+    // until a connection ends.
+    while (balancer.openConnections() >= max && !closing()) {
+      const held = atLimit.pass();
+      if (held !== undefined) options.warn(`at the limit of ${max} connections: new clients wait`);
+      await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS));
+    }
     let client: Deno.TcpConn;
     try {
       client = await listener.accept();
     } catch (err) {
       if (closing() || err instanceof Deno.errors.BadResource) return;
-      // Out of descriptors and the like: say so and let the pressure ease
-      // instead of spinning on a failing accept.
-      options.warn(`accept failed: ${(err as Error).message}`);
-      await new Promise((r) => setTimeout(r, 100));
+      // Out of descriptors and the like: say so once in a while and let the
+      // pressure ease instead of spinning on a failing accept. The kernel
+      // keeps the waiting clients queued meanwhile.
+      const held = acceptFailures.pass();
+      if (held !== undefined) {
+        options.warn(`accept failed: ${(err as Error).message}${held ? ` (${held} more since the last report)` : ""}`);
+      }
+      await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS));
       continue;
     }
     handleClient(client, balancer, options, idle);
