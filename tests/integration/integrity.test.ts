@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { receiveAll, sendRandom } from "../support/traffic.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,37 +12,15 @@ const PARALLEL = 8;
 const EACH_WAY = 16 * 1024 * 1024; // 8 connections x 16 MiB x 2 directions = 256 MiB
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Sends `total` random bytes in random chunks with random short pauses; resolves to their SHA-256. */
-async function sendRandom(socket: net.Socket, total: number): Promise<string> {
-  const hash = createHash("sha256");
-  const pool = randomBytes(1 << 20);
-  let left = total;
-  while (left > 0) {
-    const size = Math.min(left, 1 + Math.floor(Math.random() * 200_000));
-    const start = Math.floor(Math.random() * (pool.length - Math.min(size, pool.length)));
-    const chunk = size <= pool.length ? pool.subarray(start, start + size) : randomBytes(size);
-    hash.update(chunk);
-    left -= chunk.length;
-    if (!socket.write(chunk)) await new Promise((r) => socket.once("drain", r));
-    if (Math.random() < 0.01) await sleep(Math.random() * 20);
-  }
-  return hash.digest("hex");
-}
-
-function receiveAll(socket: net.Socket): Promise<[number, string]> {
-  const hash = createHash("sha256");
-  let n = 0;
-  socket.on("data", (d: Buffer) => {
-    n += d.length;
-    hash.update(d);
-  });
-  return new Promise((r) => socket.on("end", () => r([n, hash.digest("hex")])));
-}
-
 test(`integrity: ${PARALLEL} connections x ${EACH_WAY >> 20} MiB each way at once (256 MiB): every byte, in order; counters exact`, async () => {
   const results: Promise<[[number, string], string]>[] = [];
   const backend = await startBackend("sink", (s) => {
-    results.push(Promise.all([receiveAll(s), sendRandom(s, EACH_WAY).then((h) => (s.end(), h))]));
+    results.push(
+      Promise.all([
+        receiveAll(s),
+        sendRandom(s, EACH_WAY, { maxChunk: 200_000, pauses: true }).then((h) => (s.end(), h)),
+      ]),
+    );
   });
   const dir = mkdtempSync(join(tmpdir(), "balance-int-"));
   const env = { BALANCE_CONTROL_DIR: dir };
@@ -53,7 +31,7 @@ test(`integrity: ${PARALLEL} connections x ${EACH_WAY >> 20} MiB each way at onc
       const c = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
       await new Promise((r) => c.once("connect", r));
       const received = receiveAll(c);
-      const sent = await sendRandom(c, EACH_WAY);
+      const sent = await sendRandom(c, EACH_WAY, { maxChunk: 200_000, pauses: true });
       c.end();
       return { c, sent, received: await received };
     }));

@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { receiveAll, sendRandom } from "../support/traffic.ts";
 import { readFileSync } from "node:fs";
 import * as net from "node:net";
 import { type Backend, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
@@ -10,30 +11,6 @@ import { hashClientAddress } from "../../src/core/hash.ts";
 
 const at = (b: Backend) => `${b.host.includes(":") ? `[${b.host}]` : b.host}:${b.port}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Writes `total` random bytes in random-sized chunks, honouring backpressure; resolves to their SHA-256. */
-async function sendRandom(socket: net.Socket, total: number): Promise<string> {
-  const hash = createHash("sha256");
-  let left = total;
-  while (left > 0) {
-    const chunk = randomBytes(Math.min(left, 1 + Math.floor(Math.random() * 65536)));
-    hash.update(chunk);
-    left -= chunk.length;
-    if (!socket.write(chunk)) await new Promise((r) => socket.once("drain", r));
-  }
-  return hash.digest("hex");
-}
-
-/** Hashes everything `socket` receives until its end; resolves to [bytes, SHA-256]. */
-function receiveAll(socket: net.Socket): Promise<[number, string]> {
-  const hash = createHash("sha256");
-  let n = 0;
-  socket.on("data", (d: Buffer) => {
-    n += d.length;
-    hash.update(d);
-  });
-  return new Promise((r) => socket.on("end", () => r([n, hash.digest("hex")])));
-}
 
 function rssKiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]);

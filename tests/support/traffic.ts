@@ -1,0 +1,54 @@
+/**
+ * Verifiable traffic for relay tests: random bytes out, digests of what
+ * arrives in.
+ *
+ * @module
+ */
+import { createHash, randomBytes } from "node:crypto";
+import type * as net from "node:net";
+
+/**
+ * Writes `total` random bytes in random-sized chunks (up to `maxChunk`),
+ * honouring backpressure, with an occasional short pause when `pauses`;
+ * resolves to the SHA-256 of what was written.
+ *
+ * @example
+ * ```ts
+ * const digest = await sendRandom(socket, 16 << 20, { pauses: true });
+ * ```
+ */
+export async function sendRandom(
+  socket: net.Socket,
+  total: number,
+  { maxChunk = 65536, pauses = false } = {},
+): Promise<string> {
+  const hash = createHash("sha256");
+  let left = total;
+  while (left > 0) {
+    const chunk = randomBytes(Math.min(left, 1 + Math.floor(Math.random() * maxChunk)));
+    hash.update(chunk);
+    left -= chunk.length;
+    if (!socket.write(chunk)) await new Promise((r) => socket.once("drain", r));
+    if (pauses && Math.random() < 0.01) await new Promise((r) => setTimeout(r, Math.random() * 20));
+  }
+  return hash.digest("hex");
+}
+
+/**
+ * Hashes everything `socket` receives until its end; resolves to
+ * [bytes, SHA-256].
+ *
+ * @example
+ * ```ts
+ * const [n, digest] = await receiveAll(socket);
+ * ```
+ */
+export function receiveAll(socket: net.Socket): Promise<[number, string]> {
+  const hash = createHash("sha256");
+  let n = 0;
+  socket.on("data", (d: Buffer) => {
+    n += d.length;
+    hash.update(d);
+  });
+  return new Promise((r) => socket.on("end", () => r([n, hash.digest("hex")])));
+}
