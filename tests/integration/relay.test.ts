@@ -275,3 +275,45 @@ test("relaying on real sockets: -6: IPv6 listener and channels; an IPv4 client a
     await Promise.all(v6.map((b) => b.close()));
   }
 });
+
+test("relaying on real sockets: backpressure the other way: a client reading 1 MB/s throttles a fast server, memory bounded", async () => {
+  let serverPushed = 0;
+  let serverSide!: net.Socket;
+  const chunk = randomBytes(65536);
+  const backend = await startBackend("fast", (s) => {
+    serverSide = s;
+    // Push as fast as the path takes it, for as long as the test runs.
+    const push = () => {
+      while (!s.destroyed && serverPushed < 512 * 1024 * 1024) {
+        serverPushed += chunk.length;
+        if (!s.write(chunk)) return void s.once("drain", push);
+      }
+    };
+    push();
+  });
+  const port = await freePort();
+  const lb = await startBalance([String(port), at(backend)], port);
+  try {
+    const c = net.connect({ port, host: "127.0.0.1" });
+    c.pause();
+    await new Promise((r) => c.once("connect", r));
+    const rssBefore = rssKiB(lb.child.pid!);
+    // Read about 1 MB per second, in 100 KB sips, for 3 s.
+    let read = 0;
+    for (let t = 0; t < 30; t++) {
+      await sleep(100);
+      let piece;
+      while (read < (t + 1) * 100_000 && (piece = c.read()) !== null) read += piece.length;
+    }
+    const grownKiB = rssKiB(lb.child.pid!) - rssBefore;
+    // What the server got rid of is what the reader took plus the kernel's
+    // socket buffers: the balancer holds no growing backlog.
+    assert.ok(serverPushed - read < 64 * 1024 * 1024, `server pushed ${serverPushed}, client read ${read}`);
+    assert.ok(grownKiB < 32 * 1024, `balancer RSS grew ${grownKiB} KiB`);
+    c.destroy();
+    serverSide.destroy();
+  } finally {
+    await lb.stop();
+    await backend.close();
+  }
+});
