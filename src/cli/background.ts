@@ -1,8 +1,8 @@
 import { spawn } from "node:child_process";
-import * as net from "node:net";
 import process from "node:process";
 import { ExitError } from "../core/exit_error.ts";
 import { EX_OK, EX_SOFTWARE } from "../core/sysexits.ts";
+import { isAnswering } from "../control/server.ts";
 
 /** Set in the environment of the detached copy. */
 export const DETACHED_ENV = "BALANCE_DETACHED";
@@ -42,7 +42,7 @@ export async function startInBackground(self: string[], argv: string[], control:
       process.stderr.write(errors || `balance: the background balancer exited with ${outcome.code}\n`);
       return outcome.code === EX_OK ? EX_SOFTWARE : outcome.code;
     }
-    if (await answers(control)) break;
+    if (await isAnswering(control)) break;
     if (Date.now() > deadline) {
       child.kill();
       throw new ExitError("the background balancer did not start within 30 s", EX_SOFTWARE);
@@ -51,15 +51,4 @@ export async function startInBackground(self: string[], argv: string[], control:
   child.stderr!.destroy();
   child.unref();
   return EX_OK;
-}
-
-function answers(address: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = net.connect(address);
-    probe.once("connect", () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once("error", () => resolve(false));
-  });
 }

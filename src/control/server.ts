@@ -25,15 +25,7 @@ export interface ControlServer {
  * ```
  */
 export async function claimControlAddress(address: string, port: number): Promise<void> {
-  const alive = await new Promise<boolean>((resolve) => {
-    const probe = net.connect(address);
-    probe.once("connect", () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once("error", () => resolve(false));
-  });
-  if (alive) {
+  if (await isAnswering(address)) {
     throw new ExitError(`another balance already runs on port ${port} (control socket ${address})`, EX_OSERR);
   }
   if (process.platform !== "win32") {
@@ -41,6 +33,26 @@ export async function claimControlAddress(address: string, port: number): Promis
       unlinkSync(address);
     } catch { /* nothing stale there */ }
   }
+}
+
+/**
+ * Whether a balancer answers on the control channel `address` (a socket file
+ * left by a dead one does not).
+ *
+ * @example
+ * ```ts
+ * if (await isAnswering("/run/balance/any-80.sock")) console.log("running");
+ * ```
+ */
+export function isAnswering(address: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect(address);
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => resolve(false));
+  });
 }
 
 /**
