@@ -33,10 +33,13 @@ export interface Connected<T> {
  * ```ts
  * const balancer = new Balancer([new Group("RR", [new Channel("127.0.0.1", 81)])]);
  * const connected = await balancer.connect("10.0.0.7", (ch) => dialTcp(ch.address, ch.port));
- * if (connected) relay(client, connected.conn).finally(() => connected.channel.release());
+ * if (connected) relay(client, connected.conn).finally(() => balancer.release(connected.channel));
  * ```
  */
 export class Balancer {
+  // Kept as a running total so that admission on every accept is O(1).
+  private open = 0;
+
   constructor(
     readonly groups: Group[],
     readonly options: SelectionOptions = { autodisable: false, hashFailover: false },
@@ -69,12 +72,14 @@ export class Balancer {
   async connect<T>(clientAddress: string, dial: (channel: Channel) => Promise<T>): Promise<Connected<T> | undefined> {
     for (const channel of pickChannels(this.groups, clientAddress, this.options.hashFailover)) {
       channel.claim();
+      this.open++;
       try {
         const conn = await dial(channel);
         this.trace?.(`${clientAddress}: connected to ${this.describe(channel)}`);
         return { channel, conn };
       } catch (err) {
         channel.unclaim();
+        this.open--;
         if (this.options.autodisable) channel.enabled = false;
         this.trace?.(
           `${clientAddress}: connect to ${this.describe(channel)} failed: ${errorText(err)}` +
@@ -88,9 +93,16 @@ export class Balancer {
 
   /** Connections open or being connected right now, over all channels. */
   openConnections(): number {
-    let n = 0;
-    for (const group of this.groups) for (const channel of group.channels) n += channel.c;
-    return n;
+    return this.open;
+  }
+
+  /**
+   * A connection made by {@link connect} has ended: uncounts it on its
+   * channel and in the total that admission checks on every accept.
+   */
+  release(channel: Channel): void {
+    channel.release();
+    this.open--;
   }
 
   /** `group G channel N (address:port)`, as traces name a channel. */

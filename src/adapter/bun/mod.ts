@@ -73,7 +73,7 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
       idle?.delete(pipe);
       if (pipe.channel) {
         const channel = pipe.channel;
-        channel.release();
+        balancer.release(channel);
         trace?.(
           `${pipe.client.remoteAddress}: closed ${
             balancer.describe(channel)
@@ -151,7 +151,7 @@ async function connectPipe(pipe: Pipe, balancer: Balancer, options: ServeOptions
   if (pipe.closed) {
     // The client left while we were connecting.
     connected.conn.end();
-    connected.channel.release();
+    balancer.release(connected.channel);
     return;
   }
   // Bytes and a FIN that came while connecting are passed on now.

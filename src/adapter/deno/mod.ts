@@ -113,7 +113,7 @@ async function handleClient(
       onRcvd: dump ? (c) => (channel.rcvd += c.length, dump("-<", c)) : (c) => (channel.rcvd += c.length),
     }, idle);
   } finally {
-    channel.release();
+    balancer.release(channel);
     trace?.(
       `${clientAddress}: closed ${balancer.describe(channel)}, channel sent ${channel.sent} rcvd ${channel.rcvd}`,
     );
