@@ -6,7 +6,7 @@ import { receiveAll, sendRandom } from "../support/traffic.ts";
 import { readFileSync } from "node:fs";
 import * as net from "node:net";
 import { type Backend, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
-import { startBalance } from "../support/balance.ts";
+import { startBalance, withProxy } from "../support/balance.ts";
 import { hashClientAddress } from "../../src/core/hash.ts";
 
 const at = (b: Backend) => `${b.host.includes(":") ? `[${b.host}]` : b.host}:${b.port}`;
@@ -20,135 +20,128 @@ test("relaying on real sockets: 32 MiB each way at once, random chunk sizes: eve
   const SIZE = 32 * 1024 * 1024;
   let backendResult!: Promise<[number, string]>;
   let backendSent!: Promise<string>;
-  const backend = await startBackend("bulk", (s) => {
-    backendResult = receiveAll(s);
-    backendSent = sendRandom(s, SIZE).then((h) => (s.end(), h));
-  });
-  const port = await freePort();
-  const lb = await startBalance([String(port), at(backend)], port);
-  try {
-    const c = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
-    await new Promise((r) => c.once("connect", r));
-    const clientResult = receiveAll(c);
-    const clientSent = await sendRandom(c, SIZE);
-    c.end();
-    const [[upBytes, upHash], [downBytes, downHash]] = await Promise.all([backendResult, clientResult]);
-    assert.equal(upBytes, SIZE);
-    assert.equal(upHash, clientSent);
-    assert.equal(downBytes, SIZE);
-    assert.equal(downHash, await backendSent);
-    c.destroy();
-    await lb.waitForTrace(`channel sent ${SIZE} rcvd ${SIZE}`);
-  } finally {
-    await lb.stop();
-    await backend.close();
-  }
+  await withProxy(
+    "bulk",
+    (s) => {
+      backendResult = receiveAll(s);
+      backendSent = sendRandom(s, SIZE).then((h) => (s.end(), h));
+    },
+    [],
+    async ({ port, lb }) => {
+      const c = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+      await new Promise((r) => c.once("connect", r));
+      const clientResult = receiveAll(c);
+      const clientSent = await sendRandom(c, SIZE);
+      c.end();
+      const [[upBytes, upHash], [downBytes, downHash]] = await Promise.all([backendResult, clientResult]);
+      assert.equal(upBytes, SIZE);
+      assert.equal(upHash, clientSent);
+      assert.equal(downBytes, SIZE);
+      assert.equal(downHash, await backendSent);
+      c.destroy();
+      await lb.waitForTrace(`channel sent ${SIZE} rcvd ${SIZE}`);
+    },
+  );
 });
 
 test("relaying on real sockets: half-close: the client's FIN reaches the server, whose late answer still reaches the client", async () => {
-  const backend = await startBackend("hc", (s) => {
-    let got = "";
-    s.on("data", (d) => (got += d));
-    s.on("end", () => setTimeout(() => s.end(`late answer to ${got}`), 300));
-  });
-  const port = await freePort();
-  const lb = await startBalance([String(port), at(backend)], port);
-  try {
-    const c = await connect(port);
-    c.socket.end("question");
-    assert.equal((await c.ended).toString(), "late answer to question");
-    c.socket.destroy();
-  } finally {
-    await lb.stop();
-    await backend.close();
-  }
+  await withProxy(
+    "hc",
+    (s) => {
+      let got = "";
+      s.on("data", (d) => (got += d));
+      s.on("end", () => setTimeout(() => s.end(`late answer to ${got}`), 300));
+    },
+    [],
+    async ({ port }) => {
+      const c = await connect(port);
+      c.socket.end("question");
+      assert.equal((await c.ended).toString(), "late answer to question");
+      c.socket.destroy();
+    },
+  );
 });
 
 test("relaying on real sockets: half-close the other way: after the server's FIN the client can still send", async () => {
   let serverGot!: Promise<string>;
-  const backend = await startBackend("hc2", (s) => {
-    s.end("bye\n");
-    serverGot = new Promise((r) => {
-      let got = "";
-      s.on("data", (d) => (got += d));
-      s.on("end", () => r(got));
-    });
-  });
-  const port = await freePort();
-  const lb = await startBalance([String(port), at(backend)], port);
-  try {
-    const c = await connect(port);
-    assert.equal((await c.ended).toString(), "bye\n");
-    await sleep(100);
-    c.socket.end("still talking");
-    assert.equal(await serverGot, "still talking");
-    c.socket.destroy();
-  } finally {
-    await lb.stop();
-    await backend.close();
-  }
+  await withProxy(
+    "hc2",
+    (s) => {
+      s.end("bye\n");
+      serverGot = new Promise((r) => {
+        let got = "";
+        s.on("data", (d) => (got += d));
+        s.on("end", () => r(got));
+      });
+    },
+    [],
+    async ({ port }) => {
+      const c = await connect(port);
+      assert.equal((await c.ended).toString(), "bye\n");
+      await sleep(100);
+      c.socket.end("still talking");
+      assert.equal(await serverGot, "still talking");
+      c.socket.destroy();
+    },
+  );
 });
 
 test("relaying on real sockets: backpressure: a stalled server throttles the client, memory stays bounded, the other way flows", async () => {
   let serverSide!: net.Socket;
-  const backend = await startBackend("slow", (s) => {
-    serverSide = s;
-    s.pause();
-  });
-  const port = await freePort();
-  const lb = await startBalance([String(port), at(backend)], port);
-  try {
-    const c = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
-    await new Promise((r) => c.once("connect", r));
-    const clientResult = receiveAll(c);
-    const rssBefore = rssKiB(lb.child.pid!);
-    // Push for up to 3 s while the server reads nothing.
-    const hash = createHash("sha256");
-    let pushed = 0;
-    const chunk = randomBytes(65536);
-    const until = Date.now() + 3000;
-    while (Date.now() < until && pushed < 256 * 1024 * 1024) {
-      hash.update(chunk);
-      pushed += chunk.length;
-      if (!c.write(chunk)) {
-        const drained = await Promise.race([new Promise((r) => c.once("drain", () => r(true))), sleep(500)]);
-        if (!drained) break;
+  await withProxy(
+    "slow",
+    (s) => {
+      serverSide = s;
+      s.pause();
+    },
+    [],
+    async ({ port, lb }) => {
+      const c = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+      await new Promise((r) => c.once("connect", r));
+      const clientResult = receiveAll(c);
+      const rssBefore = rssKiB(lb.child.pid!);
+      // Push for up to 3 s while the server reads nothing.
+      const hash = createHash("sha256");
+      let pushed = 0;
+      const chunk = randomBytes(65536);
+      const until = Date.now() + 3000;
+      while (Date.now() < until && pushed < 256 * 1024 * 1024) {
+        hash.update(chunk);
+        pushed += chunk.length;
+        if (!c.write(chunk)) {
+          const drained = await Promise.race([new Promise((r) => c.once("drain", () => r(true))), sleep(500)]);
+          if (!drained) break;
+        }
       }
-    }
-    // Kernel socket buffers on loopback hold a few MiB each; anything near
-    // the 256 MiB ceiling would mean the balancer buffers without bound.
-    assert.ok(pushed < 64 * 1024 * 1024, `client pushed ${pushed} bytes into a stalled path`);
-    const grownKiB = rssKiB(lb.child.pid!) - rssBefore;
-    assert.ok(grownKiB < 32 * 1024, `balancer RSS grew ${grownKiB} KiB`);
-    // The stalled direction does not stop the other one.
-    serverSide.write("still flowing\n");
-    await new Promise<void>((resolve) => {
-      const check = () => (bufferedText.includes("still flowing") ? resolve() : setTimeout(check, 20));
-      let bufferedText = "";
-      c.on("data", (d) => (bufferedText += d));
-      check();
-    });
-    // Let the server read: every pushed byte arrives intact.
-    const serverResult = receiveAll(serverSide);
-    serverSide.resume();
-    c.end();
-    const [got, gotHash] = await serverResult;
-    assert.equal(got, pushed);
-    assert.equal(gotHash, hash.digest("hex"));
-    serverSide.end();
-    await clientResult;
-    c.destroy();
-  } finally {
-    await lb.stop();
-    await backend.close();
-  }
+      // Kernel socket buffers on loopback hold a few MiB each; anything near
+      // the 256 MiB ceiling would mean the balancer buffers without bound.
+      assert.ok(pushed < 64 * 1024 * 1024, `client pushed ${pushed} bytes into a stalled path`);
+      const grownKiB = rssKiB(lb.child.pid!) - rssBefore;
+      assert.ok(grownKiB < 32 * 1024, `balancer RSS grew ${grownKiB} KiB`);
+      // The stalled direction does not stop the other one.
+      serverSide.write("still flowing\n");
+      await new Promise<void>((resolve) => {
+        const check = () => (bufferedText.includes("still flowing") ? resolve() : setTimeout(check, 20));
+        let bufferedText = "";
+        c.on("data", (d) => (bufferedText += d));
+        check();
+      });
+      // Let the server read: every pushed byte arrives intact.
+      const serverResult = receiveAll(serverSide);
+      serverSide.resume();
+      c.end();
+      const [got, gotHash] = await serverResult;
+      assert.equal(got, pushed);
+      assert.equal(gotHash, hash.digest("hex"));
+      serverSide.end();
+      await clientResult;
+      c.destroy();
+    },
+  );
 });
 
 test("relaying on real sockets: -T: a silent connection is closed, a talking one is not", async () => {
-  const backend = await startBackend("idle");
-  const port = await freePort();
-  const lb = await startBalance(["-T", "1", String(port), at(backend)], port);
-  try {
+  await withProxy("idle", undefined, ["-T", "1"], async ({ port }) => {
     const quiet = await connect(port);
     const talking = await connect(port);
     await quiet.waitFor((d) => d.toString() === "idle\n");
@@ -167,10 +160,7 @@ test("relaying on real sockets: -T: a silent connection is closed, a talking one
     assert.equal(talking.socket.readableEnded, false, "talking connection still open");
     quiet.socket.destroy();
     talking.socket.destroy();
-  } finally {
-    await lb.stop();
-    await backend.close();
-  }
+  });
 });
 
 test("relaying on real sockets: -t: a channel that drops SYNs times out and the next channel serves", async () => {
@@ -209,10 +199,7 @@ test("relaying on real sockets: -t: a channel that drops SYNs times out and the 
 });
 
 test("relaying on real sockets: -p dumps each chunk in balance's format on stdout", async () => {
-  const backend = await startBackend("p");
-  const port = await freePort();
-  const lb = await startBalance(["-p", String(port), at(backend)], port);
-  try {
+  await withProxy("p", undefined, ["-p"], async ({ port, lb }) => {
     const c = await connect(port);
     await c.waitFor((d) => d.toString() === "p\n");
     c.socket.write("GET /\\x\r\n");
@@ -221,17 +208,11 @@ test("relaying on real sockets: -p dumps each chunk in balance's format on stdou
     await lb.waitForTrace("closed group 0");
     assert.match(lb.stdout(), /-< 2\np\\0A\n/);
     assert.match(lb.stdout(), /-> 9\nGET \/\\\\x\\0D\\0A\n/);
-  } finally {
-    await lb.stop();
-    await backend.close();
-  }
+  });
 });
 
 test("relaying on real sockets: -B: outgoing connections come from the source address", async () => {
-  const backend = await startBackend("b");
-  const port = await freePort();
-  const lb = await startBalance(["-B", "127.0.0.7", String(port), at(backend)], port);
-  try {
+  await withProxy("b", undefined, ["-B", "127.0.0.7"], async ({ port, backend }) => {
     assert.equal(await whoAnswers(port), "b");
     assert.equal(backend.peers[0], "127.0.0.7");
     // and bytes flow both ways through that path
@@ -239,23 +220,14 @@ test("relaying on real sockets: -B: outgoing connections come from the source ad
     c.socket.end("ping");
     assert.equal((await c.ended).toString(), "b\nping");
     c.socket.destroy();
-  } finally {
-    await lb.stop();
-    await backend.close();
-  }
+  });
 });
 
 test("relaying on real sockets: -b: listens on that address only", async () => {
-  const backend = await startBackend("b");
-  const port = await freePort("127.0.0.2");
-  const lb = await startBalance(["-b", "127.0.0.2", String(port), at(backend)], port);
-  try {
+  await withProxy("b", undefined, ["-b", "127.0.0.2"], async ({ port }) => {
     assert.equal(await whoAnswers(port, "127.0.0.2"), "b");
     await assert.rejects(connect(port, "127.0.0.1"), /ECONNREFUSED/);
-  } finally {
-    await lb.stop();
-    await backend.close();
-  }
+  }, "127.0.0.2");
 });
 
 test("relaying on real sockets: -6: IPv6 listener and channels; an IPv4 client arrives mapped and hashes as IPv4", async () => {
@@ -280,40 +252,39 @@ test("relaying on real sockets: backpressure the other way: a client reading 1 M
   let serverPushed = 0;
   let serverSide!: net.Socket;
   const chunk = randomBytes(65536);
-  const backend = await startBackend("fast", (s) => {
-    serverSide = s;
-    // Push as fast as the path takes it, for as long as the test runs.
-    const push = () => {
-      while (!s.destroyed && serverPushed < 512 * 1024 * 1024) {
-        serverPushed += chunk.length;
-        if (!s.write(chunk)) return void s.once("drain", push);
+  await withProxy(
+    "fast",
+    (s) => {
+      serverSide = s;
+      // Push as fast as the path takes it, for as long as the test runs.
+      const push = () => {
+        while (!s.destroyed && serverPushed < 512 * 1024 * 1024) {
+          serverPushed += chunk.length;
+          if (!s.write(chunk)) return void s.once("drain", push);
+        }
+      };
+      push();
+    },
+    [],
+    async ({ port, lb }) => {
+      const c = net.connect({ port, host: "127.0.0.1" });
+      c.pause();
+      await new Promise((r) => c.once("connect", r));
+      const rssBefore = rssKiB(lb.child.pid!);
+      // Read about 1 MB per second, in 100 KB sips, for 3 s.
+      let read = 0;
+      for (let t = 0; t < 30; t++) {
+        await sleep(100);
+        let piece;
+        while (read < (t + 1) * 100_000 && (piece = c.read()) !== null) read += piece.length;
       }
-    };
-    push();
-  });
-  const port = await freePort();
-  const lb = await startBalance([String(port), at(backend)], port);
-  try {
-    const c = net.connect({ port, host: "127.0.0.1" });
-    c.pause();
-    await new Promise((r) => c.once("connect", r));
-    const rssBefore = rssKiB(lb.child.pid!);
-    // Read about 1 MB per second, in 100 KB sips, for 3 s.
-    let read = 0;
-    for (let t = 0; t < 30; t++) {
-      await sleep(100);
-      let piece;
-      while (read < (t + 1) * 100_000 && (piece = c.read()) !== null) read += piece.length;
-    }
-    const grownKiB = rssKiB(lb.child.pid!) - rssBefore;
-    // What the server got rid of is what the reader took plus the kernel's
-    // socket buffers: the balancer holds no growing backlog.
-    assert.ok(serverPushed - read < 64 * 1024 * 1024, `server pushed ${serverPushed}, client read ${read}`);
-    assert.ok(grownKiB < 32 * 1024, `balancer RSS grew ${grownKiB} KiB`);
-    c.destroy();
-    serverSide.destroy();
-  } finally {
-    await lb.stop();
-    await backend.close();
-  }
+      const grownKiB = rssKiB(lb.child.pid!) - rssBefore;
+      // What the server got rid of is what the reader took plus the kernel's
+      // socket buffers: the balancer holds no growing backlog.
+      assert.ok(serverPushed - read < 64 * 1024 * 1024, `server pushed ${serverPushed}, client read ${read}`);
+      assert.ok(grownKiB < 32 * 1024, `balancer RSS grew ${grownKiB} KiB`);
+      c.destroy();
+      serverSide.destroy();
+    },
+  );
 });

@@ -9,6 +9,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { type Backend, type Behaviour, freePort, startBackend } from "./net.ts";
 
 const MAIN = fileURLToPath(import.meta.resolve("../../src/main.ts"));
 
@@ -155,4 +156,38 @@ export async function startBalance(args: string[], port: number, options: RunOpt
     throw err;
   }
   return running;
+}
+
+/** What {@link withProxy} hands its test body. */
+export interface Proxied {
+  port: number;
+  lb: Running;
+  backend: Backend;
+}
+
+/**
+ * One backend, and balance (with `options` before the port) in front of it
+ * on `listenHost`; runs `fn`, then stops both whatever happened.
+ *
+ * @example
+ * ```ts
+ * await withProxy("a", undefined, ["-T", "1"], async ({ port }) => { ... });
+ * ```
+ */
+export async function withProxy(
+  name: string,
+  behaviour: Behaviour | undefined,
+  options: string[],
+  fn: (proxied: Proxied) => Promise<void>,
+  listenHost = "127.0.0.1",
+): Promise<void> {
+  const backend = await startBackend(name, behaviour);
+  const port = await freePort(listenHost);
+  const lb = await startBalance([...options, String(port), `${backend.host}:${backend.port}`], port);
+  try {
+    await fn({ port, lb, backend });
+  } finally {
+    await lb.stop();
+    await backend.close();
+  }
 }
