@@ -50,5 +50,5 @@ Deno.bench("connect + release (claim, counters), 1000 channels", async () => {
 
 const channel = new Channel("127.0.0.1", 80);
 Deno.bench("count a relayed chunk", { group: "counters" }, () => {
-  channel.sent += 1460;
+  channel.countSent(1460);
 });

@@ -17,4 +17,7 @@ import { run } from "./cli/run.ts";
 const adapter: Adapter = "Bun" in globalThis
   ? await import("./adapter/bun/mod.ts")
   : await import("./adapter/deno/mod.ts");
-process.exitCode = await run(process.argv.slice(2), adapter);
+// Resolved here, in the entry module: in a compiled binary only the entry's
+// URL places the worker's entry point.
+const workerUrl = new URL("./worker.ts", import.meta.url);
+process.exitCode = await run(process.argv.slice(2), adapter, workerUrl);

@@ -23,6 +23,8 @@ export interface ServeOptions {
   dump?: (direction: Direction, chunk: Uint8Array) => void;
   /** `-d`: receives every decision; absent when not tracing. */
   trace?: (message: string) => void;
+  /** Set SO_REUSEPORT: several workers listen on the port (Linux spreads clients over them). */
+  reusePort?: boolean;
   /** Most proxied connections at once (descriptors allow); undefined = no limit. */
   maxConnections?: number;
   /** Problems worth a log line even without `-d` (accept failures). */

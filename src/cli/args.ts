@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { parseCount, parseGroups, parsePort, type ServiceLookup } from "../core/grammar.ts";
 import { usageError } from "../core/exit_error.ts";
@@ -40,6 +41,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
         p: { type: "boolean", short: "p" },
         t: { type: "string", short: "t" },
         T: { type: "string", short: "T" },
+        workers: { type: "string", short: "w" },
         "log-file": { type: "string" },
         grace: { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -86,9 +88,23 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
     ipv6: v["6"] ?? false,
     command: v.c,
     logFile: v["log-file"],
+    workers: v.workers === undefined ? DEFAULTS.workers : parseWorkers(v.workers),
     graceSeconds: v.grace === undefined ? DEFAULTS.graceSeconds : parseCount(v.grace, "grace period", MAX_TIMEOUT_SEC),
     groups: mode === "serve" ? parseGroups(channelArgs, listenPort, lookup) : [],
   };
+}
+
+/** More threads than this only add contention on any machine we know of. */
+export const MAX_WORKERS = 64;
+
+// `auto` is one worker per core the runtime may use.
+function parseWorkers(text: string): number {
+  if (text === "auto") return Math.min(availableParallelism(), MAX_WORKERS);
+  const n = /^\d{1,3}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1 && n <= MAX_WORKERS)) {
+    throw usageError(`invalid workers (-w) '${shown(text)}': must be 1-${MAX_WORKERS} or auto`);
+  }
+  return n;
 }
 
 // node's messages mention its own API ("To specify a positional argument…");

@@ -34,6 +34,8 @@ export interface Config {
   logFile?: string;
   /** `--grace`: seconds open connections may finish after SIGTERM/SIGINT. */
   graceSeconds: number;
+  /** `-w`: worker threads accepting on the port; 1 = the main thread alone. */
+  workers: number;
   groups: GroupSpec[];
 }
 
@@ -48,4 +50,5 @@ export const DEFAULTS: Omit<Config, "mode" | "listenPort" | "groups"> = {
   hashFailover: false,
   ipv6: false,
   graceSeconds: 10,
+  workers: 1,
 };

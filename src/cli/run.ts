@@ -18,10 +18,11 @@ import { USAGE, versionLine } from "./usage.ts";
  *
  * @example
  * ```ts
- * process.exitCode = await run(process.argv.slice(2), await import("../adapter/deno/mod.ts"));
+ * const adapter = await import("../adapter/deno/mod.ts");
+ * process.exitCode = await run(process.argv.slice(2), adapter, new URL("../worker.ts", import.meta.url));
  * ```
  */
-export async function run(argv: string[], adapter: Adapter): Promise<number> {
+export async function run(argv: string[], adapter: Adapter, workerUrl: URL): Promise<number> {
   try {
     const lookupPort = readServices();
     const config = parseCommandLine(argv, lookupPort);
@@ -38,12 +39,14 @@ export async function run(argv: string[], adapter: Adapter): Promise<number> {
       case "interactive":
         return await runControlShell(control(), config.listenPort);
       case "serve":
-        if (config.foreground) return await serveUntilStopped(config, adapter, lookupPort, { kind: "stderr" });
+        if (config.foreground) {
+          return await serveUntilStopped(config, adapter, workerUrl, lookupPort, { kind: "stderr" });
+        }
         if (process.env[DETACHED_ENV] === "1") {
           // The detached copy: nobody reads stderr once the parent has gone.
           process.stderr.on("error", () => {});
           const target = config.logFile ? { kind: "file", path: config.logFile } as const : { kind: "syslog" } as const;
-          return await serveUntilStopped(config, adapter, lookupPort, target);
+          return await serveUntilStopped(config, adapter, workerUrl, lookupPort, target);
         }
         return await startInBackground(adapter.selfCommand(), argv, control());
     }

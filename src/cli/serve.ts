@@ -9,26 +9,28 @@ import { addressBytes } from "../core/hash.ts";
 import { shown } from "../core/shown.ts";
 import { formatPacketDump } from "../core/packet_dump.ts";
 import { EX_OK, EX_USAGE } from "../core/sysexits.ts";
-import type { Adapter } from "../adapter/types.ts";
+import type { Adapter, ServeOptions } from "../adapter/types.ts";
 import { controlAddress, ensurePrivateDirectory } from "../control/address.ts";
 import { claimControlAddress, startControlServer } from "../control/server.ts";
 import type { Config } from "./config.ts";
 import { type LogTarget, setupLog } from "./log.ts";
 import { VERSION } from "./usage.ts";
+import { serveInWorkers } from "./workers.ts";
 
 /**
  * Runs the balancer until it is stopped (`kill`, SIGTERM, SIGINT): resolves
- * hosts, claims the control channel, listens, and calls `onReady` once
- * clients and control commands are served.
+ * hosts, claims the control channel, listens (in this thread, or in `-w`
+ * workers started from `workerUrl`) and serves control commands.
  *
  * @example
  * ```ts
- * await serveUntilStopped(config, adapter, lookupPort, { kind: "stderr" });
+ * await serveUntilStopped(config, adapter, new URL("../worker.ts", import.meta.url), lookupPort, { kind: "stderr" });
  * ```
  */
 export async function serveUntilStopped(
   config: Config,
   adapter: Adapter,
+  workerUrl: URL,
   lookupPort: ServiceLookup,
   logTarget: LogTarget,
 ): Promise<number> {
@@ -38,11 +40,15 @@ export async function serveUntilStopped(
   for (const host of config.groups.flatMap((g) => g.channels.map((c) => c.host))) {
     hosts.set(host, await resolveHost(host, "channel host"));
   }
+  // Workers need SO_REUSEPORT that spreads connections, which only Linux has.
+  const workers = process.platform === "linux" ? config.workers : 1;
+  if (workers < config.workers) log.warning(`-w: worker threads need Linux; running one (${process.platform})`);
   const balancer = Balancer.fromSpecs(
     config.groups,
     { autodisable: config.autodisable, hashFailover: config.hashFailover },
     trace,
     (host) => hosts.get(host)!,
+    workers,
   );
   const hostname = config.bindAddress !== undefined
     ? await resolveHost(config.bindAddress, "bind address (-b)")
@@ -84,7 +90,7 @@ export async function serveUntilStopped(
   const maxConnections = fileLimit === undefined
     ? undefined
     : Math.max(1, Math.floor((fileLimit - RESERVED_DESCRIPTORS) / 2));
-  const server = await adapter.serve(balancer, {
+  const options: ServeOptions = {
     maxConnections,
     hostname,
     port: config.listenPort,
@@ -94,16 +100,25 @@ export async function serveUntilStopped(
     dump: config.packetDump ? (dir, chunk) => process.stdout.write(formatPacketDump(dir, chunk)) : undefined,
     trace,
     warn: (m) => log.warning(m),
-  });
-  const controlServer = await startControlServer({ balancer, version: VERSION, lookupPort }, control, () => {
-    log.info("kill: exiting");
-    process.exit(EX_OK);
-  });
+  };
+  const inWorkers = workers > 1 ? await serveInWorkers(balancer, options, workers, workerUrl) : undefined;
+  const server = inWorkers ?? await adapter.serve(balancer, options);
+  const controlServer = await startControlServer(
+    { balancer, version: VERSION, lookupPort },
+    control,
+    () => {
+      log.info("kill: exiting");
+      process.exit(EX_OK);
+    },
+    inWorkers?.syncLayout,
+  );
   stopListening = () => {
     server.close();
     controlServer.close();
   };
-  trace?.(`listening on ${hostname} port ${server.port}, ${balancer.groups.length} group(s), control ${control}`);
+  trace?.(
+    `listening on ${hostname} port ${server.port} in ${workers} thread(s), ${balancer.groups.length} group(s), control ${control}`,
+  );
   trace?.(
     maxConnections === undefined
       ? "open files limit unknown: no connection limit"

@@ -49,6 +49,7 @@ export const USAGE = `usage:
   -p        packet dump of all relayed data on stdout
   -t sec    connect timeout (default 5, at least 1)
   -T sec    idle timeout (default 0 = never)
+  -w N      worker threads sharing the port and one state (default 1; auto = one per core)
   --log-file FILE  in the background, log to FILE instead of syslog
   --grace SEC      on SIGTERM/SIGINT let open connections finish for SEC (default 10)
   --help    this text

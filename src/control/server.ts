@@ -1,7 +1,7 @@
 import * as net from "node:net";
 import { chmodSync, unlinkSync } from "node:fs";
 import process from "node:process";
-import { type ControlContext, executeCommand } from "../core/control.ts";
+import { type CommandResult, type ControlContext, executeCommand } from "../core/control.ts";
 import { ExitError } from "../core/exit_error.ts";
 import { EX_OSERR } from "../core/sysexits.ts";
 import { MAX_REQUEST_BYTES, parseRequest } from "./protocol.ts";
@@ -59,16 +59,26 @@ export function isAnswering(address: string): Promise<boolean> {
  * Serves control commands on `address` (call {@link claimControlAddress}
  * first). Each line is one JSON request; anything else is answered with
  * `syntax error` and changes nothing. `kill` answers, then calls `onKill`.
+ * After a command that changed the layout (`create`, `assign`) the answer
+ * waits for `syncLayout`, so that workers know a channel before anyone can
+ * enable it.
  *
  * @example
  * ```ts
  * const server = await startControlServer(ctx, address, () => process.exit(0));
  * ```
  */
-export function startControlServer(ctx: ControlContext, address: string, onKill: () => void): Promise<ControlServer> {
+export function startControlServer(
+  ctx: ControlContext,
+  address: string,
+  onKill: () => void,
+  syncLayout?: () => Promise<void>,
+): Promise<ControlServer> {
   const server = net.createServer((socket) => {
     socket.setEncoding("utf8");
     let buffered = "";
+    // Answers go out in request order, each after its command took effect.
+    let answered = Promise.resolve();
     socket.on("error", () => {});
     socket.on("data", (data: string) => {
       buffered += data;
@@ -77,12 +87,15 @@ export function startControlServer(ctx: ControlContext, address: string, onKill:
       while ((newline = buffered.indexOf("\n")) >= 0) {
         const line = buffered.slice(0, newline);
         buffered = buffered.slice(newline + 1);
-        const request = parseRequest(line);
-        const result = request
-          ? executeCommand(ctx, request.group, request.command)
-          : { output: "syntax error", group: 0 };
-        socket.write(`${JSON.stringify(result)}\n`, () => {
-          if ("kill" in result && result.kill) onKill();
+        answered = answered.then(async () => {
+          const request = parseRequest(line);
+          const { layoutChanged, ...answer }: CommandResult = request
+            ? executeCommand(ctx, request.group, request.command)
+            : { output: "syntax error", group: 0 };
+          if (layoutChanged) await syncLayout?.();
+          socket.write(`${JSON.stringify(answer)}\n`, () => {
+            if (answer.kill) onKill();
+          });
         });
       }
     });

@@ -2,6 +2,7 @@ import { Channel } from "./channel.ts";
 import { Group } from "./group.ts";
 import type { GroupSpec } from "./grammar.ts";
 import { pickChannels } from "./select.ts";
+import { SharedState } from "./state.ts";
 
 /** Most groups per balancer (balance 3.54 allowed 16). */
 export const MAX_GROUPS = 64;
@@ -18,6 +19,15 @@ export interface SelectionOptions {
 
 /** What a {@link Balancer} reports as it decides (for `-d`). */
 export type TraceFn = (message: string) => void;
+
+/**
+ * The parts of a balancer that are not numbers: which channel slot sits where
+ * and its address. The control thread sends it to workers after `create` and
+ * `assign`; everything else they see through the shared state.
+ */
+export interface Layout {
+  groups: { channels: { slot: number; address: string; port: number }[] }[];
+}
 
 /** A connection made by {@link Balancer.connect}. */
 export interface Connected<T> {
@@ -37,29 +47,96 @@ export interface Connected<T> {
  * ```
  */
 export class Balancer {
-  // Kept as a running total so that admission on every accept is O(1).
-  private open = 0;
+  // Channel objects by slot, so that a new layout updates them in place:
+  // connections in flight keep counting on the same cells.
+  private readonly bySlot = new Map<number, Channel>();
 
   constructor(
     readonly groups: Group[],
     readonly options: SelectionOptions = { autodisable: false, hashFailover: false },
     private readonly trace?: TraceFn,
+    /** Where the numbers live; one writer and room for `create` by default. */
+    readonly state: SharedState = SharedState.create({ groups: MAX_GROUPS, channels: MAX_CHANNELS, writers: 1 }),
   ) {}
 
   /**
    * Builds a balancer from parsed groups whose hosts are already resolved
-   * (`resolve` maps a spec's host to the address to connect to).
+   * (`resolve` maps a spec's host to the address to connect to), with a new
+   * shared state for `writers` workers and room for {@link MAX_CHANNELS}
+   * more channels made by `create`.
    */
   static fromSpecs(
     specs: GroupSpec[],
     options: SelectionOptions,
     trace?: TraceFn,
     resolve: (host: string) => string = (host) => host,
+    writers = 1,
   ): Balancer {
-    const groups = specs.map((g) =>
-      new Group(g.type, g.channels.map((c) => new Channel(resolve(c.host), c.port, c.maxc)))
-    );
-    return new Balancer(groups, options, trace);
+    const count = specs.reduce((n, g) => n + g.channels.length, 0);
+    const state = SharedState.create({ groups: MAX_GROUPS, channels: count + MAX_CHANNELS, writers });
+    const balancer = new Balancer([], options, trace, state);
+    specs.forEach((spec, g) => {
+      const group = balancer.group(g);
+      group.type = spec.type;
+      for (const c of spec.channels) balancer.addChannel(g, resolve(c.host), c.port, c.maxc, true);
+    });
+    return balancer;
+  }
+
+  /**
+   * Group `g`, made (empty, RR) with any missing groups before it when it
+   * does not exist yet: `group G` may name a group that `create` then fills.
+   */
+  group(g: number): Group {
+    while (this.groups.length <= g) this.groups.push(new Group("RR", [], this.state.groupCells(this.groups.length)));
+    return this.groups[g];
+  }
+
+  /**
+   * Adds a channel at the end of group `g` in a free slot of the shared
+   * state; `undefined` when the group or the state is full.
+   */
+  addChannel(g: number, address: string, port: number, maxc: number, enabled: boolean): Channel | undefined {
+    const group = this.group(g);
+    if (group.channels.length >= MAX_CHANNELS) return undefined;
+    const slot = this.state.allocateChannel();
+    if (slot === undefined) return undefined;
+    const channel = new Channel(address, port, maxc, enabled, this.state.channelCells(slot));
+    this.bySlot.set(slot, channel);
+    group.channels.push(channel);
+    return channel;
+  }
+
+  /** The layout to send to workers. */
+  layout(): Layout {
+    const slotOf = new Map([...this.bySlot].map(([slot, channel]) => [channel, slot]));
+    return {
+      groups: this.groups.map((g) => ({
+        channels: g.channels.map((c) => ({ slot: slotOf.get(c)!, address: c.address, port: c.port })),
+      })),
+    };
+  }
+
+  /**
+   * Takes on a layout made by the control thread's balancer over the same
+   * shared state (a worker's view): channels and groups appear, addresses
+   * change; the numbers are already shared.
+   */
+  adopt(layout: Layout): void {
+    layout.groups.forEach((g, gi) => {
+      const group = this.groups[gi] ??= new Group(undefined, [], this.state.groupCells(gi));
+      group.channels.length = 0;
+      for (const { slot, address, port } of g.channels) {
+        let channel = this.bySlot.get(slot);
+        if (!channel) {
+          channel = new Channel(address, port, undefined, undefined, this.state.channelCells(slot));
+          this.bySlot.set(slot, channel);
+        }
+        channel.address = address;
+        channel.port = port;
+        group.channels.push(channel);
+      }
+    });
   }
 
   /**
@@ -71,15 +148,16 @@ export class Balancer {
    */
   async connect<T>(clientAddress: string, dial: (channel: Channel) => Promise<T>): Promise<Connected<T> | undefined> {
     for (const channel of pickChannels(this.groups, clientAddress, this.options.hashFailover)) {
-      channel.claim();
-      this.open++;
+      // Another worker may have filled or disabled it since it was picked.
+      if (!channel.tryClaim()) continue;
+      this.state.addOpen(1);
       try {
         const conn = await dial(channel);
         this.trace?.(`${clientAddress}: connected to ${this.describe(channel)}`);
         return { channel, conn };
       } catch (err) {
         channel.unclaim();
-        this.open--;
+        this.state.addOpen(-1);
         if (this.options.autodisable) channel.enabled = false;
         this.trace?.(
           `${clientAddress}: connect to ${this.describe(channel)} failed: ${errorText(err)}` +
@@ -91,9 +169,9 @@ export class Balancer {
     return undefined;
   }
 
-  /** Connections open or being connected right now, over all channels. */
+  /** Connections open or being connected right now, over all channels and workers. */
   openConnections(): number {
-    return this.open;
+    return this.state.open;
   }
 
   /**
@@ -102,7 +180,7 @@ export class Balancer {
    */
   release(channel: Channel): void {
     channel.release();
-    this.open--;
+    this.state.addOpen(-1);
   }
 
   /** `group G channel N (address:port)`, as traces name a channel. */

@@ -1,54 +1,147 @@
+import { type ChannelCells, standaloneChannelCells } from "./state.ts";
+
+const C = 0;
+const ENABLED = 1;
+const MAXC = 2;
+const TOTALC = 0;
+const SENT = 1;
+const RCVD = 2;
+
 /**
  * One destination of a group, with the counters `show` prints.
  *
- * Counters live on the channel itself so that the relay updates them with a
- * plain field increment: no lookup on the per-chunk path.
+ * The numbers live in {@link ChannelCells} (a SharedArrayBuffer that every
+ * worker sees); the address is this object's own, since only the control
+ * thread changes it and tells the workers. `c` is claimed with a
+ * compare-and-swap, so `maxc` holds across workers. Bytes are counted in this
+ * writer's own row: a plain add on the per-chunk path.
  *
  * @example
  * ```ts
  * const ch = new Channel("127.0.0.1", 8080, 10);
- * if (ch.isUsable()) ch.claim();
- * ch.release();
+ * if (ch.tryClaim()) ch.release();
+ * ch.countSent(1460);
  * ```
  */
 export class Channel {
-  /** Current connections. */
-  c = 0;
-  /** Connections ever made (a failed connect is taken back). */
-  totalc = 0;
-  /** Bytes sent to this channel. */
-  sent = 0;
-  /** Bytes received from this channel. */
-  rcvd = 0;
-
   constructor(
     /** Address to connect to (resolved at start, or as given by `create`/`assign`). */
     public address: string,
     public port: number,
-    /** Most simultaneous connections; 0 means no limit. */
-    public maxc = 0,
-    public enabled = true,
-  ) {}
+    /** Most simultaneous connections, 0 = no limit; `undefined` keeps what `cells` hold. */
+    maxc?: number,
+    /** `undefined` keeps what `cells` hold. */
+    enabled?: boolean,
+    /** Where the numbers live; cells of its own, enabled by default, when absent. */
+    cells?: ChannelCells,
+  ) {
+    this.cells = cells ?? standaloneChannelCells();
+    if (cells === undefined) enabled ??= true;
+    if (maxc !== undefined) this.maxc = maxc;
+    if (enabled !== undefined) this.enabled = enabled;
+  }
+
+  /** Where the numbers live. */
+  readonly cells: ChannelCells;
+
+  /** Current connections, over all workers. */
+  get c(): number {
+    return Atomics.load(this.cells.flags, C);
+  }
+  set c(n: number) {
+    Atomics.store(this.cells.flags, C, n);
+  }
+
+  get enabled(): boolean {
+    return Atomics.load(this.cells.flags, ENABLED) === 1;
+  }
+  set enabled(on: boolean) {
+    Atomics.store(this.cells.flags, ENABLED, on ? 1 : 0);
+  }
+
+  /** Most simultaneous connections; 0 means no limit. */
+  get maxc(): number {
+    return Atomics.load(this.cells.flags, MAXC);
+  }
+  set maxc(n: number) {
+    Atomics.store(this.cells.flags, MAXC, n);
+  }
+
+  /** Connections ever made (a failed connect is taken back). Setting it moves the baseline. */
+  get totalc(): number {
+    return this.counter(TOTALC);
+  }
+  set totalc(n: number) {
+    this.setCounter(TOTALC, n);
+  }
+
+  /** Bytes sent to this channel. */
+  get sent(): number {
+    return this.counter(SENT);
+  }
+  set sent(n: number) {
+    this.setCounter(SENT, n);
+  }
+
+  /** Bytes received from this channel. */
+  get rcvd(): number {
+    return this.counter(RCVD);
+  }
+  set rcvd(n: number) {
+    this.setCounter(RCVD, n);
+  }
 
   /** Enabled and below its maxc: the test every selection step applies. */
   isUsable(): boolean {
-    return this.enabled && (this.maxc === 0 || this.c < this.maxc);
+    const maxc = this.maxc;
+    return this.enabled && (maxc === 0 || this.c < maxc);
   }
 
-  /** Count a new connection before connecting, so concurrent picks see it. */
-  claim(): void {
-    this.c++;
-    this.totalc++;
+  /**
+   * Counts a new connection before connecting, so concurrent picks (in this
+   * worker or another) see it; `false` when the channel is disabled or full.
+   */
+  tryClaim(): boolean {
+    const flags = this.cells.flags;
+    for (;;) {
+      if (!this.enabled) return false;
+      const c = Atomics.load(flags, C);
+      const maxc = Atomics.load(flags, MAXC);
+      if (maxc !== 0 && c >= maxc) return false;
+      if (Atomics.compareExchange(flags, C, c, c + 1) === c) break;
+    }
+    this.cells.mine[TOTALC]++;
+    return true;
   }
 
-  /** Take back a claim whose connect failed: it never was a connection. */
+  /** Takes back a claim whose connect failed: it never was a connection. */
   unclaim(): void {
-    this.c--;
-    this.totalc--;
+    Atomics.sub(this.cells.flags, C, 1);
+    this.cells.mine[TOTALC]--;
   }
 
   /** A connection to this channel has ended. */
   release(): void {
-    this.c--;
+    Atomics.sub(this.cells.flags, C, 1);
+  }
+
+  /** Bytes relayed to the channel. */
+  countSent(n: number): void {
+    this.cells.mine[SENT] += n;
+  }
+
+  /** Bytes relayed from the channel. */
+  countRcvd(n: number): void {
+    this.cells.mine[RCVD] += n;
+  }
+
+  private counter(i: number): number {
+    let sum = -this.cells.baseline[i];
+    for (const row of this.cells.rows) sum += row[i];
+    return sum;
+  }
+
+  private setCounter(i: number, n: number): void {
+    this.cells.baseline[i] = this.counter(i) + this.cells.baseline[i] - n;
   }
 }

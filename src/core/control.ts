@@ -1,8 +1,7 @@
 import type { Balancer } from "./balancer.ts";
 import { MAX_CHANNELS, MAX_GROUPS } from "./balancer.ts";
-import { Channel } from "./channel.ts";
+import type { Channel } from "./channel.ts";
 import { MAX_MAXC, type ServiceLookup } from "./grammar.ts";
-import { Group } from "./group.ts";
 import { addressBytes } from "./hash.ts";
 
 /**
@@ -82,6 +81,8 @@ export interface CommandResult {
   quit?: boolean;
   /** `kill`: the balancer should stop once the answer is out. */
   kill?: boolean;
+  /** `create`, `assign`: channels or addresses changed (workers must be told). */
+  layoutChanged?: boolean;
 }
 
 /** What the control commands need from outside the core. */
@@ -158,18 +159,15 @@ export function executeCommand(ctx: ControlContext, group: number, line: string)
     }
     case "hash":
     case "rr": {
-      const target = current ?? ensureGroup(balancer, group);
-      target.type = command === "hash" ? "Hash" : "RR";
+      balancer.group(group).type = command === "hash" ? "Hash" : "RR";
       return answer(`group ${group} set to ${command === "hash" ? "hash" : "round robin"}`);
     }
     case "create": {
       const [host, portText] = args;
       const port = parsePortArg(portText, ctx.lookupPort);
       if (!addressBytes(host) || port === undefined) return answer("invalid address");
-      const target = current ?? ensureGroup(balancer, group);
-      if (target.channels.length >= MAX_CHANNELS) return answer("no channel slots available");
-      target.channels.push(new Channel(host, port, 0, false));
-      return answer("channel created");
+      const created = balancer.addChannel(group, host, port, 0, false);
+      return created ? answer("channel created", { layoutChanged: true }) : answer("no channel slots available");
     }
     case "mrtg-bytes":
     case "mrtg-conns": {
@@ -217,7 +215,7 @@ export function executeCommand(ctx: ControlContext, group: number, line: string)
       if (!addressBytes(args[1]) || port === undefined) return answer("invalid address");
       channel.address = args[1];
       channel.port = port;
-      return answer("channel reassigned");
+      return answer("channel reassigned", { layoutChanged: true });
     }
   }
   return answer(SYNTAX_ERROR);
@@ -229,12 +227,6 @@ function parsePortArg(text: string, lookup: ServiceLookup): number | undefined {
     return n >= 1 && n <= 65535 ? n : undefined;
   }
   return lookup(text);
-}
-
-// `group G` may name a group that has no channels yet; `create` then makes it.
-function ensureGroup(balancer: Balancer, index: number): Group {
-  while (balancer.groups.length <= index) balancer.groups.push(new Group("RR"));
-  return balancer.groups[index];
 }
 
 /** One row of `show --json`. */

@@ -24,4 +24,5 @@ export * from "./select.ts";
 export * from "./sysexits.ts";
 export * from "./control.ts";
 export * from "./shown.ts";
+export * from "./state.ts";
 export * from "./throttle.ts";

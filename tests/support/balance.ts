@@ -24,7 +24,7 @@ export function balanceCommand(): string[] {
   const bin = process.env.BALANCE_BIN;
   if (bin) return [bin];
   if (process.env.BALANCE_RUNTIME === "bun") return [BUN, MAIN];
-  return [process.execPath.includes("deno") ? process.execPath : "deno", "run", "--allow-all", MAIN];
+  return [process.execPath.includes("deno") ? process.execPath : "deno", "run", "--allow-all", "--unstable-net", MAIN];
 }
 
 /** The result of a balance run that ended. */

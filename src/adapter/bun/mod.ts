@@ -126,6 +126,8 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
       port: options.port,
       allowHalfOpen: true,
       socket: clientHandlers,
+      // Accepted by Bun.listen though its published types only show it for connect.
+      ...(options.reusePort ? { reusePort: true } : {}),
     });
   } catch (err) {
     throw listenError(err, formatHostPort(options.hostname, options.port));

@@ -56,8 +56,8 @@ export class Pipe implements Idleable {
   /** Counts `n` bytes that reached the destination of `flow`. */
   count(flow: Flow, n: number): void {
     this.active = true;
-    if (flow === this.toServer) this.channel!.sent += n;
-    else this.channel!.rcvd += n;
+    if (flow === this.toServer) this.channel!.countSent(n);
+    else this.channel!.countRcvd(n);
   }
 
   /** Ends the connection: both sockets closed gracefully, hooks told once. */

@@ -11,7 +11,7 @@
  */
 import { fileURLToPath } from "node:url";
 import type { Balancer } from "../../core/balancer.ts";
-import { EX_NOPERM, EX_OSERR } from "../../core/sysexits.ts";
+import { EX_NOPERM, EX_OSERR, EX_USAGE } from "../../core/sysexits.ts";
 import { ExitError } from "../../core/exit_error.ts";
 import { formatHostPort } from "../../core/balancer.ts";
 import { IdleTimer } from "../../core/idle.ts";
@@ -25,9 +25,19 @@ import { relay } from "./relay.ts";
  * the balancer picks. Throws an {@link ExitError} when it cannot listen.
  */
 export function serve(balancer: Balancer, options: ServeOptions): Promise<Server> {
+  // Deno exits the process on reusePort without --unstable-net: check first
+  // (listenDatagram exists exactly when that flag is given).
+  if (options.reusePort && !("listenDatagram" in Deno)) {
+    throw new ExitError("-w under Deno needs its --unstable-net flag (for SO_REUSEPORT)", EX_USAGE);
+  }
   let listener: Deno.TcpListener;
   try {
-    listener = Deno.listen({ hostname: options.hostname, port: options.port, transport: "tcp" });
+    listener = Deno.listen({
+      hostname: options.hostname,
+      port: options.port,
+      transport: "tcp",
+      ...(options.reusePort ? { reusePort: true } : {}),
+    });
   } catch (err) {
     throw listenError(err, formatHostPort(options.hostname, options.port));
   }
@@ -109,8 +119,8 @@ async function handleClient(
   const dump = options.dump;
   try {
     await relay(client, server, {
-      onSent: dump ? (c) => (channel.sent += c.length, dump("->", c)) : (c) => (channel.sent += c.length),
-      onRcvd: dump ? (c) => (channel.rcvd += c.length, dump("-<", c)) : (c) => (channel.rcvd += c.length),
+      onSent: dump ? (c) => (channel.countSent(c.length), dump("->", c)) : (c) => channel.countSent(c.length),
+      onRcvd: dump ? (c) => (channel.countRcvd(c.length), dump("-<", c)) : (c) => channel.countRcvd(c.length),
     }, idle);
   } finally {
     balancer.release(channel);
@@ -122,7 +132,7 @@ async function handleClient(
 
 /** `deno run` of this same main module, with the permissions it runs with. */
 export function selfCommand(): string[] {
-  return [Deno.execPath(), "run", "--allow-all", fileURLToPath(Deno.mainModule)];
+  return [Deno.execPath(), "run", "--allow-all", "--unstable-net", fileURLToPath(Deno.mainModule)];
 }
 
 function listenError(err: unknown, where: string): ExitError {

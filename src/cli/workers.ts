@@ -1,0 +1,181 @@
+/**
+ * `-w N`: N worker threads, each with its own listener on the port
+ * (SO_REUSEPORT: the kernel spreads new connections over them) and one
+ * balancer view over the same {@link SharedState}. The main thread keeps the
+ * control channel, the log and the signals; it sends workers the layout
+ * (after `create`/`assign`) and relays their log lines and packet dumps.
+ *
+ * @module
+ */
+import process from "node:process";
+import { Balancer, type Layout, type SelectionOptions } from "../core/balancer.ts";
+import { ExitError } from "../core/exit_error.ts";
+import type { Direction } from "../core/packet_dump.ts";
+import { SharedState, type StateHandle } from "../core/state.ts";
+import { EX_SOFTWARE } from "../core/sysexits.ts";
+import type { Adapter, ServeOptions, Server } from "../adapter/types.ts";
+
+/** What a worker is told at start; everything a worker needs, postMessage-able. */
+interface StartMessage {
+  kind: "start";
+  writer: number;
+  state: StateHandle;
+  layout: Layout;
+  selection: SelectionOptions;
+  serve: Omit<ServeOptions, "dump" | "trace" | "warn">;
+  dump: boolean;
+  trace: boolean;
+}
+
+type ToWorker = StartMessage | { kind: "layout"; layout: Layout } | { kind: "stop" };
+
+type FromWorker =
+  | { kind: "ready" }
+  | { kind: "listening"; port: number }
+  | { kind: "failed"; message: string; exitCode: number }
+  | { kind: "trace" | "warn"; message: string }
+  | { kind: "dump"; direction: Direction; chunk: Uint8Array }
+  | { kind: "adopted" };
+
+/** A running set of workers: a {@link Server} whose layout can be resent. */
+export interface WorkerServer extends Server {
+  /** Sends the balancer's layout to every worker; resolves once all have it. */
+  syncLayout(): Promise<void>;
+}
+
+/**
+ * Starts `count` workers from the module `workerUrl` (which calls
+ * {@link runWorker}) serving `balancer`'s state. Resolves once every worker
+ * listens; throws the first worker's {@link ExitError} when one cannot.
+ *
+ * @example
+ * ```ts
+ * const server = await serveInWorkers(balancer, options, 2, new URL("./worker.ts", import.meta.url));
+ * ```
+ */
+export async function serveInWorkers(
+  balancer: Balancer,
+  options: ServeOptions,
+  count: number,
+  workerUrl: URL,
+): Promise<WorkerServer> {
+  const { dump, trace, warn, ...serve } = options;
+  const workers = Array.from({ length: count }, () => new Worker(workerUrl.href, { type: "module" }));
+  const adopted: (() => void)[][] = workers.map(() => []);
+  const listening = workers.map((worker, writer) =>
+    new Promise<number>((resolve, reject) => {
+      const start: StartMessage = {
+        kind: "start",
+        writer,
+        state: balancer.state.handle,
+        layout: balancer.layout(),
+        selection: balancer.options,
+        serve: { ...serve, reusePort: true },
+        dump: dump !== undefined,
+        trace: trace !== undefined,
+      };
+      worker.onmessage = ({ data }: MessageEvent<FromWorker>) => {
+        switch (data.kind) {
+          case "ready":
+            return worker.postMessage(start);
+          case "listening":
+            return resolve(data.port);
+          case "failed":
+            return reject(new ExitError(data.message, data.exitCode));
+          case "trace":
+            return trace?.(`worker ${writer}: ${data.message}`);
+          case "warn":
+            return warn(`worker ${writer}: ${data.message}`);
+          case "dump":
+            return dump?.(data.direction, data.chunk);
+          case "adopted":
+            return adopted[writer].shift()?.();
+        }
+      };
+      // A worker that dies takes its connections' counts with it: stop
+      // loudly rather than serve on with a state that no longer adds up.
+      worker.onerror = (event: ErrorEvent) => {
+        event.preventDefault?.();
+        warn(`worker ${writer} failed: ${event.message}`);
+        process.exit(EX_SOFTWARE);
+      };
+    })
+  );
+  let ports: number[];
+  try {
+    ports = await Promise.all(listening);
+  } catch (err) {
+    for (const worker of workers) worker.terminate();
+    throw err;
+  }
+  const post = (message: ToWorker) => workers.forEach((w) => w.postMessage(message));
+  let stop!: () => void;
+  const finished = new Promise<void>((resolve) => (stop = resolve));
+  return {
+    port: ports[0],
+    finished,
+    close() {
+      post({ kind: "stop" });
+      stop();
+    },
+    syncLayout() {
+      const layout = balancer.layout();
+      const all = workers.map((_, w) => new Promise<void>((resolve) => adopted[w].push(resolve)));
+      post({ kind: "layout", layout });
+      return Promise.all(all).then(() => {});
+    },
+  };
+}
+
+/** The parts of a worker's global scope used here (Deno and Bun both have them). */
+interface WorkerScope {
+  postMessage(message: FromWorker): void;
+  onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
+}
+
+/**
+ * The body of a worker thread: waits for its start message, serves with
+ * `adapter` on its own listener, and follows layout and stop messages.
+ *
+ * @example
+ * ```ts
+ * // worker.ts
+ * runWorker(await import("./adapter/bun/mod.ts"));
+ * ```
+ */
+export function runWorker(adapter: Adapter): void {
+  const scope = globalThis as unknown as WorkerScope;
+  const send = (message: FromWorker) => scope.postMessage(message);
+  let balancer: Balancer | undefined;
+  let server: Server | undefined;
+  // Messages sent before a worker's module has finished loading can be lost
+  // (Bun): the main thread sends `start` only once asked.
+  scope.onmessage = async ({ data }) => {
+    switch (data.kind) {
+      case "start": {
+        const trace = data.trace ? (message: string) => send({ kind: "trace", message }) : undefined;
+        balancer = new Balancer([], data.selection, trace, new SharedState(data.state, data.writer));
+        balancer.adopt(data.layout);
+        try {
+          server = await adapter.serve(balancer, {
+            ...data.serve,
+            trace,
+            warn: (message) => send({ kind: "warn", message }),
+            dump: data.dump ? (direction, chunk) => send({ kind: "dump", direction, chunk }) : undefined,
+          });
+          send({ kind: "listening", port: server.port });
+        } catch (err) {
+          const exitCode = err instanceof ExitError ? err.exitCode : EX_SOFTWARE;
+          send({ kind: "failed", message: (err as Error).message, exitCode });
+        }
+        return;
+      }
+      case "layout":
+        balancer?.adopt(data.layout);
+        return send({ kind: "adopted" });
+      case "stop":
+        return server?.close();
+    }
+  };
+  send({ kind: "ready" });
+}

@@ -1,0 +1,132 @@
+/**
+ * The numbers of a balancer — channel status, `c`, `maxc`, counters, group
+ * types and RR positions, the open-connection total — kept in one
+ * SharedArrayBuffer, so that every worker thread sees and changes one state,
+ * as balance 3.54's processes shared one table in shared memory.
+ *
+ * Layout: Int32 cells updated with Atomics (shared by all writers), and one
+ * row of Float64 counters per writer (each worker adds to its own row, so the
+ * per-chunk path needs no atomic operation and no lock); a counter's value is
+ * the sum of the rows minus a baseline row that `reset` moves.
+ *
+ * @module
+ */
+
+/** Int32 cells of the whole balancer. */
+const OPEN = 0;
+const CHANNELS_USED = 1;
+const HEADER_CELLS = 2;
+
+/** Int32 cells per group: its type (0 RR, 1 Hash) and RR position. */
+export const GROUP_CELLS = 2;
+/** Int32 cells per channel: c, enabled (0/1), maxc. */
+export const CHANNEL_CELLS = 3;
+/** Float64 counters per channel and writer: totalc, sent, rcvd. */
+export const CHANNEL_COUNTERS = 3;
+
+/** The cells of one channel, wherever they live. */
+export interface ChannelCells {
+  /** c, enabled, maxc (Atomics). */
+  flags: Int32Array;
+  /** This writer's totalc, sent, rcvd. */
+  mine: Float64Array;
+  /** Every writer's totalc, sent, rcvd, summed for reading. */
+  rows: Float64Array[];
+  /** Subtracted from the sum: moved by `reset` and by setting a counter. */
+  baseline: Float64Array;
+}
+
+/** What a worker needs to open the same state: postMessage-able. */
+export interface StateHandle {
+  buffer: SharedArrayBuffer;
+  groups: number;
+  channels: number;
+  writers: number;
+}
+
+/**
+ * One balancer's numbers in a SharedArrayBuffer, seen by one writer.
+ *
+ * @example
+ * ```ts
+ * const state = SharedState.create({ groups: 64, channels: 1024, writers: 2 });
+ * const inWorker = new SharedState(state.handle, 1); // after postMessage(state.handle)
+ * inWorker.channelCells(0).mine[1] += 1460; // worker 1 counts bytes sent
+ * ```
+ */
+export class SharedState {
+  readonly ints: Int32Array;
+  readonly counters: Float64Array;
+
+  /** A new zeroed state for `channels` channels and `writers` writers; this view is writer 0. */
+  static create(size: { groups: number; channels: number; writers: number }): SharedState {
+    const intBytes = (HEADER_CELLS + size.groups * GROUP_CELLS + size.channels * CHANNEL_CELLS) * 4;
+    const counterOffset = Math.ceil(intBytes / 8) * 8;
+    const counterBytes = (size.writers + 1) * size.channels * CHANNEL_COUNTERS * 8;
+    return new SharedState({ ...size, buffer: new SharedArrayBuffer(counterOffset + counterBytes) }, 0);
+  }
+
+  constructor(readonly handle: StateHandle, readonly writer: number) {
+    const { buffer, groups, channels, writers } = handle;
+    const intCount = HEADER_CELLS + groups * GROUP_CELLS + channels * CHANNEL_CELLS;
+    this.ints = new Int32Array(buffer, 0, intCount);
+    this.counters = new Float64Array(
+      buffer,
+      Math.ceil(intCount * 4 / 8) * 8,
+      (writers + 1) * channels * CHANNEL_COUNTERS,
+    );
+  }
+
+  /** The running total of connections open or being connected, all writers together. */
+  get open(): number {
+    return Atomics.load(this.ints, OPEN);
+  }
+
+  /** Adds `n` (±1) to the open total. */
+  addOpen(n: number): void {
+    Atomics.add(this.ints, OPEN, n);
+  }
+
+  /** The cells of group `g` (type, RR position). */
+  groupCells(g: number): Int32Array {
+    if (g >= this.handle.groups) throw new RangeError(`group ${g} beyond the state's ${this.handle.groups}`);
+    const at = HEADER_CELLS + g * GROUP_CELLS;
+    return this.ints.subarray(at, at + GROUP_CELLS);
+  }
+
+  /** Takes the next free channel slot, or `undefined` when all are used. */
+  allocateChannel(): number | undefined {
+    const slot = Atomics.add(this.ints, CHANNELS_USED, 1);
+    if (slot < this.handle.channels) return slot;
+    Atomics.sub(this.ints, CHANNELS_USED, 1);
+    return undefined;
+  }
+
+  /** The cells of the channel in `slot`, as this writer sees them. */
+  channelCells(slot: number): ChannelCells {
+    const { groups, channels, writers } = this.handle;
+    const at = HEADER_CELLS + groups * GROUP_CELLS + slot * CHANNEL_CELLS;
+    const row = (w: number) => {
+      const from = (w * channels + slot) * CHANNEL_COUNTERS;
+      return this.counters.subarray(from, from + CHANNEL_COUNTERS);
+    };
+    const rows = Array.from({ length: writers }, (_, w) => row(w));
+    return { flags: this.ints.subarray(at, at + CHANNEL_CELLS), mine: rows[this.writer], rows, baseline: row(writers) };
+  }
+}
+
+/**
+ * Cells for a channel that belongs to no shared state (a channel made on its
+ * own, as tests and `new Channel(...)` do): one writer, all zero.
+ *
+ * @example
+ * ```ts
+ * const cells = standaloneChannelCells();
+ * cells.rows.length; // 1
+ * ```
+ */
+export function standaloneChannelCells(): ChannelCells {
+  const state = SharedState.create({ groups: 0, channels: 1, writers: 1 });
+  state.allocateChannel();
+  return state.channelCells(0);
+}

@@ -1,0 +1,115 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Backend, type Client, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
+import { runBalance, type Running, startBalance } from "../support/balance.ts";
+
+const at = (b: Backend, maxc?: number) => `${b.host}:${b.port}${maxc === undefined ? "" : `:${maxc}`}`;
+
+/** How many clients each worker accepted, from the `-d` traces. */
+const acceptedBy = (lb: Running) =>
+  [0, 1].map((w) => lb.stderr().split("\n").filter((l) => l.includes(`worker ${w}: accepted`)).length);
+
+/** `balance -w 2` in front of `channels(backends)`, with its own control directory. */
+async function withWorkers(
+  names: string[],
+  channels: (bs: Backend[]) => string[],
+  fn: (f: { port: number; lb: Running; backends: Backend[]; ctl(c: string): Promise<string> }) => Promise<void>,
+) {
+  const dir = mkdtempSync(join(tmpdir(), "balance-workers-"));
+  const env = { BALANCE_CONTROL_DIR: dir };
+  const backends = await Promise.all(names.map((n) => startBackend(n)));
+  const port = await freePort();
+  const lb = await startBalance(["-w", "2", String(port), ...channels(backends)], port, { env });
+  const ctl = async (command: string) => {
+    const r = await runBalance(["-c", command, String(port)], { env });
+    assert.equal(r.code, 0, `balance -c '${command}': ${r.stderr}`);
+    return r.stdout;
+  };
+  try {
+    await lb.waitForTrace("in 2 thread(s)");
+    await fn({ port, lb, backends, ctl });
+  } finally {
+    assert.equal(await lb.stop(), 0);
+    await Promise.all(backends.map((b) => b.close()));
+    assert.equal(existsSync(join(dir, `any-${port}.sock`)), false, "control socket removed");
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("workers: -w 2 accepts in both threads and keeps one round robin over them", () =>
+  withWorkers(["a", "b"], ([a, b]) => [at(a), at(b)], async ({ port, lb, ctl }) => {
+    const seen = [];
+    for (let i = 0; i < 40; i++) seen.push(await whoAnswers(port));
+    // One shared RR position: strict alternation whichever thread accepted.
+    assert.deepEqual(seen, Array.from({ length: 40 }, (_, i) => (i % 2 ? "b" : "a")));
+    const [w0, w1] = acceptedBy(lb);
+    assert.equal(w0 + w1, 40);
+    assert.ok(w0 > 0 && w1 > 0, `both workers accept (worker 0: ${w0}, worker 1: ${w1})`);
+    const show = JSON.parse(await ctl("show --json"));
+    assert.deepEqual(show.map((r: { totalc: number; rcvd: number }) => [r.totalc, r.rcvd]), [[20, 40], [20, 40]]);
+  }));
+
+test("workers: maxc holds across threads: of maxc+k concurrent clients exactly maxc reach the channel", () =>
+  withWorkers(["a", "b"], ([a, b]) => [at(a, 10), "!", at(b)], async ({ port, lb, backends: [a, b], ctl }) => {
+    const clients: Client[] = await Promise.all(Array.from({ length: 30 }, () => connect(port)));
+    try {
+      await Promise.all(clients.map((c) => c.waitFor((d) => d.includes(10))));
+      const answers = clients.map((c) => c.received().toString().trim());
+      assert.equal(answers.filter((x) => x === "a").length, 10);
+      assert.equal(answers.filter((x) => x === "b").length, 20);
+      assert.equal(a.sockets.size, 10, "the channel itself saw exactly maxc connections");
+      const [w0, w1] = acceptedBy(lb);
+      assert.ok(w0 > 0 && w1 > 0, `clients came through both workers (${w0}, ${w1})`);
+      const show = JSON.parse(await ctl("show --json"));
+      assert.deepEqual(show.map((r: { c: number }) => r.c), [10, 20]);
+    } finally {
+      clients.forEach((c) => c.socket.destroy());
+    }
+    // Every thread's releases reach the one c.
+    await waitUntil(async () => JSON.parse(await ctl("show --json")).every((r: { c: number }) => r.c === 0));
+    await waitUntil(() => Promise.resolve(a.sockets.size === 0 && b.sockets.size === 0));
+  }));
+
+test("workers: the control channel changes what every thread does (disable, create, assign, enable)", () =>
+  withWorkers(["a", "b", "n"], ([a, b]) => [at(a), at(b)], async ({ port, lb, backends: [, , n], ctl }) => {
+    assert.equal((await ctl("disable 0")).trim(), "channel 0 disabled");
+    const seen = new Set<string>();
+    for (let i = 0; i < 20; i++) seen.add(await whoAnswers(port));
+    assert.deepEqual([...seen], ["b"], "no thread uses the disabled channel");
+    // A new channel, made and pointed in the control thread, reaches the workers.
+    assert.equal((await ctl("create 127.0.0.1 1")).trim(), "channel created");
+    assert.equal((await ctl(`assign 2 127.0.0.1 ${n.port}`)).trim(), "channel reassigned");
+    assert.equal((await ctl("disable 1")).trim(), "channel 1 disabled");
+    assert.equal((await ctl("enable 2")).trim(), "channel 2 enabled");
+    const before = acceptedBy(lb);
+    for (let i = 0; i < 20; i++) assert.equal(await whoAnswers(port), "n");
+    const after = acceptedBy(lb);
+    assert.ok(
+      after[0] > before[0] && after[1] > before[1],
+      `both workers served the new channel (${before} → ${after})`,
+    );
+    const show = JSON.parse(await ctl("show --json"));
+    assert.deepEqual(show.map((r: { totalc: number }) => r.totalc), [0, 20, 20]);
+  }));
+
+test("workers: -w takes 1-64 or auto; anything else is a usage error", async () => {
+  for (const bad of ["0", "65", "x", "-1", ""]) {
+    const r = await runBalance(["-f", "-w", bad, "8080", "127.0.0.1:1"]);
+    assert.equal(r.code, 64, `-w '${bad}': ${r.stderr}`);
+    assert.match(r.stderr, bad === "-1" ? /^balance: option -w needs a value/ : /^balance: invalid workers \(-w\)/);
+  }
+  const port = await freePort();
+  const lb = await startBalance(["-w", "auto", String(port), "127.0.0.1:1"], port);
+  assert.equal(await lb.stop(), 0);
+});
+
+async function waitUntil(check: () => Promise<boolean>, ms = 5000) {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error("condition not reached");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
