@@ -91,10 +91,15 @@ export class Channel {
     this.setCounter(RCVD, n);
   }
 
-  /** Enabled and below its maxc: the test every selection step applies. */
+  /**
+   * Enabled and below its maxc: the test every selection step applies. Plain
+   * reads, not Atomics: this only filters candidates (a stale answer costs a
+   * wasted look), {@link tryClaim} decides.
+   */
   isUsable(): boolean {
-    const maxc = this.maxc;
-    return this.enabled && (maxc === 0 || this.c < maxc);
+    const flags = this.cells.flags;
+    const maxc = flags[MAXC];
+    return flags[ENABLED] === 1 && (maxc === 0 || flags[C] < maxc);
   }
 
   /**

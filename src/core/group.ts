@@ -36,11 +36,15 @@ export class Group {
     Atomics.store(this.cells, TYPE, type === "Hash" ? 1 : 0);
   }
 
-  /** Round robin position: where the next RR pick starts looking. */
+  /**
+   * Round robin position: where the next RR pick starts looking. Plain
+   * reads and writes: two threads picking at once may start at the same
+   * channel, which the claim settles; no lock on every connection for that.
+   */
   get current(): number {
-    return Atomics.load(this.cells, CURRENT);
+    return this.cells[CURRENT];
   }
   set current(index: number) {
-    Atomics.store(this.cells, CURRENT, index);
+    this.cells[CURRENT] = index;
   }
 }
