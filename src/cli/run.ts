@@ -19,7 +19,8 @@ import { USAGE, versionLine } from "./usage.ts";
  * @example
  * ```ts
  * const adapter = await import("../adapter/deno/mod.ts");
- * process.exitCode = await run(process.argv.slice(2), adapter, new URL("../worker.ts", import.meta.url));
+ * // in the entry module, next to worker.ts:
+ * process.exitCode = await run(process.argv.slice(2), adapter, new URL("./worker.ts", import.meta.url));
  * ```
  */
 export async function run(argv: string[], adapter: Adapter, workerUrl: URL): Promise<number> {

@@ -24,7 +24,8 @@ import { serveInWorkers } from "./workers.ts";
  *
  * @example
  * ```ts
- * await serveUntilStopped(config, adapter, new URL("../worker.ts", import.meta.url), lookupPort, { kind: "stderr" });
+ * // workerUrl: made in the entry module (main.ts), where a compiled binary can resolve it
+ * await serveUntilStopped(config, adapter, workerUrl, lookupPort, { kind: "stderr" });
  * ```
  */
 export async function serveUntilStopped(
@@ -103,15 +104,23 @@ export async function serveUntilStopped(
   };
   const inWorkers = workers > 1 ? await serveInWorkers(balancer, options, workers, workerUrl) : undefined;
   const server = inWorkers ?? await adapter.serve(balancer, options);
-  const controlServer = await startControlServer(
-    { balancer, version: VERSION, lookupPort },
-    control,
-    () => {
-      log.info("kill: exiting");
-      process.exit(EX_OK);
-    },
-    inWorkers?.syncLayout,
-  );
+  let controlServer;
+  try {
+    controlServer = await startControlServer(
+      { balancer, version: VERSION, lookupPort },
+      control,
+      () => {
+        log.info("kill: exiting");
+        process.exit(EX_OK);
+      },
+      inWorkers?.syncLayout,
+    );
+  } catch (err) {
+    // Nothing may go on serving without its control channel.
+    if (inWorkers) inWorkers.terminate();
+    else server.close();
+    throw err;
+  }
   stopListening = () => {
     server.close();
     controlServer.close();

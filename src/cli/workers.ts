@@ -41,7 +41,12 @@ type FromWorker =
 export interface WorkerServer extends Server {
   /** Sends the balancer's layout to every worker; resolves once all have it. */
   syncLayout(): Promise<void>;
+  /** Ends every worker at once, connections and all (start-up failed). */
+  terminate(): void;
 }
+
+/** How long a control answer waits for the workers to take a new layout. */
+const LAYOUT_WAIT_MS = 5000;
 
 /**
  * Starts `count` workers from the module `workerUrl` (which calls
@@ -60,24 +65,24 @@ export async function serveInWorkers(
   workerUrl: URL,
 ): Promise<WorkerServer> {
   const { dump, trace, warn, ...serve } = options;
+  const start: Omit<StartMessage, "writer"> = {
+    kind: "start",
+    state: balancer.state.handle,
+    layout: balancer.layout(),
+    selection: balancer.options,
+    serve: { ...serve, reusePort: true },
+    dump: dump !== undefined,
+    trace: trace !== undefined,
+  };
   const workers = Array.from({ length: count }, () => new Worker(workerUrl.href, { type: "module" }));
   const adopted: (() => void)[][] = workers.map(() => []);
+  const terminate = () => workers.forEach((w) => w.terminate());
   const listening = workers.map((worker, writer) =>
     new Promise<number>((resolve, reject) => {
-      const start: StartMessage = {
-        kind: "start",
-        writer,
-        state: balancer.state.handle,
-        layout: balancer.layout(),
-        selection: balancer.options,
-        serve: { ...serve, reusePort: true },
-        dump: dump !== undefined,
-        trace: trace !== undefined,
-      };
       worker.onmessage = ({ data }: MessageEvent<FromWorker>) => {
         switch (data.kind) {
           case "ready":
-            return worker.postMessage(start);
+            return worker.postMessage({ ...start, writer });
           case "listening":
             return resolve(data.port);
           case "failed":
@@ -105,7 +110,7 @@ export async function serveInWorkers(
   try {
     ports = await Promise.all(listening);
   } catch (err) {
-    for (const worker of workers) worker.terminate();
+    terminate();
     throw err;
   }
   const post = (message: ToWorker) => workers.forEach((w) => w.postMessage(message));
@@ -118,11 +123,17 @@ export async function serveInWorkers(
       post({ kind: "stop" });
       stop();
     },
-    syncLayout() {
-      const layout = balancer.layout();
+    terminate,
+    async syncLayout() {
       const all = workers.map((_, w) => new Promise<void>((resolve) => adopted[w].push(resolve)));
-      post({ kind: "layout", layout });
-      return Promise.all(all).then(() => {});
+      post({ kind: "layout", layout: balancer.layout() });
+      // A worker too busy to answer must not hold every control client.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), LAYOUT_WAIT_MS)));
+      if (await Promise.race([Promise.all(all).then(() => false), late])) {
+        warn(`not every worker took the new layout within ${LAYOUT_WAIT_MS / 1000}s; answering anyway`);
+      }
+      clearTimeout(timer);
     },
   };
 }

@@ -60,8 +60,8 @@ export function isAnswering(address: string): Promise<boolean> {
  * first). Each line is one JSON request; anything else is answered with
  * `syntax error` and changes nothing. `kill` answers, then calls `onKill`.
  * After a command that changed the layout (`create`, `assign`) the answer
- * waits for `syncLayout`, so that workers know a channel before anyone can
- * enable it.
+ * waits for `syncLayout`: once a client has the answer, every worker
+ * connects to the new address.
  *
  * @example
  * ```ts
@@ -96,6 +96,9 @@ export function startControlServer(
           socket.write(`${JSON.stringify(answer)}\n`, () => {
             if (answer.kill) onKill();
           });
+        }).catch((err) => {
+          // A bug, not an answer: say so on this connection, keep serving others.
+          socket.end(`${JSON.stringify({ output: `internal error: ${(err as Error).message}`, group: 0 })}\n`);
         });
       }
     });

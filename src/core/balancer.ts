@@ -47,8 +47,8 @@ export interface Connected<T> {
  * ```
  */
 export class Balancer {
-  // Channel objects by slot, so that a new layout updates them in place:
-  // connections in flight keep counting on the same cells.
+  // A worker's channels by slot, so that a new layout updates them in place:
+  // connections in flight keep counting on the same objects.
   private readonly bySlot = new Map<number, Channel>();
 
   constructor(
@@ -102,17 +102,15 @@ export class Balancer {
     const slot = this.state.allocateChannel();
     if (slot === undefined) return undefined;
     const channel = new Channel(address, port, maxc, enabled, this.state.channelCells(slot));
-    this.bySlot.set(slot, channel);
     group.channels.push(channel);
     return channel;
   }
 
   /** The layout to send to workers. */
   layout(): Layout {
-    const slotOf = new Map([...this.bySlot].map(([slot, channel]) => [channel, slot]));
     return {
       groups: this.groups.map((g) => ({
-        channels: g.channels.map((c) => ({ slot: slotOf.get(c)!, address: c.address, port: c.port })),
+        channels: g.channels.map((c) => ({ slot: c.cells.slot, address: c.address, port: c.port })),
       })),
     };
   }

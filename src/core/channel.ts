@@ -44,12 +44,9 @@ export class Channel {
   /** Where the numbers live. */
   readonly cells: ChannelCells;
 
-  /** Current connections, over all workers. */
+  /** Current connections, over all workers; changed only by claims and releases. */
   get c(): number {
     return Atomics.load(this.cells.flags, C);
-  }
-  set c(n: number) {
-    Atomics.store(this.cells.flags, C, n);
   }
 
   get enabled(): boolean {

@@ -112,6 +112,8 @@ export function executeCommand(ctx: ControlContext, group: number, line: string)
   if (word === "") return answer("");
   const command = resolveCommand(word);
   if (command === undefined) return answer(SYNTAX_ERROR);
+  // The current group comes from the client; only `group` may leave a bad one.
+  if (!(group < MAX_GROUPS) && command !== "group") return answer("value out of range");
   const { balancer } = ctx;
   const groups = balancer.groups;
   const current = groups[group];

@@ -4,10 +4,13 @@
  * SharedArrayBuffer, so that every worker thread sees and changes one state,
  * as balance 3.54's processes shared one table in shared memory.
  *
- * Layout: Int32 cells updated with Atomics (shared by all writers), and one
- * row of Float64 counters per writer (each worker adds to its own row, so the
- * per-chunk path needs no atomic operation and no lock); a counter's value is
- * the sum of the rows minus a baseline row that `reset` moves.
+ * Layout: Int32 cells shared by all threads (changed with Atomics; selection
+ * only filters with plain reads, the claim decides), and one row of Float64
+ * counters per writer: each worker adds to its own row, so the per-chunk path
+ * needs no atomic operation and no lock. A counter's value is the sum of the
+ * rows minus a baseline row that `reset` moves. Rows are read without Atomics
+ * (none exist for Float64); an aligned 8-byte read does not tear on the
+ * 64-bit machines we ship for, and a counter a chunk behind is still right.
  *
  * @module
  */
@@ -26,7 +29,9 @@ export const CHANNEL_COUNTERS = 3;
 
 /** The cells of one channel, wherever they live. */
 export interface ChannelCells {
-  /** c, enabled, maxc (Atomics). */
+  /** Its place in the state: what the layout sent to workers names. */
+  slot: number;
+  /** c, enabled, maxc. */
   flags: Int32Array;
   /** This writer's totalc, sent, rcvd. */
   mine: Float64Array;
@@ -45,7 +50,9 @@ export interface StateHandle {
 }
 
 /**
- * One balancer's numbers in a SharedArrayBuffer, seen by one writer.
+ * One balancer's numbers in a SharedArrayBuffer, seen by one writer. The
+ * control thread holds writer 0's view too but never counts: it reads, and
+ * moves baselines.
  *
  * @example
  * ```ts
@@ -60,21 +67,14 @@ export class SharedState {
 
   /** A new zeroed state for `channels` channels and `writers` writers; this view is writer 0. */
   static create(size: { groups: number; channels: number; writers: number }): SharedState {
-    const intBytes = (HEADER_CELLS + size.groups * GROUP_CELLS + size.channels * CHANNEL_CELLS) * 4;
-    const counterOffset = Math.ceil(intBytes / 8) * 8;
-    const counterBytes = (size.writers + 1) * size.channels * CHANNEL_COUNTERS * 8;
-    return new SharedState({ ...size, buffer: new SharedArrayBuffer(counterOffset + counterBytes) }, 0);
+    const { counterOffset, counterCount } = layoutOf(size);
+    return new SharedState({ ...size, buffer: new SharedArrayBuffer(counterOffset + counterCount * 8) }, 0);
   }
 
   constructor(readonly handle: StateHandle, readonly writer: number) {
-    const { buffer, groups, channels, writers } = handle;
-    const intCount = HEADER_CELLS + groups * GROUP_CELLS + channels * CHANNEL_CELLS;
-    this.ints = new Int32Array(buffer, 0, intCount);
-    this.counters = new Float64Array(
-      buffer,
-      Math.ceil(intCount * 4 / 8) * 8,
-      (writers + 1) * channels * CHANNEL_COUNTERS,
-    );
+    const { intCount, counterOffset, counterCount } = layoutOf(handle);
+    this.ints = new Int32Array(handle.buffer, 0, intCount);
+    this.counters = new Float64Array(handle.buffer, counterOffset, counterCount);
   }
 
   /** The running total of connections open or being connected, all writers together. */
@@ -111,8 +111,25 @@ export class SharedState {
       return this.counters.subarray(from, from + CHANNEL_COUNTERS);
     };
     const rows = Array.from({ length: writers }, (_, w) => row(w));
-    return { flags: this.ints.subarray(at, at + CHANNEL_CELLS), mine: rows[this.writer], rows, baseline: row(writers) };
+    return {
+      slot,
+      flags: this.ints.subarray(at, at + CHANNEL_CELLS),
+      mine: rows[this.writer],
+      rows,
+      baseline: row(writers),
+    };
   }
+}
+
+// Int32 cells first, then the Float64 rows (writers, then the baseline),
+// 8-byte aligned.
+function layoutOf(size: { groups: number; channels: number; writers: number }) {
+  const intCount = HEADER_CELLS + size.groups * GROUP_CELLS + size.channels * CHANNEL_CELLS;
+  return {
+    intCount,
+    counterOffset: Math.ceil(intCount / 2) * 8,
+    counterCount: (size.writers + 1) * size.channels * CHANNEL_COUNTERS,
+  };
 }
 
 /**
@@ -126,7 +143,5 @@ export class SharedState {
  * ```
  */
 export function standaloneChannelCells(): ChannelCells {
-  const state = SharedState.create({ groups: 0, channels: 1, writers: 1 });
-  state.allocateChannel();
-  return state.channelCells(0);
+  return SharedState.create({ groups: 0, channels: 1, writers: 1 }).channelCells(0);
 }

@@ -44,7 +44,8 @@ test("control: abbreviations resolve in balance's order", () => {
 
 test("control: show prints balance's header and one row per channel", () => {
   const { run, ch } = setup();
-  ch(0, 0).c = 2;
+  ch(0, 0).tryClaim();
+  ch(0, 0).tryClaim();
   ch(0, 0).totalc = 7;
   ch(0, 0).sent = 1234;
   ch(0, 0).rcvd = 56789;
@@ -168,7 +169,8 @@ test("control: maxc and reset", () => {
   const { run, ch } = setup();
   assert.equal(run("maxc 0 16").output, "maxc of channel 0 changed to 16");
   assert.equal(ch(0, 0).maxc, 16);
-  Object.assign(ch(0, 0), { c: 1, totalc: 9, sent: 10, rcvd: 11 });
+  ch(0, 0).tryClaim();
+  Object.assign(ch(0, 0), { totalc: 9, sent: 10, rcvd: 11 });
   assert.equal(run("reset 0").output, "channel 0 counters reset");
   assert.deepEqual([ch(0, 0).c, ch(0, 0).totalc, ch(0, 0).sent, ch(0, 0).rcvd], [1, 0, 0, 0], "c is live: kept");
 });
@@ -200,6 +202,10 @@ test("control: group, hash and rr", () => {
   assert.deepEqual(run("group 1"), { output: "", group: 1 });
   assert.equal(run("group 99999").output, "value out of range");
   assert.equal(run("group 99999").group, 0);
+  // The current group comes from the client: a bad one changes nothing.
+  assert.equal(run("rr", 64).output, "value out of range");
+  assert.equal(run("create 127.0.0.1 80", 1e9).output, "value out of range");
+  assert.equal(balancer.groups.length, 2);
   assert.equal(run("hash", 0).output, "group 0 set to hash");
   assert.equal(balancer.groups[0].type, "Hash");
   assert.equal(run("rr", 1).output, "group 1 set to round robin");

@@ -98,13 +98,14 @@ test("fuzz: control commands never throw, and rejected ones change nothing", () 
       fc.oneof(
         fc.string({ maxLength: 60 }),
         fc.tuple(
-          fc.constantFrom("d", "dis", "en", "maxc", "reset", "assign", "create", "group", "mrtg-b", "sh"),
+          fc.constantFrom("d", "dis", "en", "maxc", "reset", "assign", "create", "group", "mrtg-b", "sh", "rr", "ha"),
           fc.array(tokenish, { maxLength: 4 }),
         )
           .map(([c, a]) => [c, ...a].join(" ")),
         fc.string({ minLength: 10_000, maxLength: 20_000 }),
       ),
-      fc.nat(100),
+      // The current group comes from the client: any whole number.
+      fc.oneof(fc.nat(100), fc.maxSafeNat()),
       (line, group) => {
         const balancer = freshBalancer();
         const ctx = { balancer, version: "4", lookupPort: services };

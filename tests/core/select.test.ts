@@ -14,13 +14,13 @@ test("round robin: each pick starts after the previous one", () => {
 test("round robin: disabled and full channels are skipped; the position moves past the pick", () => {
   const a = ch(1), b = ch(2, 1), c = ch(3);
   const groups = [new Group("RR", [a, b, c])];
-  b.c = 1; // full
+  b.tryClaim(); // full
   assert.equal(first(groups), 1);
   assert.equal(first(groups), 3);
   assert.equal(groups[0].current, 0);
   a.enabled = false;
   assert.equal(first(groups), 3);
-  b.c = 0;
+  b.release();
   assert.equal(first(groups), 2);
 });
 test("round robin: a failed attempt walks on and wraps around to where it started", () => {
@@ -75,11 +75,11 @@ test("hash: with -H the walk goes on through the group like RR", () => {
     const h = hashClientAddress(client) % 3;
     const expected = [0, 1, 2].map((k) => channels[(h + k) % 3].port);
     assert.deepEqual(ports(pickChannels(groups, client, true)), expected);
-    channels[h].c = 5;
-    channels[h].maxc = 5;
+    channels[h].maxc = 1;
+    channels[h].tryClaim();
     assert.deepEqual(ports(pickChannels(groups, client, true)), expected.slice(1));
+    channels[h].release();
     channels[h].maxc = 0;
-    channels[h].c = 0;
   }
 });
 test("hash: a later Hash group hashes the same client", () => {
