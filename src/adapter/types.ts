@@ -45,7 +45,7 @@ export interface Server {
   readonly port: number;
   /** Stops accepting; open connections go on. */
   close(): void;
-  /** Resolves once the accept loop has ended. */
+  /** Resolves once the accept loop has ended: after `close`, no client is accepted any more. */
   readonly finished: Promise<void>;
 }
 

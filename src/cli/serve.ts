@@ -67,12 +67,12 @@ export async function serveUntilStopped(
   // Stopping: no new clients at once, open connections get the grace period,
   // then whatever is left is closed. A second signal stops at once.
   // process.exit runs the 'exit' handlers, which remove the control socket.
-  let stopListening = () => {};
+  let stopListening = () => Promise.resolve();
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) process.exit(EX_OK);
     stopping = true;
-    stopListening();
+    await stopListening();
     const open = balancer.openConnections();
     log.info(`${signal}: stopped accepting; ${open} open connection(s), grace ${config.graceSeconds}s`);
     const deadline = Date.now() + config.graceSeconds * 1000;
@@ -124,6 +124,7 @@ export async function serveUntilStopped(
   stopListening = () => {
     server.close();
     controlServer.close();
+    return server.finished;
   };
   trace?.(
     `listening on ${hostname} port ${server.port} in ${workers} thread(s), ${balancer.groups.length} group(s), control ${control}`,

@@ -35,7 +35,8 @@ type FromWorker =
   | { kind: "failed"; message: string; exitCode: number }
   | { kind: "trace" | "warn"; message: string }
   | { kind: "dump"; direction: Direction; chunk: Uint8Array }
-  | { kind: "adopted" };
+  | { kind: "adopted" }
+  | { kind: "stopped" };
 
 /** A running set of workers: a {@link Server} whose layout can be resent. */
 export interface WorkerServer extends Server {
@@ -76,6 +77,9 @@ export async function serveInWorkers(
   };
   const workers = Array.from({ length: count }, () => new Worker(workerUrl.href, { type: "module" }));
   const adopted: (() => void)[][] = workers.map(() => []);
+  const stopped: (() => void)[] = [];
+  const finished = Promise.all(workers.map((_, w) => new Promise<void>((resolve) => (stopped[w] = resolve))))
+    .then(() => {});
   const terminate = () => workers.forEach((w) => w.terminate());
   const listening = workers.map((worker, writer) =>
     new Promise<number>((resolve, reject) => {
@@ -95,6 +99,8 @@ export async function serveInWorkers(
             return dump?.(data.direction, data.chunk);
           case "adopted":
             return adopted[writer].shift()?.();
+          case "stopped":
+            return stopped[writer]();
         }
       };
       // A worker that dies takes its connections' counts with it: stop
@@ -114,14 +120,12 @@ export async function serveInWorkers(
     throw err;
   }
   const post = (message: ToWorker) => workers.forEach((w) => w.postMessage(message));
-  let stop!: () => void;
-  const finished = new Promise<void>((resolve) => (stop = resolve));
   return {
     port: ports[0],
+    // Every worker has closed its listener.
     finished,
     close() {
       post({ kind: "stop" });
-      stop();
     },
     terminate,
     async syncLayout() {
@@ -185,7 +189,8 @@ export function runWorker(adapter: Adapter): void {
         balancer?.adopt(data.layout);
         return send({ kind: "adopted" });
       case "stop":
-        return server?.close();
+        server?.close();
+        return send({ kind: "stopped" });
     }
   };
   send({ kind: "ready" });

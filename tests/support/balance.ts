@@ -75,6 +75,12 @@ export function runBalance(args: string[], options: RunOptions = {}): Promise<Ex
   });
 }
 
+/** `BALANCE_WORKERS=N`: every balancer {@link startBalance} starts runs `-w N`. */
+function workerOption(): string[] {
+  const n = process.env.BALANCE_WORKERS;
+  return n ? ["-w", n] : [];
+}
+
 /** A balancer running in the foreground with `-d`. */
 export interface Running {
   child: ChildProcess;
@@ -101,7 +107,7 @@ export interface Running {
  */
 export async function startBalance(args: string[], port: number, options: RunOptions = {}): Promise<Running> {
   const [cmd, ...pre] = options.command ?? balanceCommand();
-  const child = spawn(cmd, [...pre, "-f", "-d", ...args], {
+  const child = spawn(cmd, [...pre, "-f", "-d", ...workerOption(), ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...options.env },
   });
