@@ -1,7 +1,7 @@
 /**
  * Soak test: mixed traffic with faults for a bounded time against the real
  * balancer, reporting errors, RSS every minute and the final counters.
- *   deno run -A scripts/soak.ts [--minutes N] [--binary PATH]
+ *   deno run -A scripts/soak.ts [--minutes N] [--binary PATH] [--workers N]
  * Faults injected: clients resetting mid-transfer (1 in 10) and backend b1
  * dying and coming back every 20 s. An error is "explained" when it hit a
  * connection that a fault was aimed at; any other is unexplained and fails
@@ -17,7 +17,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 
 const { values } = parseArgs({
-  options: { minutes: { type: "string", default: "5" }, binary: { type: "string" } },
+  options: { minutes: { type: "string", default: "5" }, binary: { type: "string" }, workers: { type: "string" } },
 });
 const minutes = Number(values.minutes);
 if (!(minutes > 0 && minutes <= 120)) throw new Error("--minutes must be 1-120");
@@ -63,6 +63,7 @@ const [cmd, ...pre] = command;
 const lb = spawn(cmd, [
   ...pre,
   "-f",
+  ...(values.workers ? ["-w", values.workers] : []),
   "-T",
   "30",
   String(port),
