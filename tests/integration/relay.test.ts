@@ -189,7 +189,7 @@ test("relaying on real sockets: -t: a channel that drops SYNs times out and the 
     const started = Date.now();
     assert.equal(await whoAnswers(port), "backup");
     assert.ok(Date.now() - started >= 900, "the backup answered only after the connect timeout");
-    assert.match(lb.stderr(), /connect to group 0 channel 0 .* failed: connect timed out after 1s/);
+    await lb.waitForTrace(/connect to group 0 channel 0 .* failed: connect timed out after 1s/);
   } finally {
     await lb?.stop();
     fillers.forEach((s) => s.destroy());

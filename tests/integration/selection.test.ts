@@ -62,7 +62,7 @@ test("channel selection on real sockets: refused connects fail over to the next 
       assert.deepEqual([await whoAnswers(port), await whoAnswers(port), await whoAnswers(port)], ["b", "b", "b"]);
       await b.close();
       assert.equal(await whoAnswers(port), "backup", "group 0 all down: group 1");
-      assert.match(lb.stderr(), /connect to group 0 channel 0 .* failed/);
+      await lb.waitForTrace(/connect to group 0 channel 0 .* failed/);
     } finally {
       await lb.stop();
     }
@@ -89,7 +89,7 @@ test("channel selection on real sockets: -a disables a channel whose connect fai
     let revived: Backend | undefined;
     try {
       assert.equal(await whoAnswers(port), "b");
-      assert.match(lb.stderr(), /failed: .*channel disabled/);
+      await lb.waitForTrace(/failed: .*channel disabled/);
       revived = await startBackend("revived", undefined, "127.0.0.1", deadPort);
       for (let i = 0; i < 4; i++) assert.equal(await whoAnswers(port), "b");
     } finally {
