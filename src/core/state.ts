@@ -22,10 +22,10 @@ const HEADER_CELLS = 2;
 
 /** Int32 cells per group: its type (0 RR, 1 Hash) and RR position. */
 export const GROUP_CELLS = 2;
-/** Int32 cells per channel: c, enabled (0/1), maxc. */
-export const CHANNEL_CELLS = 3;
-/** Float64 counters per channel and writer: totalc, sent, rcvd. */
-export const CHANNEL_COUNTERS = 3;
+/** Int32 cells per channel: c, enabled (0/1), maxc (indexed in channel.ts). */
+const CHANNEL_CELLS = 3;
+/** Float64 counters per channel and writer: totalc, sent, rcvd (indexed in channel.ts). */
+const CHANNEL_COUNTERS = 3;
 
 /** The cells of one channel, wherever they live. */
 export interface ChannelCells {
