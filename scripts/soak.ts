@@ -71,14 +71,16 @@ const lb = spawn(cmd, [
   "!",
   `127.0.0.1:${backends[2].port}`,
 ], { env, stdio: ["ignore", "ignore", "inherit"] });
-const control = async (c: string) =>
+// `quiet`: while waiting for the balancer to start, "no instance" is expected.
+const control = async (c: string, quiet = false) =>
   await new Promise<string>((resolve) => {
-    const p = spawn(cmd, [...pre, "-c", c, String(port)], { env, stdio: ["ignore", "pipe", "inherit"] });
+    const stderr = quiet ? "ignore" : "inherit";
+    const p = spawn(cmd, [...pre, "-c", c, String(port)], { env, stdio: ["ignore", "pipe", stderr] });
     let out = "";
     p.stdout!.on("data", (d) => (out += d));
     p.on("exit", () => resolve(out));
   });
-for (let i = 0; i < 100 && !(await control("version")).startsWith("This is"); i++) await sleep(100);
+for (let i = 0; i < 100 && !(await control("version", true)).startsWith("This is"); i++) await sleep(100);
 const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${lb.pid}/status`, "utf8"))![1]) / 1024;
 
 const stats = { ok: 0, resets: 0, explained: 0, unexplained: 0, bytes: 0 };
