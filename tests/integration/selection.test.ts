@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { type Backend, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
-import { startBalance } from "../support/balance.ts";
+import { startBalance, withBalance } from "../support/balance.ts";
 import { hashClientAddress } from "../../src/core/hash.ts";
 
 const at = (b: Backend, maxc?: number) => `${b.host}:${b.port}${maxc === undefined ? "" : `:${maxc}`}`;
@@ -20,22 +20,16 @@ const deadChannel = async () => `127.0.0.1:${await freePort()}`;
 
 test("channel selection on real sockets: round robin visits channels in order", () =>
   withBackends(["a", "b", "c"], async ([a, b, c]) => {
-    const port = await freePort();
-    const lb = await startBalance([String(port), at(a), at(b), at(c)], port);
-    try {
+    await withBalance([], [at(a), at(b), at(c)], async ({ port }) => {
       const seen = [];
       for (let i = 0; i < 7; i++) seen.push(await whoAnswers(port));
       assert.deepEqual(seen, ["a", "b", "c", "a", "b", "c", "a"]);
-    } finally {
-      await lb.stop();
-    }
+    });
   }));
 
 test("channel selection on real sockets: maxc: a full channel is skipped until a connection drains, then serves again", () =>
   withBackends(["a", "b"], async ([a, b]) => {
-    const port = await freePort();
-    const lb = await startBalance([String(port), at(a, 2), "!", at(b)], port);
-    try {
+    await withBalance([], [at(a, 2), "!", at(b)], async ({ port, lb }) => {
       const held = [];
       for (let i = 0; i < 2; i++) {
         const c = await connect(port);
@@ -48,37 +42,27 @@ test("channel selection on real sockets: maxc: a full channel is skipped until a
       await lb.waitForTrace(/closed group 0 channel 0/);
       assert.equal(await whoAnswers(port), "a", "a slot freed");
       held[1].socket.destroy();
-    } finally {
-      await lb.stop();
-    }
+    });
   }));
 
 test("channel selection on real sockets: refused connects fail over to the next channel, then to the next group", () =>
   withBackends(["b", "backup"], async ([b, backup]) => {
-    const port = await freePort();
     const dead = await deadChannel();
-    const lb = await startBalance([String(port), dead, at(b), "!", at(backup)], port);
-    try {
+    await withBalance([], [dead, at(b), "!", at(backup)], async ({ port, lb }) => {
       assert.deepEqual([await whoAnswers(port), await whoAnswers(port), await whoAnswers(port)], ["b", "b", "b"]);
       await b.close();
       assert.equal(await whoAnswers(port), "backup", "group 0 all down: group 1");
       await lb.waitForTrace(/connect to group 0 channel 0 .* failed/);
-    } finally {
-      await lb.stop();
-    }
+    });
   }));
 
 test("channel selection on real sockets: nothing usable: the client is accepted and closed at once", async () => {
-  const port = await freePort();
-  const lb = await startBalance([String(port), await deadChannel()], port);
-  try {
+  await withBalance([], [await deadChannel()], async ({ port, lb }) => {
     const c = await connect(port);
     assert.equal((await c.ended).length, 0);
     c.socket.destroy();
     await lb.waitForTrace("no channel available");
-  } finally {
-    await lb.stop();
-  }
+  });
 });
 
 test("channel selection on real sockets: -a disables a channel whose connect failed, even after it comes back", () =>
@@ -121,9 +105,7 @@ const sources = Array.from({ length: 40 }, (_, i) => `127.0.0.${i + 1}`);
 
 test("channel selection on real sockets: hash group: each client address sticks to hash mod n, and clients spread", () =>
   withBackends(["h0", "h1", "h2"], async (bs) => {
-    const port = await freePort();
-    const lb = await startBalance([String(port), ...bs.map((b) => at(b)), "%"], port);
-    try {
+    await withBalance([], [...bs.map((b) => at(b)), "%"], async ({ port }) => {
       const used = new Set<string>();
       for (const src of sources) {
         const expected = `h${hashClientAddress(src) % 3}`;
@@ -131,17 +113,13 @@ test("channel selection on real sockets: hash group: each client address sticks 
         used.add(expected);
       }
       assert.equal(used.size, 3, "all channels get clients");
-    } finally {
-      await lb.stop();
-    }
+    });
   }));
 
 test("channel selection on real sockets: hash without -H: the hashed channel down means the next group", () =>
   withBackends(["h0", "h1", "backup"], async ([h0, h1, backup]) => {
-    const port = await freePort();
     const dead = await deadChannel();
-    const lb = await startBalance([String(port), at(h0), dead, at(h1), "%", at(backup)], port);
-    try {
+    await withBalance([], [at(h0), dead, at(h1), "%", at(backup)], async ({ port }) => {
       const names = ["h0", "dead", "h1"];
       let sawDead = false;
       for (const src of sources.slice(0, 20)) {
@@ -150,38 +128,28 @@ test("channel selection on real sockets: hash without -H: the hashed channel dow
         assert.equal(await whoAnswers(port, "127.0.0.1", src), hashed === "dead" ? "backup" : hashed, src);
       }
       assert.ok(sawDead, "some client hashed to the dead channel");
-    } finally {
-      await lb.stop();
-    }
+    });
   }));
 
 test("channel selection on real sockets: hash with -H: the hashed channel down means the next channel of the group", () =>
   withBackends(["h0", "h1", "backup"], async ([h0, h1, backup]) => {
-    const port = await freePort();
     const dead = await deadChannel();
-    const lb = await startBalance(["-H", String(port), at(h0), dead, at(h1), "%", at(backup)], port);
-    try {
+    await withBalance(["-H"], [at(h0), dead, at(h1), "%", at(backup)], async ({ port }) => {
       const names = ["h0", "dead", "h1"];
       for (const src of sources.slice(0, 20)) {
         const hashed = names[hashClientAddress(src) % 3];
         assert.equal(await whoAnswers(port, "127.0.0.1", src), hashed === "dead" ? "h1" : hashed, src);
       }
-    } finally {
-      await lb.stop();
-    }
+    });
   }));
 
 test("channel selection on real sockets: hash with -H skips a full channel without trying it", () =>
   withBackends(["h0", "h1"], async ([h0, h1]) => {
-    const port = await freePort();
-    const lb = await startBalance(["-H", String(port), at(h0, 1), at(h1, 1), "%"], port);
-    try {
+    await withBalance(["-H"], [at(h0, 1), at(h1, 1), "%"], async ({ port }) => {
       const src = sources.find((s) => hashClientAddress(s) % 2 === 0)!;
       const first = await connect(port, "127.0.0.1", src);
       await first.waitFor((d) => d.toString() === "h0\n");
       assert.equal(await whoAnswers(port, "127.0.0.1", src), "h1");
       first.socket.destroy();
-    } finally {
-      await lb.stop();
-    }
+    });
   }));

@@ -172,6 +172,30 @@ export interface Proxied {
 }
 
 /**
+ * Balance with `options` before a free port on `listenHost` and `channels`
+ * after it; runs `fn`, then stops balance whatever happened.
+ *
+ * @example
+ * ```ts
+ * await withBalance(["-H"], ["127.0.0.1:8081", "%"], async ({ port, lb }) => { ... });
+ * ```
+ */
+export async function withBalance(
+  options: string[],
+  channels: string[],
+  fn: (running: { port: number; lb: Running }) => Promise<void>,
+  listenHost = "127.0.0.1",
+): Promise<void> {
+  const port = await freePort(listenHost);
+  const lb = await startBalance([...options, String(port), ...channels], port);
+  try {
+    await fn({ port, lb });
+  } finally {
+    await lb.stop();
+  }
+}
+
+/**
  * One backend, and balance (with `options` before the port) in front of it
  * on `listenHost`; runs `fn`, then stops both whatever happened.
  *
@@ -188,12 +212,14 @@ export async function withProxy(
   listenHost = "127.0.0.1",
 ): Promise<void> {
   const backend = await startBackend(name, behaviour);
-  const port = await freePort(listenHost);
-  const lb = await startBalance([...options, String(port), `${backend.host}:${backend.port}`], port);
   try {
-    await fn({ port, lb, backend });
+    await withBalance(
+      options,
+      [`${backend.host}:${backend.port}`],
+      (running) => fn({ ...running, backend }),
+      listenHost,
+    );
   } finally {
-    await lb.stop();
     await backend.close();
   }
 }
