@@ -4,7 +4,7 @@
  * per process), so the backend runs in a process of its own and this test
  * process holds only the client ends.
  */
-import { test } from "node:test";
+import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";

@@ -5,7 +5,7 @@
  * channels), the result is a correct parse or a clear error: never a crash,
  * never a hang, and garbage never changes the balancer.
  */
-import { test } from "node:test";
+import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {

@@ -1,4 +1,4 @@
-import { test } from "node:test";
+import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -150,7 +150,7 @@ test("control: -i through a pipe: group, hash, rr, answers only, quit ends", () 
 
 test(
   "control: -i on a terminal prompts balance[G] and follows group",
-  { skip: !existsSync("/usr/bin/script") },
+  { skip: !existsSync("/usr/bin/script") && "script (bsdutils) is not installed" },
   () =>
     withBalancer(async ({ port, env }) => {
       const command = [...balanceCommand(), "-i", String(port)].map((a) => `'${a}'`).join(" ");
@@ -222,27 +222,32 @@ test("control: the control socket is owner-only, and -c without an instance exit
     assert.match(r.stderr, new RegExp(`^balance: no balance instance running on port ${other}`));
   }));
 
-test("control: another user cannot read or change the balancer", async (t) => {
-  if (process.getuid?.() !== 0) return t.skip("needs root to run a command as user nobody");
-  // nobody gets a world-readable copy of the program, or, from source, the
-  // checkout itself when nobody can read it (a private checkout cannot).
-  const home = mkdtempSync(join(tmpdir(), "balance-nobody-"));
+// nobody gets a world-readable copy of the program, or, from source, the
+// checkout itself when nobody can read it (a private checkout cannot).
+const nobodyHome = process.getuid?.() === 0 ? mkdtempSync(join(tmpdir(), "balance-nobody-")) : undefined;
+const nobodyCommand = nobodyHome ? commandForNobody(nobodyHome) : [];
+const asNobody = (args: string[], extraEnv: Record<string, string> = {}) =>
+  runBalance(args, {
+    command: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", ...nobodyCommand],
+    env: { DENO_DIR: nobodyHome!, HOME: nobodyHome!, XDG_RUNTIME_DIR: "", BALANCE_CONTROL_DIR: "", ...extraEnv },
+    cwd: nobodyHome,
+  });
+const nobodySkip = !nobodyHome
+  ? "needs root to run a command as user nobody"
+  : (await asNobody(["--version"])).code !== 0 &&
+    `user nobody cannot run ${nobodyCommand.join(" ")} from this checkout`;
+if (nobodySkip && nobodyHome) rmSync(nobodyHome, { recursive: true, force: true });
+
+function commandForNobody(home: string): string[] {
   chmodSync(home, 0o777);
+  if (!process.env.BALANCE_BIN) return balanceCommand();
+  copyFileSync(process.env.BALANCE_BIN, join(home, "balance"));
+  chmodSync(join(home, "balance"), 0o755);
+  return [join(home, "balance")];
+}
+
+test("control: another user cannot read or change the balancer", { skip: nobodySkip }, async () => {
   try {
-    let command = balanceCommand();
-    if (process.env.BALANCE_BIN) {
-      copyFileSync(process.env.BALANCE_BIN, join(home, "balance"));
-      chmodSync(join(home, "balance"), 0o755);
-      command = [join(home, "balance")];
-    }
-    const asNobody = (args: string[], extraEnv: Record<string, string> = {}) =>
-      runBalance(args, {
-        command: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", ...command],
-        env: { DENO_DIR: home, HOME: home, XDG_RUNTIME_DIR: "", BALANCE_CONTROL_DIR: "", ...extraEnv },
-        cwd: home,
-      });
-    const canRun = await asNobody(["--version"]);
-    if (canRun.code !== 0) return t.skip(`user nobody cannot run ${command.join(" ")} from this checkout`);
     await withBalancer(async ({ port, dir }) => {
       // Looking where its own instances would be, nobody finds none.
       const own = await asNobody(["-c", "disable 0", String(port)]);
@@ -253,7 +258,7 @@ test("control: another user cannot read or change the balancer", async (t) => {
       assert.match(pointed.stderr, /permission denied/);
     });
   } finally {
-    rmSync(home, { recursive: true, force: true });
+    rmSync(nobodyHome!, { recursive: true, force: true });
   }
 });
 

@@ -3,7 +3,7 @@
  * that reset, alone and 500 at once; a descriptor limit far below the load.
  * After each the balancer still serves and its counters are exact.
  */
-import { test } from "node:test";
+import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -1,4 +1,4 @@
-import { test } from "node:test";
+import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -10,6 +10,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { type Backend, type Behaviour, freePort, startBackend } from "./net.ts";
+import { onTimeout } from "./test.ts";
 
 const MAIN = fileURLToPath(import.meta.resolve("../../src/main.ts"));
 
@@ -61,6 +62,7 @@ export function runBalance(args: string[], options: RunOptions = {}): Promise<Ex
       env: { ...process.env, ...options.env },
       cwd: options.cwd,
     });
+    onTimeout(() => child.kill("SIGKILL"));
     if (options.input !== undefined) child.stdin!.end(options.input);
     let stdout = "";
     let stderr = "";
@@ -89,8 +91,8 @@ export interface Running {
   stderr(): string;
   /** Resolves once stderr contains `text` (a `-d` trace). */
   waitForTrace(text: string | RegExp, ms?: number): Promise<void>;
-  /** SIGTERM, then the exit. */
-  stop(): Promise<number | null>;
+  /** SIGTERM, then the exit; SIGKILL if it has not exited within `ms` (default 15 s). */
+  stop(ms?: number): Promise<number | null>;
   /** The exit code, once the process has exited (sends nothing). */
   exited: Promise<number | null>;
 }
@@ -111,6 +113,7 @@ export async function startBalance(args: string[], port: number, options: RunOpt
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...options.env },
   });
+  onTimeout(() => child.kill("SIGKILL"));
   let stdout = "";
   let stderr = "";
   let waiters: (() => void)[] = [];
@@ -148,11 +151,22 @@ export async function startBalance(args: string[], port: number, options: RunOpt
     stderr: () => stderr,
     waitForTrace,
     exited,
-    stop: () => {
+    stop: async (ms = 15_000) => {
       // process.kill, not child.kill: Deno's child_process reports a child
       // it signalled itself as killed, hiding the exit code balance chose.
       if (child.exitCode === null) process.kill(child.pid!, "SIGTERM");
-      return exited;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const killed = new Promise<never>((_, reject) =>
+        timer = setTimeout(() => {
+          child.kill("SIGKILL");
+          reject(new Error(`balance did not exit within ${ms / 1000} s of SIGTERM (killed):\n${stderr.slice(-1500)}`));
+        }, ms)
+      );
+      try {
+        return await Promise.race([exited, killed]);
+      } finally {
+        clearTimeout(timer);
+      }
     },
   };
   try {

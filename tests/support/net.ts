@@ -6,6 +6,7 @@
  * @module
  */
 import * as net from "node:net";
+import { onTimeout } from "./test.ts";
 
 /**
  * A port that was free a moment ago on `host`: listen on port 0, read the
@@ -84,6 +85,7 @@ export function startBackend(
       s.on("error", () => {});
       behaviour(s, backend);
     });
+    onTimeout(() => void backend.close());
     server.once("error", reject);
     server.listen(port, host, () => {
       backend.port = (server.address() as net.AddressInfo).port;
@@ -116,6 +118,7 @@ export interface Client {
 export function connect(port: number, host = "127.0.0.1", localAddress?: string): Promise<Client> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ port, host, localAddress, allowHalfOpen: true });
+    onTimeout(() => socket.destroy());
     const chunks: Buffer[] = [];
     let waiters: (() => void)[] = [];
     const notify = () => {
