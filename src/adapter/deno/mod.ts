@@ -54,7 +54,7 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
   });
 }
 
-/** Pause after a failed accept: long enough not to spin, short enough not to be noticed. */
+/** Pause after an accept that failed for want of descriptors or memory: long enough not to spin, short enough not to be noticed. */
 const ACCEPT_RETRY_MS = 100;
 /** At most one accept-failure report per this interval. */
 const ACCEPT_REPORT_MS = 10_000;
@@ -82,18 +82,27 @@ async function acceptLoop(
       client = await listener.accept();
     } catch (err) {
       if (closing() || err instanceof Deno.errors.BadResource) return;
-      // Out of descriptors and the like: say so once in a while and let the
-      // pressure ease instead of spinning on a failing accept. The kernel
-      // keeps the waiting clients queued meanwhile.
       const held = acceptFailures.pass();
       if (held !== undefined) {
         options.warn(`accept failed: ${(err as Error).message}${held ? ` (${held} more since the last report)` : ""}`);
       }
-      await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS));
+      // A client that reset before its accept completed concerns only
+      // itself: go straight on. Out of descriptors or memory, let the
+      // pressure ease instead of spinning; the kernel keeps the waiting
+      // clients queued meanwhile.
+      if (isExhaustion(err)) await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS));
       continue;
     }
     handleClient(client, balancer, options, idle);
   }
+}
+
+// EMFILE, ENFILE, ENOBUFS, ENOMEM as Deno words them: the errors that say
+// the process or the system, not one client, is out of something.
+const EXHAUSTION = /too many open files|no buffer space|cannot allocate memory|out of memory/i;
+
+function isExhaustion(err: unknown): boolean {
+  return EXHAUSTION.test((err as Error).message);
 }
 
 async function handleClient(
