@@ -27,8 +27,12 @@ export interface ServeOptions {
   reusePort?: boolean;
   /** Most proxied connections at once (descriptors allow); undefined = no limit. */
   maxConnections?: number;
-  /** Problems worth a log line even without `-d` (accept failures). */
-  warn: (message: string) => void;
+  /**
+   * Problems worth a log line even without `-d` (accept failures). The log
+   * throttles repeats by `key` (kind and channel), by default the message's
+   * text before its first colon.
+   */
+  warn: (message: string, key?: string) => void;
 }
 
 /**
@@ -62,4 +66,21 @@ export interface Adapter {
   serve(balancer: Balancer, options: ServeOptions): Promise<Server>;
   /** The command that starts this same program again (for background mode). */
   selfCommand(): string[];
+  /** Connects to the local syslog socket (`/dev/log`); throws when there is none. */
+  openSyslogSocket(path: string): DatagramSender;
+}
+
+/**
+ * A connected local datagram socket; each `send` has reached the socket when
+ * it returns (so lines logged just before exit arrive). `false`: dropped.
+ *
+ * @example
+ * ```ts
+ * const syslog = adapter.openSyslogSocket("/dev/log");
+ * syslog.send("<30>Jan  5 09:03:07 balance[42]: started");
+ * ```
+ */
+export interface DatagramSender {
+  send(line: string): boolean;
+  close(): void;
 }

@@ -24,7 +24,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv,
+      args: attachNegativeValues(argv),
       allowPositionals: true,
       strict: true,
       options: {
@@ -43,7 +43,9 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
         T: { type: "string", short: "T" },
         workers: { type: "string", short: "w" },
         "log-file": { type: "string" },
+        syslog: { type: "string" },
         grace: { type: "string" },
+        list: { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -54,20 +56,25 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
   const { values: v, positionals } = parsed;
   if (v.help) return { ...DEFAULTS, mode: "help", listenPort: 0, groups: [] };
   if (v.version) return { ...DEFAULTS, mode: "version", listenPort: 0, groups: [] };
+  if (v.list) {
+    if (positionals.length) throw usageError(`unexpected argument '${shown(positionals[0])}' with --list`);
+    return { ...DEFAULTS, mode: "list", listenPort: 0, groups: [] };
+  }
   if (v.i && v.c !== undefined) throw usageError("-i and -c exclude each other");
   const mode: Mode = v.i ? "interactive" : v.c !== undefined ? "control" : "serve";
 
   const [portText, ...channelArgs] = positionals;
   if (portText === undefined) throw usageError("missing port");
   const listenPort = parsePort(portText, lookup, "listen port");
-  for (const [flag, value] of [["-b", v.b], ["-B", v.B], ["--log-file", v["log-file"]]] as const) {
+  for (
+    const [flag, value] of [["-b", v.b], ["-B", v.B], ["--log-file", v["log-file"]], ["--syslog", v.syslog]] as const
+  ) {
     if (value === "") throw usageError(`option ${flag} needs a value`);
   }
-  const connectTimeout = v.t === undefined
-    ? DEFAULTS.connectTimeout
-    : parseCount(v.t, "connect timeout", MAX_TIMEOUT_SEC);
-  if (connectTimeout < 1) throw usageError("connect timeout (-t) must be at least 1 second");
-  const idleTimeout = v.T === undefined ? DEFAULTS.idleTimeout : parseCount(v.T, "idle timeout", MAX_TIMEOUT_SEC);
+  const seconds = (text: string, what: string, min: number) =>
+    parseCount(text, what, { min, max: MAX_TIMEOUT_SEC, unit: "seconds" });
+  const connectTimeout = v.t === undefined ? DEFAULTS.connectTimeout : seconds(v.t, "connect timeout (-t)", 1);
+  const idleTimeout = v.T === undefined ? DEFAULTS.idleTimeout : seconds(v.T, "idle timeout (-T)", 0);
 
   if (mode !== "serve") {
     if (channelArgs.length) throw usageError(`unexpected argument '${shown(channelArgs[0])}' with -${v.i ? "i" : "c"}`);
@@ -88,10 +95,47 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
     ipv6: v["6"] ?? false,
     command: v.c,
     logFile: v["log-file"],
+    syslog: v.syslog === undefined ? undefined : parseSyslogTarget(v.syslog, lookup),
     workers: v.workers === undefined ? DEFAULTS.workers : parseWorkers(v.workers),
-    graceSeconds: v.grace === undefined ? DEFAULTS.graceSeconds : parseCount(v.grace, "grace period", MAX_TIMEOUT_SEC),
+    graceSeconds: v.grace === undefined ? DEFAULTS.graceSeconds : seconds(v.grace, "grace period (--grace)", 0),
     groups: mode === "serve" ? parseGroups(channelArgs, listenPort, lookup) : [],
   };
+}
+
+// Options whose value is a number, and the flags that may come before one
+// of them in a group (`-ft`).
+const NUMBER_OPTION = /^(-[6adfpHMi]*[tTw]|--(workers|grace))$/;
+
+/**
+ * `-T -5`: a negative number after an option that takes a number is that
+ * option's (invalid) value, to be reported as such, not an unknown option
+ * `-5`. Attached (`-T-5`, `--grace=-5`), parseArgs hands it over as a value.
+ */
+function attachNegativeValues(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const [arg, next] = [argv[i], argv[i + 1]];
+    if (arg === "--") return [...out, ...argv.slice(i)];
+    if (NUMBER_OPTION.test(arg) && next !== undefined && /^-\d/.test(next)) {
+      out.push(arg.startsWith("--") ? `${arg}=${next}` : `${arg}${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
+}
+
+/** The port of `--syslog HOST` without one: syslog over UDP. */
+const SYSLOG_PORT = 514;
+
+// `--syslog HOST[:PORT]`: a name, an IPv4 address, or an IPv6 one (in
+// brackets when a port follows).
+function parseSyslogTarget(text: string, lookup: ServiceLookup): { host: string; port: number } {
+  const match = /^\[([^\]]+)\](?::(.+))?$/.exec(text) ?? /^([^:]+)(?::(.+))?$/.exec(text);
+  if (!match) return { host: text, port: SYSLOG_PORT };
+  const [, host, port] = match;
+  return { host, port: port === undefined ? SYSLOG_PORT : parsePort(port, lookup, "syslog port (--syslog)") };
 }
 
 /** More threads than this only add contention on any machine we know of. */

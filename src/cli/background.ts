@@ -3,6 +3,7 @@ import process from "node:process";
 import { ExitError } from "../core/exit_error.ts";
 import { EX_OK, EX_SOFTWARE } from "../core/sysexits.ts";
 import { isAnswering } from "../control/server.ts";
+import { underSystemd } from "./log.ts";
 
 /** Set in the environment of the detached copy. */
 export const DETACHED_ENV = "BALANCE_DETACHED";
@@ -13,8 +14,10 @@ const READY_TIMEOUT_MS = 30_000;
  * Background mode. JavaScript cannot fork, so balance starts itself again,
  * detached (a new session, no terminal), and returns only once that copy
  * serves its control channel: exit 0 means "running". If the copy fails
- * first (address in use, bad host), its one-line error is passed through to
- * this terminal with its exit code.
+ * first (address in use, bad host, a log file it cannot open), its one-line
+ * error is passed through to this terminal with its exit code; what it wrote
+ * before it was ready (no syslog socket) is passed through too. Under
+ * systemd the copy keeps this stderr, the journal.
  *
  * @example
  * ```ts
@@ -25,12 +28,12 @@ export async function startInBackground(self: string[], argv: string[], control:
   const [cmd, ...pre] = self;
   const child = spawn(cmd, [...pre, ...argv], {
     detached: true,
-    stdio: ["ignore", "ignore", "pipe"],
+    stdio: ["ignore", "ignore", underSystemd() ? "inherit" : "pipe"],
     env: { ...process.env, [DETACHED_ENV]: "1" },
   });
   let errors = "";
-  child.stderr!.setEncoding("utf8");
-  child.stderr!.on("data", (d: string) => (errors += d));
+  child.stderr?.setEncoding("utf8");
+  child.stderr?.on("data", (d: string) => (errors += d));
   const exited = new Promise<number>((resolve) => child.on("exit", (code) => resolve(code ?? EX_SOFTWARE)));
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
@@ -48,7 +51,8 @@ export async function startInBackground(self: string[], argv: string[], control:
       throw new ExitError("the background balancer did not start within 30 s", EX_SOFTWARE);
     }
   }
-  child.stderr!.destroy();
+  process.stderr.write(errors);
+  child.stderr?.destroy();
   child.unref();
   return EX_OK;
 }

@@ -1,7 +1,7 @@
 import type { GroupSpec } from "../core/grammar.ts";
 
 /** What a command line asks for. */
-export type Mode = "serve" | "control" | "interactive" | "help" | "version";
+export type Mode = "serve" | "control" | "interactive" | "list" | "help" | "version";
 
 /**
  * Everything a command line says, with balance 3.54's defaults explicit.
@@ -30,8 +30,10 @@ export interface Config {
   ipv6: boolean;
   /** `-c`: the one control command. */
   command?: string;
-  /** `--log-file`: where a background balancer logs instead of syslog. */
+  /** `--log-file`: where balance logs (too, with `-f`) instead of syslog. */
   logFile?: string;
+  /** `--syslog HOST[:PORT]`: a syslog server to send the log to over UDP. */
+  syslog?: { host: string; port: number };
   /** `--grace`: seconds open connections may finish after SIGTERM/SIGINT. */
   graceSeconds: number;
   /** `-w`: worker threads accepting on the port; 1 = the main thread alone. */

@@ -1,54 +1,220 @@
-import { appendFileSync } from "node:fs";
-import { configure, getConsoleSink, getLogger, getTextFormatter, type LogLevel, type Sink } from "@logtape/logtape";
+import { closeSync, openSync, writeSync } from "node:fs";
+import process from "node:process";
+import {
+  configure,
+  dispose,
+  getConsoleSink,
+  getLogger,
+  getTextFormatter,
+  type LogLevel,
+  type Sink,
+} from "@logtape/logtape";
+import { ExitError } from "../core/exit_error.ts";
+import { shown } from "../core/shown.ts";
+import { EX_CANTCREAT } from "../core/sysexits.ts";
+import { syslogLine } from "../core/syslog.ts";
+import { Throttle, warningKey } from "../core/throttle.ts";
+import type { DatagramSender } from "../adapter/types.ts";
+import type { Config } from "./config.ts";
 
-/** Where log lines go: the terminal, syslog (facility daemon), or a file. */
-export type LogTarget = { kind: "stderr" } | { kind: "syslog" } | { kind: "file"; path: string };
+/**
+ * Where log lines go: the terminal, the local syslog socket (facility
+ * daemon), a syslog server over UDP (`--syslog`), or a file.
+ */
+export type LogTarget =
+  | { kind: "stderr" }
+  | { kind: "syslog"; socket: string }
+  | { kind: "remote"; host: string; port: number }
+  | { kind: "file"; path: string };
+
+/** Names another local syslog socket than the system's (the logging test's rsyslog). */
+export const SYSLOG_SOCKET_ENV = "BALANCE_SYSLOG_SOCKET";
+
+/**
+ * Where a balancer logs: in the foreground (`-f`) and under systemd (whose
+ * journal reads stderr) on stderr, otherwise in the local syslog; Windows
+ * has no syslog. `--log-file` and `--syslog` add their target, and in the
+ * background replace the default one.
+ *
+ * @example
+ * ```ts
+ * logTargets({ ...config, foreground: false }, {}, "linux"); // [{ kind: "syslog", socket: "/dev/log" }]
+ * ```
+ */
+export function logTargets(
+  config: Pick<Config, "foreground" | "logFile" | "syslog">,
+  env: Record<string, string | undefined> = process.env,
+  platform: string = process.platform,
+): LogTarget[] {
+  const asked: LogTarget[] = [];
+  if (config.logFile !== undefined) asked.push({ kind: "file", path: config.logFile });
+  if (config.syslog) asked.push({ kind: "remote", ...config.syslog });
+  if (config.foreground) return [{ kind: "stderr" }, ...asked];
+  if (asked.length) return asked;
+  if (underSystemd(env) || platform === "win32") return [{ kind: "stderr" }];
+  const socket = env[SYSLOG_SOCKET_ENV] || (platform === "darwin" ? "/var/run/syslog" : "/dev/log");
+  return [{ kind: "syslog", socket }];
+}
+
+/**
+ * Whether systemd started this process (its journal reads stderr).
+ *
+ * @example
+ * ```ts
+ * underSystemd({ INVOCATION_ID: "4f0c…" }); // true
+ * ```
+ */
+export function underSystemd(env: Record<string, string | undefined> = process.env): boolean {
+  return Boolean(env.INVOCATION_ID || env.JOURNAL_STREAM);
+}
+
+/**
+ * balance's log. `throttled` is for faults that can repeat without end
+ * (connect failures, accept errors): at most one line per `key` per 10 s,
+ * the next one saying how many were held back.
+ */
+export interface Log {
+  debug(message: string): void;
+  info(message: string): void;
+  warning(message: string): void;
+  throttled(message: string, key?: string): void;
+  /** Opens the log file again at its path (SIGUSR1, after logrotate renamed it); false: there is none. */
+  reopen(): boolean;
+  /** Sends what is still queued (a remote syslog); call before exiting. */
+  close(): Promise<void>;
+}
+
+/** One line per kind of fault and channel per this interval. */
+export const THROTTLE_MS = 10_000;
+
+// LogTape reads `{name}` in a message as a placeholder; balance's messages
+// carry outside text (host names, control lines) that must stay as it is.
+function literal(message: string): string {
+  return message.replaceAll("{", "{{").replaceAll("}", "}}");
+}
 
 const formatter = getTextFormatter({
   timestamp: "date-time-tz",
   format: ({ timestamp, level, message }) => `${timestamp} balance ${level}: ${message}`,
 });
 
-async function sinkFor(target: LogTarget): Promise<Sink> {
-  switch (target.kind) {
-    case "stderr": {
-      // stdout belongs to the -p packet dump: every level goes to stderr.
-      const levelMap = Object.fromEntries(
-        (["trace", "debug", "info", "warning", "error", "fatal"] as LogLevel[]).map((l) => [l, "error"]),
-      ) as Record<LogLevel, "error">;
-      return getConsoleSink({ levelMap, formatter });
+// stdout belongs to the -p packet dump: every level goes to stderr.
+function stderrSink(): Sink {
+  const levelMap = Object.fromEntries(
+    (["trace", "debug", "info", "warning", "error", "fatal"] as LogLevel[]).map((l) => [l, "error"]),
+  ) as Record<LogLevel, "error">;
+  return getConsoleSink({ levelMap, formatter });
+}
+
+/** A file sink whose descriptor can be opened anew at the same path. */
+function fileSink(path: string): { sink: Sink; reopen(): void } {
+  const open = () => {
+    try {
+      return openSync(path, "a", 0o640);
+    } catch (err) {
+      throw new ExitError(`cannot open log file '${shown(path)}': ${(err as Error).message}`, EX_CANTCREAT);
     }
-    case "syslog": {
-      // Loaded only in the background: it brings sockets and TLS code that
-      // a foreground balancer need not keep in memory.
-      const { getSyslogSink } = await import("@logtape/syslog");
-      return getSyslogSink({ facility: "daemon", appName: "balance" });
-    }
-    case "file":
-      // One synchronous append per line: a background balancer's log is
-      // rare lines (start, warnings, -d traces), never per chunk.
-      return (record) => appendFileSync(target.path, formatter(record));
-  }
+  };
+  let fd = open();
+  return {
+    // One synchronous write per line: written when the call returns, and a
+    // background balancer's log is rare lines, never one per chunk.
+    sink: (record) => writeSync(fd, formatter(record)),
+    reopen() {
+      const fresh = open();
+      closeSync(fd);
+      fd = fresh;
+    },
+  };
 }
 
 /**
- * Sets up balance's log and returns its logger: foreground to stderr,
- * background to syslog or the `--log-file`; `-d` adds the debug traces.
+ * Sets up balance's log on `targets` (see {@link logTargets}); `-d` adds the
+ * debug traces. Throws an {@link ExitError} (exit 73) when the log file
+ * cannot be opened. A local syslog socket that cannot be reached gives one
+ * warning and stderr instead.
  *
  * @example
  * ```ts
- * const log = await setupLog(true, { kind: "stderr" });
+ * const log = await setupLog(true, [{ kind: "stderr" }], adapter.openSyslogSocket);
  * log.debug("accepted 127.0.0.1:50000");
  * ```
  */
-export async function setupLog(debug: boolean, target: LogTarget) {
+export async function setupLog(
+  debug: boolean,
+  targets: LogTarget[],
+  openSyslogSocket: (path: string) => DatagramSender,
+): Promise<Log> {
+  const sinks: Record<string, Sink> = {};
+  const files: { reopen(): void }[] = [];
+  let fallback: string | undefined;
+  for (const [i, target] of targets.entries()) {
+    const name = `${target.kind}${i}`;
+    switch (target.kind) {
+      case "stderr":
+        sinks[name] = stderrSink();
+        break;
+      case "file": {
+        const file = fileSink(target.path);
+        files.push(file);
+        sinks[name] = file.sink;
+        break;
+      }
+      case "syslog": {
+        let socket: DatagramSender;
+        try {
+          socket = openSyslogSocket(target.socket);
+        } catch (err) {
+          fallback = `no syslog at ${shown(target.socket)} (${(err as Error).message}): logging to stderr`;
+          sinks[name] = stderrSink();
+          break;
+        }
+        sinks[name] = (record) => {
+          const message = record.message.map(String).join("");
+          socket.send(syslogLine(record.level, message, process.pid, new Date(record.timestamp)));
+        };
+        break;
+      }
+      case "remote": {
+        // Loaded only when asked for: it brings sockets and TLS code.
+        const { getSyslogSink } = await import("@logtape/syslog");
+        sinks[name] = getSyslogSink({
+          hostname: target.host,
+          port: target.port,
+          facility: "daemon",
+          appName: "balance",
+        });
+        break;
+      }
+    }
+  }
   await configure({
     reset: true,
-    sinks: { out: await sinkFor(target) },
+    sinks,
     loggers: [
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["out"] },
-      { category: "balance", lowestLevel: debug ? "debug" : "info", sinks: ["out"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: Object.keys(sinks) },
+      { category: "balance", lowestLevel: debug ? "debug" : "info", sinks: Object.keys(sinks) },
     ],
   });
-  return getLogger("balance");
+  const logger = getLogger("balance");
+  if (fallback) logger.warning(literal(fallback));
+  const throttles = new Map<string, Throttle>();
+  return {
+    debug: (message) => logger.debug(literal(message)),
+    info: (message) => logger.info(literal(message)),
+    warning: (message) => logger.warning(literal(message)),
+    throttled(message, key = warningKey(message)) {
+      let throttle = throttles.get(key);
+      if (!throttle) throttles.set(key, throttle = new Throttle(THROTTLE_MS));
+      const held = throttle.pass();
+      if (held !== undefined) {
+        logger.warning(literal(held ? `${message} (${held} more since the last report)` : message));
+      }
+    },
+    reopen() {
+      files.forEach((f) => f.reopen());
+      return files.length > 0;
+    },
+    close: () => dispose(),
+  };
 }

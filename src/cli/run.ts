@@ -6,6 +6,7 @@ import { EX_OK, EX_SOFTWARE } from "../core/sysexits.ts";
 import type { Adapter } from "../adapter/types.ts";
 import { controlAddress } from "../control/address.ts";
 import { runControlCommand, runControlShell } from "../control/client.ts";
+import { findInstances, formatInstances } from "../control/instances.ts";
 import { parseCommandLine } from "./args.ts";
 import { DETACHED_ENV, startInBackground } from "./background.ts";
 import { serveUntilStopped } from "./serve.ts";
@@ -39,15 +40,17 @@ export async function run(argv: string[], adapter: Adapter, workerUrl: URL): Pro
         return await runControlCommand(control(), config.listenPort, config.command!);
       case "interactive":
         return await runControlShell(control(), config.listenPort);
+      case "list":
+        process.stdout.write(`${formatInstances(await findInstances())}\n`);
+        return EX_OK;
       case "serve":
         if (config.foreground) {
-          return await serveUntilStopped(config, adapter, workerUrl, lookupPort, { kind: "stderr" });
+          return await serveUntilStopped(config, adapter, workerUrl, lookupPort);
         }
         if (process.env[DETACHED_ENV] === "1") {
           // The detached copy: nobody reads stderr once the parent has gone.
           process.stderr.on("error", () => {});
-          const target = config.logFile ? { kind: "file", path: config.logFile } as const : { kind: "syslog" } as const;
-          return await serveUntilStopped(config, adapter, workerUrl, lookupPort, target);
+          return await serveUntilStopped(config, adapter, workerUrl, lookupPort);
         }
         return await startInBackground(adapter.selfCommand(), argv, control());
     }

@@ -8,12 +8,12 @@ import type { ServiceLookup } from "../core/grammar.ts";
 import { addressBytes } from "../core/hash.ts";
 import { shown } from "../core/shown.ts";
 import { formatPacketDump } from "../core/packet_dump.ts";
-import { EX_OK, EX_USAGE } from "../core/sysexits.ts";
+import { EX_NOHOST, EX_OK } from "../core/sysexits.ts";
 import type { Adapter, ServeOptions } from "../adapter/types.ts";
 import { controlAddress, ensurePrivateDirectory } from "../control/address.ts";
 import { claimControlAddress, startControlServer } from "../control/server.ts";
 import type { Config } from "./config.ts";
-import { type LogTarget, setupLog } from "./log.ts";
+import { type Log, logTargets, setupLog } from "./log.ts";
 import { VERSION } from "./usage.ts";
 import { serveInWorkers } from "./workers.ts";
 
@@ -25,7 +25,7 @@ import { serveInWorkers } from "./workers.ts";
  * @example
  * ```ts
  * // workerUrl: made in the entry module (main.ts), where a compiled binary can resolve it
- * await serveUntilStopped(config, adapter, workerUrl, lookupPort, { kind: "stderr" });
+ * await serveUntilStopped(config, adapter, workerUrl, lookupPort);
  * ```
  */
 export async function serveUntilStopped(
@@ -33,9 +33,8 @@ export async function serveUntilStopped(
   adapter: Adapter,
   workerUrl: URL,
   lookupPort: ServiceLookup,
-  logTarget: LogTarget,
 ): Promise<number> {
-  const log = await setupLog(config.debug, logTarget);
+  const log = await setupLog(config.debug, logTargets(config), adapter.openSyslogSocket);
   const trace = config.debug ? (m: string) => log.debug(m) : undefined;
   const hosts = new Map<string, string>();
   for (const host of config.groups.flatMap((g) => g.channels.map((c) => c.host))) {
@@ -51,6 +50,7 @@ export async function serveUntilStopped(
     (host) => hosts.get(host)!,
     workers,
   );
+  balancer.warn = (message, key) => log.throttled(message, key);
   const hostname = config.bindAddress !== undefined
     ? await resolveHost(config.bindAddress, "bind address (-b)")
     : config.ipv6
@@ -66,11 +66,10 @@ export async function serveUntilStopped(
 
   // Stopping: no new clients at once, open connections get the grace period,
   // then whatever is left is closed. A second signal stops at once.
-  // process.exit runs the 'exit' handlers, which remove the control socket.
   let stopListening = () => Promise.resolve();
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) process.exit(EX_OK);
+    if (stopping) return exitLogged(log, EX_OK);
     stopping = true;
     await stopListening();
     const open = balancer.openConnections();
@@ -78,12 +77,22 @@ export async function serveUntilStopped(
     const deadline = Date.now() + config.graceSeconds * 1000;
     while (balancer.openConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     log.info(`exiting, ${balancer.openConnections()} connection(s) closed`);
-    process.exit(EX_OK);
+    await exitLogged(log, EX_OK);
   };
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  // A daemon's signals: only INT and TERM stop it. HUP (sent by reload
+  // scripts) and USR2 would kill it by default, leaving the control socket.
+  const handlers = {
+    SIGINT: () => void stop("SIGINT"),
+    SIGTERM: () => void stop("SIGTERM"),
+    SIGHUP: () => log.info("SIGHUP: no configuration file to reload; going on"),
+    SIGUSR1: () => log.info(log.reopen() ? "SIGUSR1: log file reopened" : "SIGUSR1: no log file to reopen"),
+    SIGUSR2: () => log.info("SIGUSR2: ignored"),
+    SIGPIPE: () => {},
+  };
+  for (const [signal, handler] of Object.entries(handlers)) {
     try {
-      process.on(signal, () => void stop(signal));
-    } catch { /* Windows has no SIGTERM to listen for */ }
+      process.on(signal as NodeJS.Signals, handler);
+    } catch { /* Windows has only SIGINT of these */ }
   }
   // Each proxied connection takes two descriptors; beyond the limit new
   // clients wait (or are turned away) instead of failing accept in a loop.
@@ -100,20 +109,24 @@ export async function serveUntilStopped(
     sourceAddress,
     dump: config.packetDump ? (dir, chunk) => process.stdout.write(formatPacketDump(dir, chunk)) : undefined,
     trace,
-    warn: (m) => log.warning(m),
+    warn: (message, key) => log.throttled(message, key),
   };
   const inWorkers = workers > 1 ? await serveInWorkers(balancer, options, workers, workerUrl) : undefined;
   const server = inWorkers ?? await adapter.serve(balancer, options);
   let controlServer;
   try {
     controlServer = await startControlServer(
-      { balancer, version: VERSION, lookupPort },
+      { balancer, version: VERSION, lookupPort, log: (line) => log.info(line) },
       control,
-      () => {
-        log.info("kill: exiting");
-        process.exit(EX_OK);
+      {
+        onKill: () => {
+          log.info("kill: exiting");
+          void exitLogged(log, EX_OK);
+        },
+        syncLayout: inWorkers?.syncLayout,
+        resolveHost: (host) => resolveHost(host, "host").catch(() => undefined),
+        info: { port: config.listenPort, bind: config.bindAddress ?? null },
       },
-      inWorkers?.syncLayout,
     );
   } catch (err) {
     // Nothing may go on serving without its control channel.
@@ -126,8 +139,8 @@ export async function serveUntilStopped(
     controlServer.close();
     return server.finished;
   };
-  trace?.(
-    `listening on ${hostname} port ${server.port} in ${workers} thread(s), ${balancer.groups.length} group(s), control ${control}`,
+  log.info(
+    `balance ${VERSION} started: listening on ${hostname} port ${server.port} in ${workers} thread(s), ${balancer.groups.length} group(s), control ${control}`,
   );
   trace?.(
     maxConnections === undefined
@@ -136,6 +149,15 @@ export async function serveUntilStopped(
   );
   await server.finished;
   return EX_OK;
+}
+
+/** How long an exit waits for a remote syslog to take the last lines. */
+const LOG_FLUSH_MS = 1000;
+
+// process.exit runs the 'exit' handlers, which remove the control socket.
+async function exitLogged(log: Log, code: number): Promise<never> {
+  await Promise.race([log.close(), new Promise((r) => setTimeout(r, LOG_FLUSH_MS))]);
+  process.exit(code);
 }
 
 /** Descriptors kept free for the runtime, the control channel and logging. */
@@ -155,12 +177,14 @@ function openFilesLimit(): number | undefined {
   }
 }
 
+// Exit 68 with one line: a name that does not resolve is no typo in the
+// command line, so the usage would not help.
 async function resolveHost(host: string, what: string): Promise<string> {
   // An address needs no resolver (and loading one costs memory and time).
   if (addressBytes(host)) return host;
   try {
     return (await lookup(host)).address;
   } catch {
-    throw new ExitError(`cannot resolve ${what} '${shown(host)}'`, EX_USAGE, true);
+    throw new ExitError(`cannot resolve ${what} '${shown(host)}'`, EX_NOHOST);
   }
 }

@@ -31,10 +31,13 @@ export function versionLine(): string {
  * ```
  */
 export const USAGE = `usage:
-  balance [-b addr] [-B addr] [-t sec] [-T sec] [-adfpHM6] \\
+  balance [-b addr] [-B addr] [-t sec] [-T sec] [-w N] [-adfpHM6] [--grace sec] \\
+          [--log-file file] [--syslog host[:port]] \\
           port [h1[:p1[:maxc1]] [!%]] [ ... hN[:pN[:maxcN]]]
   balance [-b addr] -i [-d] port
   balance [-b addr] -c cmd  [-d] port
+  balance --list
+  balance --help | --version
 
   -6        listen on an IPv6 socket
   -a        autodisable a channel whose connect fails
@@ -50,8 +53,10 @@ export const USAGE = `usage:
   -t sec    connect timeout (default 5, at least 1)
   -T sec    idle timeout (default 0 = never)
   -w N      worker threads sharing the port and one state (default 1; auto = one per core)
-  --log-file FILE  in the background, log to FILE instead of syslog
+  --log-file FILE  log to FILE (in the background instead of syslog)
+  --syslog HOST[:PORT]  log to this syslog server over UDP (default port 514)
   --grace SEC      on SIGTERM/SIGINT let open connections finish for SEC (default 10)
+  --list           the running instances this user may control (port, address, pid, user)
   --help    this text
   --version the version
 

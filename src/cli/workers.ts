@@ -13,6 +13,7 @@ import { ExitError } from "../core/exit_error.ts";
 import type { Direction } from "../core/packet_dump.ts";
 import { SharedState, type StateHandle } from "../core/state.ts";
 import { EX_SOFTWARE } from "../core/sysexits.ts";
+import { warningKey } from "../core/throttle.ts";
 import type { Adapter, ServeOptions, Server } from "../adapter/types.ts";
 
 /** What a worker is told at start; everything a worker needs, postMessage-able. */
@@ -33,7 +34,8 @@ type FromWorker =
   | { kind: "ready" }
   | { kind: "listening"; port: number }
   | { kind: "failed"; message: string; exitCode: number }
-  | { kind: "trace" | "warn"; message: string }
+  | { kind: "trace"; message: string }
+  | { kind: "warn"; message: string; key?: string }
   | { kind: "dump"; direction: Direction; chunk: Uint8Array }
   | { kind: "adopted" }
   | { kind: "stopped" };
@@ -94,7 +96,7 @@ export async function serveInWorkers(
           case "trace":
             return trace?.(`worker ${writer}: ${data.message}`);
           case "warn":
-            return warn(`worker ${writer}: ${data.message}`);
+            return warn(`worker ${writer}: ${data.message}`, data.key ?? warningKey(data.message));
           case "dump":
             return dump?.(data.direction, data.chunk);
           case "adopted":
@@ -171,6 +173,7 @@ export function runWorker(adapter: Adapter): void {
         const trace = data.trace ? (message: string) => send({ kind: "trace", message }) : undefined;
         balancer = new Balancer([], data.selection, trace, new SharedState(data.state, data.writer));
         balancer.adopt(data.layout);
+        balancer.warn = (message, key) => send({ kind: "warn", message, key });
         try {
           server = await adapter.serve(balancer, {
             ...data.serve,

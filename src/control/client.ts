@@ -2,7 +2,8 @@ import * as net from "node:net";
 import * as readline from "node:readline";
 import process from "node:process";
 import { ExitError } from "../core/exit_error.ts";
-import { EX_NOPERM, EX_OK, EX_UNAVAILABLE } from "../core/sysexits.ts";
+import { EX_DATAERR, EX_NOPERM, EX_OK, EX_UNAVAILABLE } from "../core/sysexits.ts";
+import { noInstanceMessage } from "./instances.ts";
 import type { ControlResponse } from "./protocol.ts";
 
 /**
@@ -22,30 +23,25 @@ export class ControlClient {
     this.#lines = readline.createInterface({ input: socket, crlfDelay: Infinity })[Symbol.asyncIterator]();
   }
 
-  /** Connects, or throws an ExitError: 69 when no instance runs there, 77 when it is not ours. */
-  static connect(address: string, port: number): Promise<ControlClient> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect(address);
-      socket.once("connect", () => {
-        socket.removeAllListeners("error");
-        socket.on("error", () => {});
-        resolve(new ControlClient(socket));
-      });
-      socket.once("error", (err: NodeJS.ErrnoException) => {
-        if (err.code === "EACCES" || err.code === "EPERM") {
-          reject(
-            new ExitError(`permission denied: the balance instance on port ${port} belongs to another user`, EX_NOPERM),
-          );
-        } else {
-          reject(
-            new ExitError(
-              `no balance instance running on port ${port} (no control socket at ${address})`,
-              EX_UNAVAILABLE,
-            ),
-          );
-        }
-      });
+  /**
+   * Connects, or throws an ExitError: 69 when no instance runs there (naming
+   * those that do run), 77 when it is not ours.
+   */
+  static async connect(address: string, port: number): Promise<ControlClient> {
+    const socket = net.connect(address);
+    const error = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+      socket.once("connect", () => resolve(undefined));
+      socket.once("error", resolve);
     });
+    if (error === undefined) {
+      socket.removeAllListeners("error");
+      socket.on("error", () => {});
+      return new ControlClient(socket);
+    }
+    if (error.code === "EACCES" || error.code === "EPERM") {
+      throw new ExitError(`permission denied: the balance instance on port ${port} belongs to another user`, EX_NOPERM);
+    }
+    throw new ExitError(await noInstanceMessage(port, address), EX_UNAVAILABLE);
   }
 
   /** Sends one command with `group` as the current group and waits for the answer. */
@@ -62,7 +58,9 @@ export class ControlClient {
 }
 
 /**
- * `balance -c CMD port`: one command against group 0, its answer on stdout.
+ * `balance -c CMD port`: one command against group 0, its answer on stdout
+ * word for word; exit 0 when the command succeeded, 65 when the answer is
+ * an error (`syntax error`, `no such channel 7`, …), so scripts can tell.
  *
  * @example
  * ```ts
@@ -72,9 +70,9 @@ export class ControlClient {
 export async function runControlCommand(address: string, port: number, command: string): Promise<number> {
   const client = await ControlClient.connect(address, port);
   try {
-    const { output } = await client.send(0, command);
+    const { output, error } = await client.send(0, command);
     if (output !== "") process.stdout.write(`${output}\n`);
-    return EX_OK;
+    return error ? EX_DATAERR : EX_OK;
   } finally {
     client.close();
   }

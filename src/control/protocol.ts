@@ -18,6 +18,22 @@ export interface ControlResponse {
   group: number;
   quit?: boolean;
   kill?: boolean;
+  /** The answer is an error: `-c` exits 65. */
+  error?: boolean;
+}
+
+/**
+ * The one request that is not a command: who is this instance? Sent by
+ * `balance --list` and by `-c` looking for the instance it did not find.
+ */
+export const INFO_REQUEST = '{"info":true}';
+
+/** The answer to {@link INFO_REQUEST}. */
+export interface InstanceInfo {
+  pid: number;
+  port: number;
+  /** The `-b` address as given (it names the control socket), or null without `-b`. */
+  bind: string | null;
 }
 
 /** Longest request line accepted; anything longer ends the connection. */

@@ -1,10 +1,10 @@
 import * as net from "node:net";
 import { chmodSync, unlinkSync } from "node:fs";
 import process from "node:process";
-import { type CommandResult, type ControlContext, executeCommand } from "../core/control.ts";
+import { commandHost, type CommandResult, type ControlContext, executeCommand } from "../core/control.ts";
 import { ExitError } from "../core/exit_error.ts";
 import { EX_OSERR } from "../core/sysexits.ts";
-import { MAX_REQUEST_BYTES, parseRequest } from "./protocol.ts";
+import { INFO_REQUEST, type InstanceInfo, MAX_REQUEST_BYTES, parseRequest } from "./protocol.ts";
 
 /** A running control channel. */
 export interface ControlServer {
@@ -55,25 +55,42 @@ export function isAnswering(address: string): Promise<boolean> {
   });
 }
 
+/** What {@link startControlServer} needs besides the core's context. */
+export interface ControlServerOptions {
+  /** Called once the answer to `kill` is out. */
+  onKill: () => void;
+  /** After `create`/`assign`: resolves once every worker has the new layout. */
+  syncLayout?: () => Promise<void>;
+  /** Resolves the host of `create`/`assign` to an address; `undefined` if it cannot. */
+  resolveHost: (host: string) => Promise<string | undefined>;
+  /** Who this instance is, for {@link INFO_REQUEST} (the pid is added). */
+  info: Omit<InstanceInfo, "pid">;
+}
+
 /**
  * Serves control commands on `address` (call {@link claimControlAddress}
  * first). Each line is one JSON request; anything else is answered with
  * `syntax error` and changes nothing. `kill` answers, then calls `onKill`.
- * After a command that changed the layout (`create`, `assign`) the answer
- * waits for `syncLayout`: once a client has the answer, every worker
- * connects to the new address.
+ * The host of `create`/`assign` is resolved first, so names work as on the
+ * command line. After a command that changed the layout (`create`,
+ * `assign`) the answer waits for `syncLayout`: once a client has the
+ * answer, every worker connects to the new address.
  *
  * @example
  * ```ts
- * const server = await startControlServer(ctx, address, () => process.exit(0));
+ * const server = await startControlServer(ctx, address, {
+ *   onKill: () => process.exit(0),
+ *   resolveHost: async (host) => (await lookup(host)).address,
+ *   info: { port: 80, bind: null },
+ * });
  * ```
  */
 export function startControlServer(
   ctx: ControlContext,
   address: string,
-  onKill: () => void,
-  syncLayout?: () => Promise<void>,
+  options: ControlServerOptions,
 ): Promise<ControlServer> {
+  const info: InstanceInfo = { pid: process.pid, ...options.info };
   const server = net.createServer((socket) => {
     socket.setEncoding("utf8");
     let buffered = "";
@@ -88,17 +105,22 @@ export function startControlServer(
         const line = buffered.slice(0, newline);
         buffered = buffered.slice(newline + 1);
         answered = answered.then(async () => {
+          if (line === INFO_REQUEST) return void socket.write(`${JSON.stringify(info)}\n`);
           const request = parseRequest(line);
+          const host = request && commandHost(request.command);
+          const hostAddress = host === undefined ? undefined : await options.resolveHost(host);
           const { layoutChanged, ...answer }: CommandResult = request
-            ? executeCommand(ctx, request.group, request.command)
-            : { output: "syntax error", group: 0 };
-          if (layoutChanged) await syncLayout?.();
+            ? executeCommand(ctx, request.group, request.command, hostAddress)
+            : { output: "syntax error", group: 0, error: true };
+          if (layoutChanged) await options.syncLayout?.();
           socket.write(`${JSON.stringify(answer)}\n`, () => {
-            if (answer.kill) onKill();
+            if (answer.kill) options.onKill();
           });
         }).catch((err) => {
           // A bug, not an answer: say so on this connection, keep serving others.
-          socket.end(`${JSON.stringify({ output: `internal error: ${(err as Error).message}`, group: 0 })}\n`);
+          socket.end(
+            `${JSON.stringify({ output: `internal error: ${(err as Error).message}`, group: 0, error: true })}\n`,
+          );
         });
       }
     });

@@ -21,6 +21,13 @@ export interface SelectionOptions {
 export type TraceFn = (message: string) => void;
 
 /**
+ * What a {@link Balancer} reports without `-d`: failures only (never a
+ * successful connection). `key` names the kind and channel, so that the log
+ * can throttle repeats of one fault per channel.
+ */
+export type WarnFn = (message: string, key: string) => void;
+
+/**
  * The parts of a balancer that are not numbers: which channel slot sits where
  * and its address. The control thread sends it to workers after `create` and
  * `assign`; everything else they see through the shared state.
@@ -50,6 +57,8 @@ export class Balancer {
   // A worker's channels by slot, so that a new layout updates them in place:
   // connections in flight keep counting on the same objects.
   private readonly bySlot = new Map<number, Channel>();
+  /** Told of failed connects, `-a` disabling a channel and clients left without a channel. */
+  warn?: WarnFn;
 
   constructor(
     readonly groups: Group[],
@@ -156,14 +165,22 @@ export class Balancer {
       } catch (err) {
         channel.unclaim();
         this.state.addOpen(-1);
+        // Another client may have disabled it already: say so once.
+        const disabling = this.options.autodisable && channel.enabled;
         if (this.options.autodisable) channel.enabled = false;
         this.trace?.(
           `${clientAddress}: connect to ${this.describe(channel)} failed: ${errorText(err)}` +
             (this.options.autodisable ? ", channel disabled" : ""),
         );
+        if (this.warn) {
+          const where = this.describe(channel);
+          this.warn(`connect to ${where} failed: ${errorText(err)}`, `connect failed ${where}`);
+          if (disabling) this.warn(`${where} disabled (-a): its connect failed`, `disabled ${where}`);
+        }
       }
     }
     this.trace?.(`${clientAddress}: no channel available, closing client`);
+    this.warn?.(`no channel available for ${clientAddress}: client closed`, "no channel");
     return undefined;
   }
 

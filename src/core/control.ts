@@ -1,5 +1,5 @@
 import type { Balancer } from "./balancer.ts";
-import { MAX_CHANNELS, MAX_GROUPS } from "./balancer.ts";
+import { formatHostPort, MAX_CHANNELS, MAX_GROUPS } from "./balancer.ts";
 import type { Channel } from "./channel.ts";
 import { MAX_MAXC, type ServiceLookup } from "./grammar.ts";
 import { addressBytes } from "./hash.ts";
@@ -83,6 +83,8 @@ export interface CommandResult {
   kill?: boolean;
   /** `create`, `assign`: channels or addresses changed (workers must be told). */
   layoutChanged?: boolean;
+  /** The answer is an error (`syntax error`, `no such channel N`, …): `-c` exits 65. */
+  error?: boolean;
 }
 
 /** What the control commands need from outside the core. */
@@ -92,28 +94,71 @@ export interface ControlContext {
   version: string;
   /** Service names for `create`/`assign` ports. */
   lookupPort: ServiceLookup;
+  /** Told of every change a command makes (`control: channel 1 of group 0 disabled`), for the log. */
+  log?: (line: string) => void;
 }
 
 const SYNTAX_ERROR = "syntax error";
 
 /**
+ * The host word of a `create` or `assign` line, brackets removed
+ * (`[fd00::1]` is `fd00::1`), or `undefined` for any other line. Resolving
+ * a name is I/O, which the core leaves to its caller: it resolves this host
+ * and hands the address to {@link executeCommand}.
+ *
+ * @example
+ * ```ts
+ * commandHost("create web1 80"); // "web1"
+ * commandHost("as 2 [::1] 80"); // "::1"
+ * commandHost("show"); // undefined
+ * ```
+ */
+export function commandHost(line: string): string | undefined {
+  const { command, args } = splitCommand(line);
+  const host = command === "create" && args.length === 2
+    ? args[0]
+    : command === "assign" && args.length === 3
+    ? args[1]
+    : undefined;
+  return host === undefined ? undefined : unbracketed(host);
+}
+
+function splitCommand(line: string): { word: string; command?: CommandName; args: string[] } {
+  const [word = "", ...args] = line.trim().split(/\s+/);
+  return { word, command: resolveCommand(word), args };
+}
+
+function unbracketed(host: string): string {
+  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+}
+
+/**
  * Runs one control command line against the balancer, with `group` as the
  * current group, and returns the answer. Never throws on any input: garbage
- * answers `syntax error` and changes nothing.
+ * answers `syntax error` and changes nothing. `hostAddress` is the address
+ * the {@link commandHost} of a `create`/`assign` resolved to (none: the host
+ * must be an address itself). Every change is told to `ctx.log`.
  *
  * @example
  * ```ts
  * executeCommand(ctx, 0, "dis 1").output; // "channel 1 disabled"
+ * executeCommand(ctx, 0, "create web1 80", "10.0.0.7").output; // "channel created"
  * ```
  */
-export function executeCommand(ctx: ControlContext, group: number, line: string): CommandResult {
-  const [word = "", ...args] = line.trim().split(/\s+/);
+export function executeCommand(
+  ctx: ControlContext,
+  group: number,
+  line: string,
+  hostAddress?: string,
+): CommandResult {
+  const { word, command, args } = splitCommand(line);
   const answer = (output: string, extra: Partial<CommandResult> = {}) => ({ output, group, ...extra });
+  const fail = (output: string) => answer(output, { error: true });
+  const changed = (what: string) => ctx.log?.(`control: ${what}`);
   if (word === "") return answer("");
-  const command = resolveCommand(word);
-  if (command === undefined) return answer(SYNTAX_ERROR);
+  if (command === undefined) return fail(SYNTAX_ERROR);
   // The current group comes from the client; only `group` may leave a bad one.
-  if (!(group < MAX_GROUPS) && command !== "group") return answer("value out of range");
+  if (!(group < MAX_GROUPS) && command !== "group") return fail("value out of range");
   const { balancer } = ctx;
   const groups = balancer.groups;
   const current = groups[group];
@@ -135,48 +180,61 @@ export function executeCommand(ctx: ControlContext, group: number, line: string)
     hash: [0],
     rr: [0],
   };
-  if (!argCount[command].includes(args.length)) return answer(SYNTAX_ERROR);
+  if (!argCount[command].includes(args.length)) return fail(SYNTAX_ERROR);
   // Channel numbers and counts are whole decimal numbers: `disable x` is a
   // syntax error (balance 3.54 read it as 0 and disabled channel 0).
   const numbers = args.map((a) => (/^\d{1,10}$/.test(a) ? Number(a) : NaN));
   const channelAt = (n: number): Channel | undefined => current?.channels[n];
+  // A literal address as is; a name only as the caller resolved it.
+  const addressOf = (host: string): string | undefined => {
+    const text = unbracketed(host);
+    const address = addressBytes(text) ? text : hostAddress;
+    return address !== undefined && addressBytes(address) ? address : undefined;
+  };
 
   switch (command) {
     case "quit":
       return answer("", { quit: true });
     case "kill":
+      changed("kill");
       return answer("shutdown complete, exiting.", { kill: true });
     case "help":
       return answer(COMMANDS.map((c) => HELP[c]).join("\n"));
     case "version":
       return answer(`This is balance ${ctx.version}\nMAXGROUPS=${MAX_GROUPS}\nMAXCHANNELS=${MAX_CHANNELS}`);
     case "show":
-      if (args.length === 1 && args[0] !== "--json") return answer(SYNTAX_ERROR);
+      if (args.length === 1 && args[0] !== "--json") return fail(SYNTAX_ERROR);
       return answer(args.length ? JSON.stringify(showJson(balancer)) : showTable(balancer));
     case "group": {
       const g = numbers[0];
-      if (Number.isNaN(g)) return answer(SYNTAX_ERROR);
-      if (g >= MAX_GROUPS) return answer("value out of range");
+      if (Number.isNaN(g)) return fail(SYNTAX_ERROR);
+      if (g >= MAX_GROUPS) return fail("value out of range");
       return { output: "", group: g };
     }
     case "hash":
     case "rr": {
       balancer.group(group).type = command === "hash" ? "Hash" : "RR";
-      return answer(`group ${group} set to ${command === "hash" ? "hash" : "round robin"}`);
+      const done = `group ${group} set to ${command === "hash" ? "hash" : "round robin"}`;
+      changed(done);
+      return answer(done);
     }
     case "create": {
       const [host, portText] = args;
+      const address = addressOf(host);
       const port = parsePortArg(portText, ctx.lookupPort);
-      if (!addressBytes(host) || port === undefined) return answer("invalid address");
-      const created = balancer.addChannel(group, host, port, 0, false);
-      return created ? answer("channel created", { layoutChanged: true }) : answer("no channel slots available");
+      if (address === undefined || port === undefined) return fail("invalid address");
+      const created = balancer.addChannel(group, address, port, 0, false);
+      if (!created) return fail("no channel slots available");
+      const n = balancer.groups[group].channels.indexOf(created);
+      changed(`channel ${n} of group ${group} created for ${formatHostPort(address, port)} (disabled)`);
+      return answer("channel created", { layoutChanged: true });
     }
     case "mrtg-bytes":
     case "mrtg-conns": {
       const [g, n] = numbers;
-      if (Number.isNaN(g) || Number.isNaN(n)) return answer(SYNTAX_ERROR);
+      if (Number.isNaN(g) || Number.isNaN(n)) return fail(SYNTAX_ERROR);
       const channel = groups[g]?.channels[n];
-      if (!channel) return answer(`no such channel ${n}`);
+      if (!channel) return fail(`no such channel ${n}`);
       const label = `group ${g} channel ${n}`;
       return answer(
         command === "mrtg-bytes"
@@ -188,9 +246,10 @@ export function executeCommand(ctx: ControlContext, group: number, line: string)
 
   // The rest act on channel N of the current group.
   const n = numbers[0];
-  if (Number.isNaN(n)) return answer(SYNTAX_ERROR);
+  if (Number.isNaN(n)) return fail(SYNTAX_ERROR);
   const channel = channelAt(n);
-  if (!channel) return answer(`no such channel ${n}`);
+  if (!channel) return fail(`no such channel ${n}`);
+  const which = `channel ${n} of group ${group}`;
   switch (command) {
     case "enable":
     case "disable": {
@@ -198,29 +257,34 @@ export function executeCommand(ctx: ControlContext, group: number, line: string)
       const verb = enable ? "enabled" : "disabled";
       if (channel.enabled === enable) return answer(`channel ${n} already ${verb}`);
       channel.enabled = enable;
+      changed(`${which} ${verb}`);
       return answer(`channel ${n} ${verb}`);
     }
     case "reset":
       channel.totalc = 0;
       channel.sent = 0;
       channel.rcvd = 0;
+      changed(`${which} counters reset`);
       return answer(`channel ${n} counters reset`);
     case "maxc": {
       const m = numbers[1];
-      if (Number.isNaN(m) || m > MAX_MAXC) return answer(SYNTAX_ERROR);
+      if (Number.isNaN(m) || m > MAX_MAXC) return fail(SYNTAX_ERROR);
       channel.maxc = m;
+      changed(`maxc of ${which} changed to ${m}`);
       return answer(`maxc of channel ${n} changed to ${m}`);
     }
     case "assign": {
-      if (channel.enabled) return answer("channel must be disabled to assign new address");
+      if (channel.enabled) return fail("channel must be disabled to assign new address");
+      const address = addressOf(args[1]);
       const port = parsePortArg(args[2], ctx.lookupPort);
-      if (!addressBytes(args[1]) || port === undefined) return answer("invalid address");
-      channel.address = args[1];
+      if (address === undefined || port === undefined) return fail("invalid address");
+      channel.address = address;
       channel.port = port;
+      changed(`${which} reassigned to ${formatHostPort(address, port)}`);
       return answer("channel reassigned", { layoutChanged: true });
     }
   }
-  return answer(SYNTAX_ERROR);
+  return fail(SYNTAX_ERROR);
 }
 
 function parsePortArg(text: string, lookup: ServiceLookup): number | undefined {
@@ -283,17 +347,22 @@ export function showJson(balancer: Balancer): ChannelStatus[] {
  * ```
  */
 export function showTable(balancer: Balancer): string {
+  const channels = showJson(balancer);
+  // As wide as the longest address (IPv6 ones are), so columns stay aligned.
+  const width = Math.max(15, ...channels.map((s) => s.address.length));
   const rows = [
-    `GRP Type  # S   ${"ip-address".padEnd(15)}  port     c totalc  maxc ${"sent".padStart(12)} ${"rcvd".padStart(12)}`,
+    `GRP Type  # S   ${"ip-address".padEnd(width)}  port     c totalc  maxc ${"sent".padStart(12)} ${
+      "rcvd".padStart(12)
+    }`,
   ];
-  for (const s of showJson(balancer)) {
+  for (const s of channels) {
     rows.push(
       [
         String(s.group).padStart(3),
         s.type.padEnd(4),
         String(s.channel).padStart(2),
         s.enabled ? "ENA" : "dis",
-        s.address.padEnd(15),
+        s.address.padEnd(width),
         String(s.port).padStart(5),
         String(s.c).padStart(5),
         String(s.totalc).padStart(6),

@@ -48,19 +48,32 @@ export function parsePort(text: string, lookup: ServiceLookup, what = "port"): n
   return n;
 }
 
+/** The range of {@link parseCount}, and what its numbers count. */
+export interface CountRange {
+  min?: number;
+  max?: number;
+  /** Named after the range in the message: `must be 1-2000000 seconds`. */
+  unit?: string;
+}
+
 /**
- * Parses a whole non-negative number no larger than `max`.
+ * Parses a whole number from `min` (default 0) to `max` (default
+ * {@link MAX_MAXC}). Whatever is wrong with the text, the message names the
+ * same range, so `-t 0` and `-t abc` say the same thing.
  *
  * @example
  * ```ts
  * parseCount("16", "maxc"); // 16
+ * parseCount("0", "connect timeout (-t)", { min: 1, max: 2_000_000, unit: "seconds" });
+ * // throws: invalid connect timeout (-t) '0': must be 1-2000000 seconds
  * ```
  */
-export function parseCount(text: string, what: string, max = MAX_MAXC): number {
-  if (!/^\d+$/.test(text) || Number(text) > max) {
-    throw usageError(`invalid ${what} '${shown(text)}': must be a whole number 0-${max}`);
+export function parseCount(text: string, what: string, { min = 0, max = MAX_MAXC, unit }: CountRange = {}): number {
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!(n >= min && n <= max)) {
+    throw usageError(`invalid ${what} '${shown(text)}': must be ${min}-${max}${unit ? ` ${unit}` : ""}`);
   }
-  return Number(text);
+  return n;
 }
 
 /**

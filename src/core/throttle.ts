@@ -29,3 +29,17 @@ export class Throttle {
     return held;
   }
 }
+
+/**
+ * The throttle key of a warning that names none: its text before the first
+ * colon (`accept failed: …` → `accept failed`), so that one kind of fault
+ * shares a key whatever its details.
+ *
+ * @example
+ * ```ts
+ * warningKey("accept failed: Too many open files"); // "accept failed"
+ * ```
+ */
+export function warningKey(message: string): string {
+  return message.split(":")[0];
+}

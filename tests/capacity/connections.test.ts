@@ -4,13 +4,14 @@
  * per process), so the backend runs in a process of its own and this test
  * process holds only the client ends.
  */
-import { test } from "../support/test.ts";
+import { onTimeout, test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import * as net from "node:net";
 import { freePort } from "../support/net.ts";
-import { runBalance, startBalance } from "../support/balance.ts";
+import { runBalance, type Running, startBalance } from "../support/balance.ts";
+import { until, within } from "../support/wait.ts";
 
 const CONNECTIONS = Number(process.env.BALANCE_CAPACITY ?? 9000);
 const BATCH = 250;
@@ -52,11 +53,19 @@ function echo(s: net.Socket, text: string): Promise<void> {
 
 test(`capacity: ${CONNECTIONS} connections held open at once, all relaying, c back to 0`, async () => {
   const backend = spawn("node", [ECHO], { stdio: ["pipe", "pipe", "inherit"] });
-  const backendPort = Number(await new Promise<string>((r) => backend.stdout!.once("data", (d) => r(String(d)))));
-  const port = await freePort();
-  const lb = await startBalance([String(port), `127.0.0.1:${backendPort}`], port);
+  onTimeout(() => backend.kill("SIGKILL"));
   const sockets: net.Socket[] = [];
+  let lb: Running | undefined;
   try {
+    const backendPort = Number(
+      await within(
+        new Promise<string>((r) => backend.stdout!.once("data", (d) => r(String(d)))),
+        10_000,
+        "the echo backend to print its port",
+      ),
+    );
+    const port = await freePort();
+    lb = await startBalance([String(port), `127.0.0.1:${backendPort}`], port);
     await lb.waitForTrace(/at most (\d+) proxied connections/);
     const limit = Number(/at most (\d+) proxied connections/.exec(lb.stderr())![1]);
     assert.ok(limit >= CONNECTIONS, `the balancer can hold ${CONNECTIONS} connections (limit ${limit})`);
@@ -65,25 +74,18 @@ test(`capacity: ${CONNECTIONS} connections held open at once, all relaying, c ba
       sockets.push(...await Promise.all(Array.from({ length: batch }, () => open(port))));
     }
     assert.equal(sockets.length, CONNECTIONS);
-    const show = JSON.parse((await runBalance(["-c", "show --json", String(port)])).stdout);
-    assert.equal(show[0].c, CONNECTIONS, "all open at once");
+    const c = async () => JSON.parse((await runBalance(["-c", "show --json", String(port)])).stdout)[0].c;
+    assert.equal(await c(), CONNECTIONS, "all open at once");
     // Every connection still relays, in both directions.
     for (let i = 0; i < CONNECTIONS; i += BATCH) {
       await Promise.all(sockets.slice(i, i + BATCH).map((s, k) => echo(s, `ping ${i + k}\n`)));
     }
     for (const s of sockets) s.destroy();
     sockets.length = 0;
-    const deadline = Date.now() + 20_000;
-    let c = -1;
-    while (Date.now() < deadline) {
-      c = JSON.parse((await runBalance(["-c", "show --json", String(port)])).stdout)[0].c;
-      if (c === 0) break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    assert.equal(c, 0, "every connection counted out");
+    await until(c, (open) => open === 0, "every connection counted out", { ms: 20_000, everyMs: 200 });
   } finally {
     for (const s of sockets) s.destroy();
-    await lb.stop();
+    await lb?.stop();
     backend.stdin!.end();
   }
 });

@@ -1,6 +1,7 @@
 import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import { parseCommandLine } from "../../src/cli/args.ts";
+import { USAGE } from "../../src/cli/usage.ts";
 import { ExitError, parseServices } from "../../src/core/mod.ts";
 
 const services = parseServices("http 80/tcp\nsmtp 25/tcp\n");
@@ -62,14 +63,53 @@ test("command line: bad command lines are usage errors naming the problem", () =
   fails(["99999", "a"], /invalid listen port/);
   fails(["nosuchservice", "a"], /invalid listen port 'nosuchservice'/);
   fails(["80", "a:1:x"], /maxc/);
-  fails(["-t", "0", "80", "a"], /at least 1 second/);
-  fails(["-t", "x", "80", "a"], /connect timeout 'x'/);
+  fails(["-t", "0", "80", "a"], /connect timeout \(-t\) '0'/);
+  fails(["-t", "x", "80", "a"], /connect timeout \(-t\) 'x'/);
   fails(["-t", "-1", "80", "a"], /connect timeout|needs a value/);
-  fails(["-T", "1.5", "80", "a"], /idle timeout '1.5'/);
+  fails(["-T", "1.5", "80", "a"], /idle timeout \(-T\) '1.5'/);
   fails(["-t"], /-t needs a value/);
   fails(["80", "!", "a"], /separator '!' with no channel/);
   fails(["80", "a", "!", "!", "b"], /separator '!'/);
   fails(["-b", "", "80", "a"], /-b needs a value/);
   fails(["--log-file=", "80", "a"], /--log-file needs a value/);
   assert.equal(parse("--log-file", "/var/log/balance.log", "80", "a").logFile, "/var/log/balance.log");
+});
+test("command line: every message about one option names the same valid range", () => {
+  const message = (argv: string[]) => {
+    try {
+      parse(...argv);
+    } catch (e) {
+      return (e as Error).message.replace(/'[^']*'/, "'V'");
+    }
+    assert.fail(`${argv.join(" ")} was accepted`);
+  };
+  for (
+    const [option, bad, range] of [
+      ["-t", ["0", "abc", "-1", "1.5", "2000001"], "must be 1-2000000 seconds"],
+      ["-T", ["-5", "x", "2000001"], "must be 0-2000000 seconds"],
+      ["--grace", ["-5", "y"], "must be 0-2000000 seconds"],
+      ["-w", ["0", "-1", "65"], "must be 1-64 or auto"],
+    ] as const
+  ) {
+    const messages = new Set(bad.map((v) => message([option, v, "80", "a"])));
+    assert.equal(messages.size, 1, `${option}: ${[...messages].join(" | ")}`);
+    assert.match([...messages][0], new RegExp(`^invalid .*\\(${option}\\) 'V': ${range}$`));
+  }
+  assert.equal(message(["-T", "-5", "80", "a"]), "invalid idle timeout (-T) 'V': must be 0-2000000 seconds");
+  assert.match(message(["-fT", "-5", "80", "a"]), /idle timeout \(-T\)/, "in a group of flags too");
+  assert.equal(parse("-t", "1", "-T", "2000000", "80", "a").idleTimeout, 2000000, "the ends of the range are valid");
+});
+test("command line: --list takes nothing else", () => {
+  assert.equal(parse("--list").mode, "list");
+  fails(["--list", "80"], /unexpected argument '80' with --list/);
+});
+test("command line: the usage synopsis lists every option", () => {
+  const synopsis = USAGE.slice(0, USAGE.indexOf("\n\n"));
+  for (
+    const option of ["-b", "-B", "-t", "-T", "-w", "-c", "-i", "-d", "--grace", "--log-file", "--syslog", "--list"]
+  ) {
+    assert.match(synopsis, new RegExp(`[\\s[]${option}[\\s\\]]`), `${option} in:\n${synopsis}`);
+  }
+  for (const flag of "adfpHM6") assert.match(synopsis, new RegExp(`\\[-[a-zA-Z0-9]*${flag}`), `-${flag}`);
+  assert.match(synopsis, /--help \| --version/);
 });

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import {
   Balancer,
   Channel,
+  commandHost,
   COMMANDS,
   executeCommand,
   Group,
@@ -17,7 +18,7 @@ function setup() {
     new Group("Hash", [new Channel("::1", 9000)]),
   ]);
   const ctx = { balancer, version: "4.0.0", lookupPort: parseServices("http 80/tcp\n") };
-  const run = (line: string, group = 0) => executeCommand(ctx, group, line);
+  const run = (line: string, group = 0, address?: string) => executeCommand(ctx, group, line, address);
   return { balancer, run, ch: (g: number, n: number) => balancer.groups[g].channels[n] };
 }
 
@@ -232,4 +233,113 @@ test("control: help, version, kill, quit, empty line", () => {
   assert.deepEqual(run("kill"), { output: "shutdown complete, exiting.", group: 0, kill: true });
   assert.deepEqual(run("quit"), { output: "", group: 0, quit: true });
   assert.deepEqual(run("   "), { output: "", group: 0 });
+});
+
+test("control: error answers say so (-c exits 65 on them); successful ones do not", () => {
+  const { run } = setup();
+  for (
+    const [line, group] of [
+      ["frobnicate", 0],
+      ["disable x", 0],
+      ["disable 7", 0],
+      ["group 99999", 0],
+      ["rr", 64],
+      ["create not-an-ip 80", 0],
+      ["create 127.0.0.1 0", 0],
+      ["assign 0 127.0.0.5 81", 0],
+      ["mrtg-bytes 3 0", 0],
+      ["show --xml", 0],
+      ["maxc 0 x", 0],
+    ] as const
+  ) {
+    assert.equal(run(line, group).error, true, line);
+  }
+  for (const line of ["show", "disable 0", "disable 0", "enable 0", "maxc 0 3", "reset 0", "hash", "rr", "help", ""]) {
+    assert.equal(run(line).error, undefined, `${line}: 'already disabled' is the state asked for, no error`);
+  }
+  const { balancer, run: fill } = setup();
+  while (balancer.groups[0].channels.length < MAX_CHANNELS) balancer.groups[0].channels.push(new Channel("::1", 1));
+  assert.deepEqual(fill("create 127.0.0.1 2"), { output: "no channel slots available", group: 0, error: true });
+});
+
+test("control: every change is logged, errors and reads are not", () => {
+  const { balancer } = setup();
+  const lines: string[] = [];
+  const ctx = { balancer, version: "4.0.0", lookupPort: parseServices(""), log: (l: string) => lines.push(l) };
+  const run = (line: string, group = 0, address?: string) => executeCommand(ctx, group, line, address);
+  for (const line of ["show", "disable 9", "disable x", "help", "version", "mrtg-bytes 0 0", "group 1"]) run(line);
+  assert.deepEqual(lines, []);
+  run("disable 1");
+  run("disable 1");
+  run("enable 1");
+  run("disable 0", 1);
+  run("maxc 0 16");
+  run("reset 0");
+  run("hash", 1);
+  run("rr", 1);
+  run("create [fd00::1] 8080");
+  run("assign 2 web9 81", 0, "10.0.0.9");
+  run("kill");
+  assert.deepEqual(lines, [
+    "control: channel 1 of group 0 disabled",
+    "control: channel 1 of group 0 enabled",
+    "control: channel 0 of group 1 disabled",
+    "control: maxc of channel 0 of group 0 changed to 16",
+    "control: channel 0 of group 0 counters reset",
+    "control: group 1 set to hash",
+    "control: group 1 set to round robin",
+    "control: channel 2 of group 0 created for [fd00::1]:8080 (disabled)",
+    "control: channel 2 of group 0 reassigned to 10.0.0.9:81",
+    "control: kill",
+  ]);
+});
+
+test("control: create and assign take bracketed IPv6 and the address a host name resolved to", () => {
+  const { run, ch } = setup();
+  assert.equal(commandHost("create [fd00::1] 80"), "fd00::1");
+  assert.equal(commandHost("cr web1 http"), "web1");
+  assert.equal(commandHost("assign 2 [::1] 80"), "::1");
+  assert.equal(commandHost("as 2 web2 80"), "web2");
+  for (const line of ["show", "create web1", "assign 2 web2", "disable 1", "create a b c"]) {
+    assert.equal(commandHost(line), undefined, line);
+  }
+  assert.equal(run("create [fd00::1] 80").output, "channel created");
+  assert.deepEqual([ch(0, 2).address, ch(0, 2).port], ["fd00::1", 80]);
+  assert.equal(run("create web1 81", 0, "10.1.2.3").output, "channel created");
+  assert.deepEqual([ch(0, 3).address, ch(0, 3).port], ["10.1.2.3", 81]);
+  assert.equal(run("create web1 81").output, "invalid address", "a name nobody resolved");
+  assert.equal(run("create web1 81", 0, "garbage").output, "invalid address", "only an address is taken");
+  assert.equal(run("create [fd00::1 81").output, "invalid address");
+  assert.equal(run("assign 3 [::1] 82").output, "channel reassigned");
+  assert.deepEqual([ch(0, 3).address, ch(0, 3).port], ["::1", 82]);
+  assert.equal(run("assign 3 web2 83", 0, "192.0.2.1").output, "channel reassigned");
+  assert.deepEqual([ch(0, 3).address, ch(0, 3).port], ["192.0.2.1", 83]);
+  assert.equal(run("assign 3 web2 83").output, "invalid address");
+});
+
+test("control: show widens the address column for long addresses, keeping every column aligned", () => {
+  const { run } = setup();
+  const long = "fd00:1234:5678:9abc:def0:1234:5678:9abc";
+  assert.equal(run(`create [${long}] 8080`).output, "channel created");
+  const lines = run("show").output.split("\n");
+  const header = lines[0];
+  // Each row's fields end where the header's column titles end.
+  const ends = (line: string) => [...line.matchAll(/\S+/g)].map((m) => m.index! + m[0].length);
+  const titleEnds = ends(header);
+  for (const row of lines.slice(1)) {
+    const fieldEnds = ends(row);
+    assert.deepEqual(
+      fieldEnds.slice(5),
+      titleEnds.slice(5),
+      `port..rcvd right-aligned under the header:\n${header}\n${row}`,
+    );
+    assert.equal(
+      row.indexOf(row.trim().split(/\s+/)[4]),
+      header.indexOf("ip-address"),
+      "address column starts at its title",
+    );
+  }
+  assert.equal(header.indexOf("port"), header.indexOf("ip-address") + long.length + 2);
+  // Short addresses keep balance 3.54's width of 15.
+  assert.match(setup().run("show").output, /^GRP Type {2}# S {3}ip-address {7}port/);
 });

@@ -121,20 +121,66 @@ test("fuzz: control commands never throw, and rejected ones change nothing", () 
   );
 });
 
-test("fuzz: the control protocol accepts only well-formed requests", () => {
+/** Request-shaped JSON lines, valid and not: `group` and `command` of right and wrong types, extra keys. */
+const requestLike = fc.record(
+  {
+    group: fc.oneof(
+      fc.nat(),
+      fc.maxSafeNat(),
+      fc.integer({ min: -100, max: -1 }),
+      fc.double(),
+      fc.string(),
+      fc.constant(null),
+    ),
+    command: fc.oneof(fc.string({ maxLength: 40 }), fc.constantFrom("show", "disable 0", "kill"), fc.integer()),
+    extra: fc.jsonValue(),
+  },
+  { requiredKeys: [] },
+).map((v) => JSON.stringify(v));
+
+test("fuzz: the control protocol accepts exactly the well-formed requests", () => {
+  let accepted = 0;
+  let rejected = 0;
   fc.assert(
     fc.property(
-      fc.oneof(fc.string({ maxLength: 80 }), fc.json(), fc.jsonValue().map((v) => JSON.stringify(v))),
+      fc.oneof(
+        requestLike,
+        requestLike,
+        fc.string({ maxLength: 80 }),
+        fc.json(),
+        fc.jsonValue().map((v) => JSON.stringify(v)),
+      ),
       (line) => {
+        let value: unknown;
+        try {
+          value = JSON.parse(line);
+        } catch { /* not JSON: must be rejected */ }
+        const v = (typeof value === "object" && value !== null ? value : {}) as Record<string, unknown>;
+        const wellFormed = Number.isSafeInteger(v.group) && (v.group as number) >= 0 && typeof v.command === "string";
         const r = parseRequest(line);
-        if (r !== undefined) {
-          assert.ok(Number.isSafeInteger(r.group) && r.group >= 0);
-          assert.equal(typeof r.command, "string");
-        }
+        if (wellFormed) assert.deepEqual(r, { group: v.group, command: v.command }, line);
+        else assert.equal(r, undefined, line);
+        if (r) accepted++;
+        else rejected++;
       },
     ),
     RUNS,
   );
+  // Both sides of the property were exercised, not just the rejection.
+  assert.ok(accepted >= RUNS.numRuns / 20, `${accepted} of ${RUNS.numRuns} generated requests accepted`);
+  assert.ok(rejected >= RUNS.numRuns / 20, `${rejected} of ${RUNS.numRuns} generated lines rejected`);
+});
+
+test("control protocol: a well-formed request is accepted as it is, whatever else the object carries", () => {
+  assert.deepEqual(parseRequest('{"group":0,"command":"show"}'), { group: 0, command: "show" });
+  assert.deepEqual(parseRequest('{"command":"disable 1","group":3,"x":[1]}'), { group: 3, command: "disable 1" });
+  assert.deepEqual(parseRequest(`{"group":${Number.MAX_SAFE_INTEGER},"command":""}`), {
+    group: Number.MAX_SAFE_INTEGER,
+    command: "",
+  });
+  for (const bad of ['{"group":-1,"command":"show"}', '{"group":1.5,"command":"show"}', '{"group":0}', "[0]", "show"]) {
+    assert.equal(parseRequest(bad), undefined, bad);
+  }
 });
 
 /** Reads a packet dump back into bytes: the format loses nothing. */

@@ -2,8 +2,10 @@ import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import * as net from "node:net";
 import process from "node:process";
-import { freePort } from "../support/net.ts";
-import { runBalance, startBalance } from "../support/balance.ts";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { freePort, startBackend, whoAnswers } from "../support/net.ts";
+import { runBalance, type Running, startBalance } from "../support/balance.ts";
 
 const USAGE_START = /^usage:\n {2}balance \[-b addr\]/m;
 
@@ -40,10 +42,10 @@ const cases: [string, string[], RegExp][] = [
   ["port out of range", ["-f", "70000", "127.0.0.1"], /invalid listen port '70000'/],
   ["no channel", ["-f", "8080"], /no channel given/],
   ["bad maxc", ["-f", "8080", "127.0.0.1:81:many"], /invalid maxc in channel '127.0.0.1:81:many'/],
-  ["connect timeout 0", ["-f", "-t", "0", "8080", "127.0.0.1"], /connect timeout \(-t\) must be at least 1 second/],
+  ["connect timeout 0", ["-f", "-t", "0", "8080", "127.0.0.1"], /invalid connect timeout \(-t\) '0': must be 1-/],
   ["separator first", ["-f", "8080", "!", "127.0.0.1"], /group separator '!' with no channel before it/],
   ["two separators", ["-f", "8080", "127.0.0.1", "%", "!", "127.0.0.2"], /group separator '!' with no channel/],
-  ["unresolvable host", ["-f", "8080", "no-such-host.invalid"], /cannot resolve channel host 'no-such-host.invalid'/],
+  // An unresolvable host is no usage error: exit 68, see errors.test.ts.
 ];
 for (const [name, args, message] of cases) {
   test(`${name}: one line naming it, the usage, exit 64`, async () => {
@@ -69,10 +71,46 @@ test("command line of the real program: -c with no instance on the port says so 
   assert.match(r.stderr, new RegExp(`no balance instance .* port ${port}`));
 });
 
-test("command line of the real program: SIGTERM stops the balancer with exit 0 and frees the port", async () => {
+test("command line of the real program: SIGTERM after serving: exit 0, control socket removed, port taken again at once", async () => {
+  // The backend closes first, so the balancer closes its client side first
+  // and leaves that connection in TIME_WAIT on the listen port.
+  const backend = await startBackend("a", (s) => s.end("a\n"));
+  const port = await freePort();
+  let first: Running | undefined;
+  let second: Running | undefined;
+  try {
+    first = await startBalance([String(port), `127.0.0.1:${backend.port}`], port);
+    assert.equal(await whoAnswers(port), "a");
+    const socketPath = join(first.controlDir, `any-${port}.sock`);
+    assert.ok(existsSync(socketPath), "the control socket exists while serving");
+    assert.equal(await first.stop(), 0);
+    assert.ok(!existsSync(socketPath), "SIGTERM removes the control socket");
+    second = await startBalance([String(port), `127.0.0.1:${backend.port}`], port);
+    assert.equal(await whoAnswers(port), "a", "a new balancer serves on the port at once");
+  } finally {
+    await first?.stop();
+    await second?.stop();
+    await backend.close();
+  }
+});
+
+test("command line of the real program: outside text reaches no message raw: errors escape it, -c/-i and traces echo none", async () => {
+  const nasty = "\x1b[2J\x07\u00e9";
+  const printable = /^[\x20-\x7e\n]*$/;
+  const error = await runBalance(["-f", "8080", `h${nasty}:80:many`]);
+  assert.match(error.stderr, /invalid maxc in channel 'h\\u001b\[2J\\u0007\\u00e9:80:many'/);
+  assert.match(error.stderr, printable, "the error escapes control bytes and non-ASCII");
   const port = await freePort();
   const lb = await startBalance([String(port), "127.0.0.1:1"], port);
-  assert.equal(await lb.stop(), 0);
-  const probe = net.connect(port, "127.0.0.1");
-  await assert.rejects(new Promise((_, reject) => probe.on("error", reject)), /ECONNREFUSED/);
+  try {
+    const c = await runBalance(["-c", `disable ${nasty}`, String(port)]);
+    assert.equal(c.stdout, "syntax error\n");
+    assert.match(c.stderr, printable);
+    const i = await runBalance(["-i", String(port)], { input: `group ${nasty}\nmaxc 0 ${nasty}\nquit\n` });
+    assert.equal(i.stdout, "syntax error\nsyntax error\n");
+    assert.match(i.stderr, printable);
+  } finally {
+    await lb.stop();
+  }
+  assert.match(lb.stderr(), printable, "the -d trace carries no raw byte");
 });

@@ -1,4 +1,4 @@
-import { test } from "../support/test.ts";
+import { onTimeout, test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -6,7 +6,8 @@ import { join } from "node:path";
 import * as net from "node:net";
 import process from "node:process";
 import { type Backend, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
-import { balanceCommand, runBalance, type Running, startBalance } from "../support/balance.ts";
+import { balanceCommand, pidsListeningOn, runBalance, type Running, startBalance } from "../support/balance.ts";
+import { until, within } from "../support/wait.ts";
 
 const at = (b: Backend) => `${b.host}:${b.port}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -29,25 +30,27 @@ interface Fixture {
 /** balance in front of a, b (group 0, RR) and c (group 1), with its own control directory. */
 async function withBalancer(fn: (f: Fixture) => Promise<void>, extraArgs: string[] = []) {
   const { dir, env, cleanup } = controlDir();
-  const backends = await Promise.all(["a", "b", "c"].map((n) => startBackend(n)));
-  const port = await freePort();
-  const lb = await startBalance(
-    [...extraArgs, String(port), at(backends[0]), at(backends[1]), "!", at(backends[2])],
-    port,
-    {
-      env,
-    },
-  );
-  const ctl = async (command: string) => {
-    const r = await runBalance(["-c", command, String(port)], { env });
-    assert.equal(r.code, 0, `balance -c '${command}': ${r.stderr}`);
-    assert.equal(r.stderr, "");
-    return r.stdout;
-  };
+  const backends: Backend[] = [];
+  let lb: Running | undefined;
   try {
+    for (const name of ["a", "b", "c"]) backends.push(await startBackend(name));
+    const port = await freePort();
+    lb = await startBalance(
+      [...extraArgs, String(port), at(backends[0]), at(backends[1]), "!", at(backends[2])],
+      port,
+      { env },
+    );
+    const ctl = async (command: string) => {
+      const r = await runBalance(["-c", command, String(port)], { env });
+      // An error answer exits 65 (see instances.test.ts); the answer is the same.
+      const error = /^(syntax error|no such channel \d+|invalid address|channel must be disabled .*)\n$/.test(r.stdout);
+      assert.equal(r.code, error ? 65 : 0, `balance -c '${command}': ${r.stderr}`);
+      assert.equal(r.stderr, "");
+      return r.stdout;
+    };
     await fn({ port, backends, lb, env, dir, ctl });
   } finally {
-    await lb.stop();
+    await lb?.stop();
     await Promise.all(backends.map((b) => b.close()));
     cleanup();
   }
@@ -192,22 +195,32 @@ test("control: garbage on the control socket is answered 'syntax error' and chan
       "\xff\xfe\x00\x01\n",
       '{"group":0,"command":"disable 0"',
     ];
-    const replies = await new Promise<string>((resolve) => {
-      const s = net.connect(socketPath);
-      let got = "";
-      s.on("data", (d) => (got += d));
-      s.on("connect", () => s.end(garbage.join("")));
-      s.on("close", () => resolve(got));
-    });
+    let got = "";
+    const replies = await within(
+      new Promise<string>((resolve) => {
+        const s = net.connect(socketPath);
+        onTimeout(() => s.destroy());
+        s.on("data", (d) => (got += d));
+        s.on("connect", () => s.end(garbage.join("")));
+        s.on("close", () => resolve(got));
+      }),
+      10_000,
+      () => `the balancer to answer the garbage and close; got ${JSON.stringify(got)}`,
+    );
     const answers = replies.trim().split("\n").map((l) => JSON.parse(l).output);
     assert.deepEqual(answers, new Array(6).fill("syntax error"));
     // A line longer than the protocol allows ends the connection.
-    await new Promise<void>((resolve) => {
-      const s = net.connect(socketPath);
-      s.on("error", () => {});
-      s.on("connect", () => s.write("x".repeat(200_000)));
-      s.on("close", () => resolve());
-    });
+    await within(
+      new Promise<void>((resolve) => {
+        const s = net.connect(socketPath);
+        onTimeout(() => s.destroy());
+        s.on("error", () => {});
+        s.on("connect", () => s.write("x".repeat(200_000)));
+        s.on("close", () => resolve());
+      }),
+      10_000,
+      "the balancer to close a connection sending a 200,000-byte line",
+    );
     assert.equal(await ctl("show --json"), before);
   }));
 
@@ -215,6 +228,7 @@ test("control: the control socket is owner-only, and -c without an instance exit
   withBalancer(async ({ port, dir, env }) => {
     const socketPath = join(dir, `any-${port}.sock`);
     assert.equal(statSync(socketPath).mode & 0o777, 0o600);
+    assert.equal(statSync(dir).mode & 0o777, 0o700, "in an owner-only directory");
     const other = await freePort();
     const r = await runBalance(["-c", "show", String(other)], { env });
     assert.equal(r.code, 69);
@@ -236,7 +250,7 @@ const nobodySkip = !nobodyHome
   ? "needs root to run a command as user nobody"
   : (await asNobody(["--version"])).code !== 0 &&
     `user nobody cannot run ${nobodyCommand.join(" ")} from this checkout`;
-if (nobodySkip && nobodyHome) rmSync(nobodyHome, { recursive: true, force: true });
+if (nobodyHome) process.on("exit", () => rmSync(nobodyHome, { recursive: true, force: true }));
 
 function commandForNobody(home: string): string[] {
   chmodSync(home, 0o777);
@@ -246,9 +260,11 @@ function commandForNobody(home: string): string[] {
   return [join(home, "balance")];
 }
 
-test("control: another user cannot read or change the balancer", { skip: nobodySkip }, async () => {
-  try {
-    await withBalancer(async ({ port, dir }) => {
+test(
+  "control: another user cannot read or change the balancer",
+  { skip: nobodySkip },
+  () =>
+    withBalancer(async ({ port, dir }) => {
       // Looking where its own instances would be, nobody finds none.
       const own = await asNobody(["-c", "disable 0", String(port)]);
       assert.equal(own.code, 69, own.stderr);
@@ -256,11 +272,21 @@ test("control: another user cannot read or change the balancer", { skip: nobodyS
       const pointed = await asNobody(["-c", "disable 0", String(port)], { BALANCE_CONTROL_DIR: dir });
       assert.equal(pointed.code, 77, pointed.stderr);
       assert.match(pointed.stderr, /permission denied/);
+    }),
+);
+
+const unprivilegedFrom = Number(readFileSync("/proc/sys/net/ipv4/ip_unprivileged_port_start", "utf8"));
+test(
+  "command line: a privileged port (80) as an unprivileged user: one line, exit 77",
+  { skip: nobodySkip || (unprivilegedFrom <= 80 && `port 80 is not privileged here (${unprivilegedFrom})`) },
+  async () => {
+    const r = await asNobody(["-f", "-b", "127.0.0.1", "80", "127.0.0.1:1"], {
+      BALANCE_CONTROL_DIR: join(nobodyHome!, "control"),
     });
-  } finally {
-    rmSync(nobodyHome!, { recursive: true, force: true });
-  }
-});
+    assert.equal(r.code, 77, r.stderr);
+    assert.equal(r.stderr, "balance: cannot listen on 127.0.0.1:80: permission denied\n");
+  },
+);
 
 test("control: a stale socket after kill -9 is detected, not obeyed, and replaced", async () => {
   const { dir, env, cleanup } = controlDir();
@@ -275,13 +301,15 @@ test("control: a stale socket after kill -9 is detected, not obeyed, and replace
     const r = await runBalance(["-c", "show", String(port)], { env });
     assert.equal(r.code, 69, "a dead socket is no instance");
     const second = await startBalance([String(port), at(backend)], port, { env });
+    let code;
     try {
       const show = await runBalance(["-c", "show", String(port)], { env });
       assert.equal(show.code, 0);
       assert.match(show.stdout, /^ {2}0 RR {4}0 ENA/m);
     } finally {
-      assert.equal(await second.stop(), 0);
+      code = await second.stop();
     }
+    assert.equal(code, 0);
     assert.ok(!existsSync(socketPath), "SIGTERM removes the control socket");
   } finally {
     await backend.close();
@@ -289,10 +317,10 @@ test("control: a stale socket after kill -9 is detected, not obeyed, and replace
   }
 });
 
-test("control: a second balancer on the same port fails clearly and leaves the first in control", () =>
+test("control: a second balancer on the same port fails with 71 in one line and leaves the first in control", () =>
   withBalancer(async ({ port, env, ctl, backends }) => {
     const r = await runBalance(["-f", String(port), at(backends[0])], { env });
-    assert.notEqual(r.code, 0);
+    assert.equal(r.code, 71, r.stderr);
     assert.equal(r.stderr.split("\n").length, 2, `one line: ${r.stderr}`);
     assert.match(r.stderr, /address already in use|another balance already runs/);
     assert.match(await ctl("show"), /^GRP/);
@@ -303,6 +331,9 @@ test("background: starts detached, returns 0 once serving; -c works; kill stops 
   const backend = await startBackend("bg");
   const port = await freePort();
   const logFile = join(dir, "balance.log");
+  // Whatever fails, the detached balancer does not outlive the test.
+  const killDaemon = () => pidsListeningOn(port).forEach((pid) => process.kill(pid, "SIGKILL"));
+  onTimeout(killDaemon);
   try {
     const started = await runBalance(["-d", "--log-file", logFile, String(port), at(backend)], { env });
     assert.equal(started.code, 0, started.stderr);
@@ -312,13 +343,14 @@ test("background: starts detached, returns 0 once serving; -c works; kill stops 
     assert.match(show.stdout, /^ {2}0 RR {4}0 ENA 127\.0\.0\.1 .* 1 /m);
     const kill = await runBalance(["-c", "kill", String(port)], { env });
     assert.equal(kill.stdout, "shutdown complete, exiting.\n");
-    await sleep(300);
+    await until(() => pidsListeningOn(port), (pids) => pids.length === 0, "the background balancer to exit");
     assert.ok(!existsSync(join(dir, `any-${port}.sock`)), "control socket removed");
     await assert.rejects(whoAnswers(port), /ECONNREFUSED/);
     const log = readFileSync(logFile, "utf8");
     assert.match(log, /listening on 0\.0\.0\.0 port \d+/);
     assert.match(log, /kill: exiting/);
   } finally {
+    killDaemon();
     await backend.close();
     cleanup();
   }

@@ -5,32 +5,35 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as net from "node:net";
-import { freePort, startBackend } from "../support/net.ts";
-import { runBalance, startBalance } from "../support/balance.ts";
+import { type Backend, connected, freePort, startBackend } from "../support/net.ts";
+import { runBalance, type Running, startBalance } from "../support/balance.ts";
+import { until } from "../support/wait.ts";
 
 const PARALLEL = 8;
 const EACH_WAY = 16 * 1024 * 1024; // 8 connections x 16 MiB x 2 directions = 256 MiB
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+// Within the test's 60 s: a stall fails naming the bytes that did arrive.
+const TRANSFER_LIMIT_MS = 50_000;
 
 test(`integrity: ${PARALLEL} connections x ${EACH_WAY >> 20} MiB each way at once (256 MiB): every byte, in order; counters exact`, async () => {
   const results: Promise<[[number, string], string]>[] = [];
-  const backend = await startBackend("sink", (s) => {
-    results.push(
-      Promise.all([
-        receiveAll(s),
-        sendRandom(s, EACH_WAY, { maxChunk: 200_000, pauses: true }).then((h) => (s.end(), h)),
-      ]),
-    );
-  });
   const dir = mkdtempSync(join(tmpdir(), "balance-int-"));
   const env = { BALANCE_CONTROL_DIR: dir };
-  const port = await freePort();
-  const lb = await startBalance([String(port), `127.0.0.1:${backend.port}`], port, { env });
+  let backend: Backend | undefined;
+  let lb: Running | undefined;
   try {
+    backend = await startBackend("sink", (s) => {
+      results.push(
+        Promise.all([
+          receiveAll(s, TRANSFER_LIMIT_MS),
+          sendRandom(s, EACH_WAY, { maxChunk: 200_000, pauses: true }).then((h) => (s.end(), h)),
+        ]),
+      );
+    });
+    const port = await freePort();
+    lb = await startBalance([String(port), `127.0.0.1:${backend.port}`], port, { env });
     const clients = await Promise.all(Array.from({ length: PARALLEL }, async () => {
-      const c = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
-      await new Promise((r) => c.once("connect", r));
-      const received = receiveAll(c);
+      const c = await connected(net.connect({ port, host: "127.0.0.1", allowHalfOpen: true }));
+      const received = receiveAll(c, TRANSFER_LIMIT_MS);
       const sent = await sendRandom(c, EACH_WAY, { maxChunk: 200_000, pauses: true });
       c.end();
       return { c, sent, received: await received };
@@ -46,17 +49,17 @@ test(`integrity: ${PARALLEL} connections x ${EACH_WAY >> 20} MiB each way at onc
       "server to client: every byte, in order",
     );
     clients.forEach(({ c }) => c.destroy());
-    await sleep(200);
-    const [status] = JSON.parse((await runBalance(["-c", "show --json", String(port)], { env })).stdout);
-    assert.deepEqual([status.c, status.totalc, status.sent, status.rcvd], [
+    const status = async () => JSON.parse((await runBalance(["-c", "show --json", String(port)], { env })).stdout)[0];
+    const last = await until(status, (row) => row.c === 0, "c back to 0");
+    assert.deepEqual([last.c, last.totalc, last.sent, last.rcvd], [
       0,
       PARALLEL,
       PARALLEL * EACH_WAY,
       PARALLEL * EACH_WAY,
     ]);
   } finally {
-    await lb.stop();
-    await backend.close();
+    await lb?.stop();
+    await backend?.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

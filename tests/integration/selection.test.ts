@@ -59,7 +59,7 @@ test("channel selection on real sockets: refused connects fail over to the next 
 test("channel selection on real sockets: nothing usable: the client is accepted and closed at once", async () => {
   await withBalance([], [await deadChannel()], async ({ port, lb }) => {
     const c = await connect(port);
-    assert.equal((await c.ended).length, 0);
+    assert.equal((await c.ended()).length, 0);
     c.socket.destroy();
     await lb.waitForTrace("no channel available");
   });
@@ -150,6 +150,7 @@ test("channel selection on real sockets: hash with -H skips a full channel witho
       const first = await connect(port, "127.0.0.1", src);
       await first.waitFor((d) => d.toString() === "h0\n");
       assert.equal(await whoAnswers(port, "127.0.0.1", src), "h1");
+      assert.equal(h0.peers.length, 1, "the full channel got no second connect");
       first.socket.destroy();
     });
   }));

@@ -1,10 +1,11 @@
 import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Backend, type Client, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
 import { runBalance, type Running, startBalance } from "../support/balance.ts";
+import { until } from "../support/wait.ts";
 
 const at = (b: Backend, maxc?: number) => `${b.host}:${b.port}${maxc === undefined ? "" : `:${maxc}`}`;
 
@@ -20,23 +21,30 @@ async function withWorkers(
 ) {
   const dir = mkdtempSync(join(tmpdir(), "balance-workers-"));
   const env = { BALANCE_CONTROL_DIR: dir };
-  const backends = await Promise.all(names.map((n) => startBackend(n)));
-  const port = await freePort();
-  const lb = await startBalance(["-w", "2", String(port), ...channels(backends)], port, { env });
-  const ctl = async (command: string) => {
-    const r = await runBalance(["-c", command, String(port)], { env });
-    assert.equal(r.code, 0, `balance -c '${command}': ${r.stderr}`);
-    return r.stdout;
-  };
+  const backends: Backend[] = [];
+  let lb: Running | undefined;
+  let port = 0;
+  let code: number | null | undefined;
+  let socketLeft = false;
   try {
+    for (const name of names) backends.push(await startBackend(name));
+    port = await freePort();
+    lb = await startBalance(["-w", "2", String(port), ...channels(backends)], port, { env });
+    const ctl = async (command: string) => {
+      const r = await runBalance(["-c", command, String(port)], { env });
+      assert.equal(r.code, 0, `balance -c '${command}': ${r.stderr}`);
+      return r.stdout;
+    };
     await lb.waitForTrace("in 2 thread(s)");
     await fn({ port, lb, backends, ctl });
   } finally {
-    assert.equal(await lb.stop(), 0);
+    code = await lb?.stop();
     await Promise.all(backends.map((b) => b.close()));
-    assert.equal(existsSync(join(dir, `any-${port}.sock`)), false, "control socket removed");
+    socketLeft = existsSync(join(dir, `any-${port}.sock`));
     rmSync(dir, { recursive: true, force: true });
   }
+  assert.equal(code, 0);
+  assert.equal(socketLeft, false, "control socket removed");
 }
 
 test("workers: -w 2 accepts in both threads and keeps one round robin over them", () =>
@@ -69,8 +77,16 @@ test("workers: maxc holds across threads: of maxc+k concurrent clients exactly m
       clients.forEach((c) => c.socket.destroy());
     }
     // Every thread's releases reach the one c.
-    await waitUntil(async () => JSON.parse(await ctl("show --json")).every((r: { c: number }) => r.c === 0));
-    await waitUntil(() => Promise.resolve(a.sockets.size === 0 && b.sockets.size === 0));
+    await until(
+      async () => JSON.parse(await ctl("show --json")).map((r: { c: number }) => r.c),
+      (cs: number[]) => cs.every((c) => c === 0),
+      "every channel's c back to 0",
+    );
+    await until(
+      () => [a.sockets.size, b.sockets.size],
+      (open) => open.every((n) => n === 0),
+      "backends' sockets closed",
+    );
   }));
 
 test("workers: the control channel changes what every thread does (disable, create, assign, enable)", () =>
@@ -101,15 +117,15 @@ test("workers: -w takes 1-64 or auto; anything else is a usage error", async () 
     assert.equal(r.code, 64, `-w '${bad}': ${r.stderr}`);
     assert.match(r.stderr, bad === "-1" ? /^balance: option -w needs a value/ : /^balance: invalid workers \(-w\)/);
   }
-  const port = await freePort();
-  const lb = await startBalance(["-w", "auto", String(port), "127.0.0.1:1"], port);
-  assert.equal(await lb.stop(), 0);
-});
-
-async function waitUntil(check: () => Promise<boolean>, ms = 5000) {
-  const until = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error("condition not reached");
-    await new Promise((r) => setTimeout(r, 50));
+  for (const [n, threads] of [["1", "1"], ["64", "64"], ["auto", String(Math.min(availableParallelism(), 64))]]) {
+    const port = await freePort();
+    const lb = await startBalance(["-w", n, String(port), "127.0.0.1:1"], port);
+    let code;
+    try {
+      await lb.waitForTrace(`in ${threads} thread(s)`, 30_000);
+    } finally {
+      code = await lb.stop();
+    }
+    assert.equal(code, 0, `-w ${n}`);
   }
-}
+});

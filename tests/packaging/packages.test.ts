@@ -86,6 +86,51 @@ test(".deb: control fields, man page, and the installed /usr/bin/balance proxies
   }
 });
 
+const hasLintian = spawnSync("lintian", ["--version"]).status === 0;
+test(".deb: lintian finds no error; copyright (DEP-5, GPL-3+), changelog and the two explained overrides", {
+  skip: !hasLintian && "lintian is not installed (./scripts/test-deps as root installs it)",
+  timeoutMs: 150_000,
+}, () => {
+  for (const arch of ["amd64", "arm64"]) {
+    const deb = join(PACKAGES, `balance_${VERSION}_${arch}.deb`);
+    // execFileSync blocks the test's own limit: give lintian one of its own.
+    const run = spawnSync("lintian", ["--tag-display-limit", "0", deb], { encoding: "utf8", timeout: 120_000 });
+    assert.equal(run.status, 0, `lintian ${arch}: exit ${run.status} ${run.signal ?? ""}\n${run.stdout}${run.stderr}`);
+    assert.doesNotMatch(run.stdout, /^E: /m, `${arch}: no errors`);
+  }
+  const root = tempDir();
+  try {
+    sh("dpkg", ["-x", join(PACKAGES, `balance_${VERSION}_amd64.deb`), root]);
+    const copyright = readFileSync(join(root, "usr/share/doc/balance/copyright"), "utf8");
+    assert.match(copyright, /^Format: https:\/\/www\.debian\.org\/doc\/packaging-manuals\/copyright-format\/1\.0\/$/m);
+    assert.match(copyright, /^Files: \*\nCopyright: .+\nLicense: GPL-3\+$/m);
+    assert.match(copyright, /"\/usr\/share\/common-licenses\/GPL-3"/);
+    const changelog = sh("sh", ["-c", `gzip -dc ${join(root, "usr/share/doc/balance/changelog.gz")}`]);
+    // Overrides hide only what Bun's compiled executable cannot avoid.
+    const overrides = readFileSync(join(root, "usr/share/lintian/overrides/balance"), "utf8");
+    assert.deepEqual(overrides.split("\n").filter((l) => /^\w/.test(l)), [
+      "balance: unstripped-binary-or-object [usr/bin/balance]",
+      "balance: embedded-library libjpeg [usr/bin/balance]",
+    ]);
+    assert.match(changelog, new RegExp(`^balance \\(${VERSION.replaceAll(".", "\\.")}\\) `));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+const hasObjdump = spawnSync("objdump", ["--version"]).status === 0;
+test(".deb: Depends libc6 (>= 2.17) covers every glibc symbol version the binaries use", {
+  skip: !hasObjdump && "objdump (binutils) is not installed",
+}, () => {
+  for (const [arch, target] of [["amd64", "linux-x64"], ["arm64", "linux-arm64"]]) {
+    const deb = join(PACKAGES, `balance_${VERSION}_${arch}.deb`);
+    assert.equal(sh("dpkg-deb", ["--field", deb, "Depends"]).trim(), "libc6 (>= 2.17)");
+    const symbols = sh("objdump", ["-T", join(DIST, `balance-${target}`)], { maxBuffer: 64 << 20 });
+    const versions = [...symbols.matchAll(/GLIBC_2\.(\d+)/g)].map((m) => Number(m[1]));
+    assert.ok(versions.length > 0 && Math.max(...versions) <= 17, `${target}: newest GLIBC_2.${Math.max(...versions)}`);
+  }
+});
+
 test("npm: launcher and platform tarballs install offline and the launcher proxies a connection", async () => {
   const dir = tempDir();
   try {
@@ -157,9 +202,13 @@ test("container: a minimal root filesystem runs balance under chroot and proxies
   assert.match(out, /^container-smoke: ok: balance .* proxied a connection to localhost:\d+$/m);
 });
 
-test("the Dockerfile builds FROM scratch with the musl binaries", () => {
+// Read, not built: there is no Docker engine here (scripts/container-smoke
+// runs the glibc binary in a chroot instead).
+test("the Dockerfile's text: FROM scratch, copies the musl binaries that the build made, runs balance -f", () => {
   const dockerfile = readFileSync(join(ROOT, "Dockerfile"), "utf8");
   assert.match(dockerfile, /^FROM scratch$/m);
-  assert.match(dockerfile, /balance-linux-x64-musl/);
+  const copied = /^COPY (dist\/\S+) (dist\/\S+) \/dist\/$/m.exec(dockerfile);
+  assert.deepEqual(copied?.slice(1), ["dist/balance-linux-x64-musl", "dist/balance-linux-arm64-musl"]);
+  for (const file of copied!.slice(1)) assert.ok(existsSync(join(ROOT, file)), `${file} is built`);
   assert.match(dockerfile, /ENTRYPOINT \["\/usr\/bin\/balance", "-f"\]/);
 });

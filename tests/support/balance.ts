@@ -7,6 +7,9 @@
  * @module
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { type Backend, type Behaviour, freePort, startBackend } from "./net.ts";
@@ -28,11 +31,47 @@ export function balanceCommand(): string[] {
   return [process.execPath.includes("deno") ? process.execPath : "deno", "run", "--allow-all", "--unstable-net", MAIN];
 }
 
+// One private control directory for every balancer this test process
+// starts without choosing one: never `/run/balance`, never another run's.
+let privateControlDir: string | undefined;
+
+/**
+ * The environment of a balance process: the tests', plus `env`, plus a
+ * private `BALANCE_CONTROL_DIR` (removed when the test process exits)
+ * unless `env` names one.
+ *
+ * @example
+ * ```ts
+ * spawn(cmd, args, { env: balanceEnv({ BALANCE_WORKERS: "2" }) });
+ * ```
+ */
+export function balanceEnv(env: Record<string, string> = {}): Record<string, string | undefined> {
+  if ("BALANCE_CONTROL_DIR" in env) return { ...process.env, ...env };
+  if (privateControlDir === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), "balance-test-ctl-"));
+    process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+    privateControlDir = dir;
+  }
+  return { ...process.env, BALANCE_CONTROL_DIR: privateControlDir, ...env };
+}
+
 /** The result of a balance run that ended. */
 export interface Exited {
   code: number | null;
   stdout: string;
   stderr: string;
+}
+
+/** How to start balance: which program, what environment, how long to wait. */
+export interface RunOptions {
+  command?: string[];
+  /** Added to the tests' environment; see {@link balanceEnv} for `BALANCE_CONTROL_DIR`. */
+  env?: Record<string, string>;
+  timeoutMs?: number;
+  /** Text fed to standard input (for `-i`). */
+  input?: string;
+  /** Working directory of the process. */
+  cwd?: string;
 }
 
 /**
@@ -43,23 +82,12 @@ export interface Exited {
  * const { code, stderr } = await runBalance(["-x", "80"]);
  * ```
  */
-/** How to start balance: which program, what environment, how long to wait. */
-export interface RunOptions {
-  command?: string[];
-  env?: Record<string, string>;
-  timeoutMs?: number;
-  /** Text fed to standard input (for `-i`). */
-  input?: string;
-  /** Working directory of the process. */
-  cwd?: string;
-}
-
 export function runBalance(args: string[], options: RunOptions = {}): Promise<Exited> {
   const [cmd, ...pre] = options.command ?? balanceCommand();
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, [...pre, ...args], {
       stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-      env: { ...process.env, ...options.env },
+      env: balanceEnv(options.env),
       cwd: options.cwd,
     });
     onTimeout(() => child.kill("SIGKILL"));
@@ -68,7 +96,11 @@ export function runBalance(args: string[], options: RunOptions = {}): Promise<Ex
     let stderr = "";
     child.stdout!.on("data", (d) => (stdout += d));
     child.stderr!.on("data", (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 20_000);
+    const limit = options.timeoutMs ?? 20_000;
+    const timer = setTimeout(() => {
+      stderr += `\n[the test killed balance after ${limit / 1000} s]\n`;
+      child.kill("SIGKILL");
+    }, limit);
     child.on("error", reject);
     child.on("close", (code) => {
       clearTimeout(timer);
@@ -87,6 +119,8 @@ function workerOption(): string[] {
 export interface Running {
   child: ChildProcess;
   port: number;
+  /** Its `BALANCE_CONTROL_DIR`, where its control socket (`any-PORT.sock` without `-b`) lives. */
+  controlDir: string;
   stdout(): string;
   stderr(): string;
   /** Resolves once stderr contains `text` (a `-d` trace). */
@@ -109,9 +143,10 @@ export interface Running {
  */
 export async function startBalance(args: string[], port: number, options: RunOptions = {}): Promise<Running> {
   const [cmd, ...pre] = options.command ?? balanceCommand();
+  const env = balanceEnv(options.env);
   const child = spawn(cmd, [...pre, "-f", "-d", ...workerOption(), ...args], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...options.env },
+    env,
   });
   onTimeout(() => child.kill("SIGKILL"));
   let stdout = "";
@@ -147,6 +182,7 @@ export async function startBalance(args: string[], port: number, options: RunOpt
   const running: Running = {
     child,
     port,
+    controlDir: env.BALANCE_CONTROL_DIR ?? "",
     stdout: () => stdout,
     stderr: () => stderr,
     waitForTrace,
@@ -236,4 +272,38 @@ export async function withProxy(
   } finally {
     await backend.close();
   }
+}
+
+/**
+ * The processes listening on TCP `port` (any address), from `/proc`: how a
+ * test finds a balancer that detached itself, to make sure it is gone.
+ *
+ * @example
+ * ```ts
+ * for (const pid of pidsListeningOn(port)) process.kill(pid, "SIGKILL");
+ * ```
+ */
+export function pidsListeningOn(port: number): number[] {
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  const inodes = new Set<string>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text = "";
+    try {
+      text = readFileSync(table, "utf8");
+    } catch { /* no IPv6 */ }
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // local_address rem_address st … inode; st 0A is LISTEN.
+      if (f[1]?.endsWith(hexPort) && f[3] === "0A") inodes.add(`socket:[${f[9]}]`);
+    }
+  }
+  const pids: number[] = [];
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (readdirSync(`/proc/${pid}/fd`).some((fd) => inodes.has(readlinkSync(`/proc/${pid}/fd/${fd}`)))) {
+        pids.push(Number(pid));
+      }
+    } catch { /* gone, or not ours to read */ }
+  }
+  return pids;
 }

@@ -7,6 +7,7 @@
  */
 import * as net from "node:net";
 import { onTimeout } from "./test.ts";
+import { within } from "./wait.ts";
 
 /**
  * A port that was free a moment ago on `host`: listen on port 0, read the
@@ -100,10 +101,14 @@ export interface Client {
   received(): Buffer;
   /** Resolves once `predicate` holds for the received bytes (or rejects after `ms`). */
   waitFor(predicate: (data: Buffer) => boolean, ms?: number): Promise<Buffer>;
-  /** Resolves with all bytes once the server has closed its side. */
-  ended: Promise<Buffer>;
-  /** Resolves once the socket is fully closed. */
-  closed: Promise<void>;
+  /**
+   * Resolves with all bytes once the server has closed its side (a FIN);
+   * rejects, saying what arrived, on a reset or a close without FIN, or
+   * when none came within `ms` (default 10 s).
+   */
+  ended(ms?: number): Promise<Buffer>;
+  /** Resolves once the socket is closed, however (FIN or reset); rejects after `ms` (default 10 s). */
+  closed(ms?: number): Promise<void>;
 }
 
 /**
@@ -130,24 +135,35 @@ export function connect(port: number, host = "127.0.0.1", localAddress?: string)
       chunks.push(d);
       notify();
     });
-    const ended = new Promise<Buffer>((r) =>
-      socket.on("end", () => {
-        notify();
-        r(Buffer.concat(chunks));
-      })
-    );
-    const closed = new Promise<void>((r) =>
+    let error: Error | undefined;
+    // Settled once, when the socket closes: with every byte after a FIN,
+    // else with what arrived and why it closed.
+    const finished = new Promise<Buffer>((res, rej) =>
       socket.on("close", () => {
         notify();
-        r();
+        const got = Buffer.concat(chunks);
+        if (socket.readableEnded) res(got);
+        else {rej(
+            new Error(`closed without FIN (${error?.message ?? "reset"}) after ${JSON.stringify(got.toString())}`),
+          );}
       })
     );
-    socket.on("error", () => {});
+    finished.catch(() => {});
+    const endSeen = new Promise<Buffer>((r) => socket.on("end", () => (notify(), r(Buffer.concat(chunks)))));
+    socket.on("error", (err) => (error = err));
     const received = () => Buffer.concat(chunks);
+    const ended = (ms = 10_000) =>
+      within(
+        Promise.race([endSeen, finished]),
+        ms,
+        () => `a FIN from port ${port}; got ${JSON.stringify(received().toString().slice(0, 200))} so far`,
+      );
+    const closed = (ms = 10_000) =>
+      within(finished.then(() => {}, () => {}), ms, `port ${port} to close the connection`);
     const waitFor = (predicate: (data: Buffer) => boolean, ms = 5000) =>
       new Promise<Buffer>((res, rej) => {
         const timer = setTimeout(
-          () => rej(new Error(`timed out waiting; got ${JSON.stringify(received().toString())}`)),
+          () => rej(new Error(`timed out after ${ms / 1000} s waiting; got ${JSON.stringify(received().toString())}`)),
           ms,
         );
         const check = () => {
@@ -157,7 +173,8 @@ export function connect(port: number, host = "127.0.0.1", localAddress?: string)
             res(data);
           } else if (socket.destroyed || socket.readableEnded) {
             clearTimeout(timer);
-            rej(new Error(`closed while waiting; got ${JSON.stringify(data.toString())}`));
+            const how = socket.readableEnded ? "FIN" : "reset";
+            rej(new Error(`connection closed (${how}) while waiting; got ${JSON.stringify(data.toString())}`));
           } else waiters.push(check);
         };
         check();
@@ -171,8 +188,26 @@ export function connect(port: number, host = "127.0.0.1", localAddress?: string)
 }
 
 /**
+ * Resolves with `socket` once it has connected; rejects on an error or
+ * after `ms` (for raw sockets; {@link connect} does this itself).
+ *
+ * @example
+ * ```ts
+ * const c = await connected(net.connect({ port, host: "127.0.0.1", allowHalfOpen: true }));
+ * ```
+ */
+export function connected(socket: net.Socket, ms = 5000): Promise<net.Socket> {
+  onTimeout(() => socket.destroy());
+  const connecting = new Promise<net.Socket>((resolve, reject) => {
+    socket.once("connect", () => resolve(socket)).once("error", reject);
+  });
+  return within(connecting, ms, "the connect to complete");
+}
+
+/**
  * Connects, reads the backend's greeting line and hangs up: which backend
- * answered. Resolves to `""` when the balancer closed without a greeting.
+ * answered. Resolves to `""` when the balancer closed (FIN) without a
+ * greeting; rejects on a reset or when nothing came within 5 s.
  *
  * @example
  * ```ts
@@ -181,7 +216,10 @@ export function connect(port: number, host = "127.0.0.1", localAddress?: string)
  */
 export async function whoAnswers(port: number, host = "127.0.0.1", localAddress?: string): Promise<string> {
   const c = await connect(port, host, localAddress);
-  const data = await Promise.race([c.waitFor((d) => d.includes(10)), c.ended]);
-  c.socket.destroy();
-  return data.toString().split("\n")[0];
+  try {
+    const data = await c.waitFor((d) => d.includes(10) || c.socket.readableEnded);
+    return data.toString().split("\n")[0];
+  } finally {
+    c.socket.destroy();
+  }
 }

@@ -6,6 +6,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import type * as net from "node:net";
+import { within } from "./wait.ts";
 
 /**
  * Writes `total` random bytes in random-sized chunks (up to `maxChunk`),
@@ -35,20 +36,27 @@ export async function sendRandom(
 }
 
 /**
- * Hashes everything `socket` receives until its end; resolves to
- * [bytes, SHA-256].
+ * Hashes everything `socket` receives until its end (a FIN); resolves to
+ * [bytes, SHA-256]. Rejects, saying how many bytes arrived, when the
+ * connection closes without a FIN (a reset) or no FIN came within `ms`.
  *
  * @example
  * ```ts
  * const [n, digest] = await receiveAll(socket);
  * ```
  */
-export function receiveAll(socket: net.Socket): Promise<[number, string]> {
+export function receiveAll(socket: net.Socket, ms = 30_000): Promise<[number, string]> {
   const hash = createHash("sha256");
   let n = 0;
+  let error: Error | undefined;
   socket.on("data", (d: Buffer) => {
     n += d.length;
     hash.update(d);
   });
-  return new Promise((r) => socket.on("end", () => r([n, hash.digest("hex")])));
+  socket.on("error", (err) => (error = err));
+  const ended = new Promise<[number, string]>((resolve, reject) => {
+    socket.on("end", () => resolve([n, hash.digest("hex")]));
+    socket.on("close", () => reject(new Error(`closed without FIN (${error?.message ?? "reset"}) after ${n} bytes`)));
+  });
+  return within(ended, ms, () => `a FIN (${n} bytes received so far)`);
 }

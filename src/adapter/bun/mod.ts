@@ -20,6 +20,7 @@ import { IdleTimer } from "../../core/idle.ts";
 import { Throttle } from "../../core/throttle.ts";
 import { EX_NOPERM, EX_OSERR } from "../../core/sysexits.ts";
 import type { ServeOptions, Server } from "../types.ts";
+export { openSyslogSocket } from "./syslog.ts";
 import {
   type Attempt,
   drainFlow,

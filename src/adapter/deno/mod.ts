@@ -17,6 +17,7 @@ import { formatHostPort } from "../../core/balancer.ts";
 import { IdleTimer } from "../../core/idle.ts";
 import { Throttle } from "../../core/throttle.ts";
 import type { ServeOptions, Server } from "../types.ts";
+export { openSyslogSocket } from "./syslog.ts";
 import { dialChannel } from "./dial.ts";
 import { relay } from "./relay.ts";
 
