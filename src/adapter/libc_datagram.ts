@@ -7,6 +7,7 @@
  *
  * @module
  */
+import process from "node:process";
 import { unixSocketAddress } from "../core/syslog.ts";
 import type { DatagramSender } from "./types.ts";
 
@@ -36,6 +37,32 @@ export function libcNames(platform: string, arch: string): string[] {
   if (platform === "darwin") return ["/usr/lib/libSystem.B.dylib"];
   const musl = arch === "arm64" ? "aarch64" : "x86_64";
   return ["libc.so.6", `/lib/ld-musl-${musl}.so.1`, "libc.so"];
+}
+
+/**
+ * Binds libc with `load` (an adapter's FFI; throws when the library is not
+ * there), trying {@link libcNames} in turn, and connects a
+ * {@link unixDatagramSender} to `path`. Throws when no libc loads or `path`
+ * cannot be connected to.
+ *
+ * @example
+ * ```ts
+ * const sender = openWithLibc("/dev/log", (name) => bindLibc(name));
+ * ```
+ */
+export function openWithLibc(path: string, load: (name: string) => Libc): DatagramSender {
+  let lastError: unknown;
+  for (const name of libcNames(process.platform, process.arch)) {
+    let libc: Libc;
+    try {
+      libc = load(name);
+    } catch (err) {
+      lastError = err;
+      continue;
+    }
+    return unixDatagramSender(libc, path, process.platform);
+  }
+  throw lastError;
 }
 
 /**

@@ -6,8 +6,7 @@
  */
 /// <reference types="bun-types" />
 import { dlopen, FFIType } from "bun:ffi";
-import process from "node:process";
-import { type Libc, libcNames, unixDatagramSender } from "../libc_datagram.ts";
+import { openWithLibc } from "../libc_datagram.ts";
 import type { DatagramSender } from "../types.ts";
 
 const SYMBOLS = {
@@ -27,23 +26,13 @@ const SYMBOLS = {
  * ```
  */
 export function openSyslogSocket(path: string): DatagramSender {
-  let lastError: unknown;
-  for (const name of libcNames(process.platform, process.arch)) {
-    let lib;
-    try {
-      lib = dlopen(name, SYMBOLS);
-    } catch (err) {
-      lastError = err;
-      continue;
-    }
-    const s = lib.symbols;
-    const libc: Libc = {
+  return openWithLibc(path, (name) => {
+    const s = dlopen(name, SYMBOLS).symbols;
+    return {
       socket: (domain, type, protocol) => s.socket(domain, type, protocol),
       connect: (fd, address, length) => s.connect(fd, address, length),
       send: (fd, data, length, flags) => Number(s.send(fd, data, length, flags)),
       close: (fd) => s.close(fd),
     };
-    return unixDatagramSender(libc, path, process.platform);
-  }
-  throw lastError;
+  });
 }

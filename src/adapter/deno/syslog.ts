@@ -4,8 +4,7 @@
  *
  * @module
  */
-import process from "node:process";
-import { type Libc, libcNames, unixDatagramSender } from "../libc_datagram.ts";
+import { openWithLibc } from "../libc_datagram.ts";
 import type { DatagramSender } from "../types.ts";
 
 const SYMBOLS = {
@@ -25,23 +24,13 @@ const SYMBOLS = {
  * ```
  */
 export function openSyslogSocket(path: string): DatagramSender {
-  let lastError: unknown;
-  for (const name of libcNames(process.platform, process.arch)) {
-    let lib;
-    try {
-      lib = Deno.dlopen(name, SYMBOLS);
-    } catch (err) {
-      lastError = err;
-      continue;
-    }
-    const s = lib.symbols;
-    const libc: Libc = {
+  return openWithLibc(path, (name) => {
+    const s = Deno.dlopen(name, SYMBOLS).symbols;
+    return {
       socket: (domain, type, protocol) => s.socket(domain, type, protocol),
       connect: (fd, address, length) => s.connect(fd, address, length),
       send: (fd, data, length, flags) => Number(s.send(fd, data, BigInt(length), flags)),
       close: (fd) => s.close(fd),
     };
-    return unixDatagramSender(libc, path, process.platform);
-  }
-  throw lastError;
+  });
 }
