@@ -45,7 +45,7 @@ export async function sendRandom(
  * const [n, digest] = await receiveAll(socket);
  * ```
  */
-export function receiveAll(socket: net.Socket, ms = 30_000): Promise<[number, string]> {
+export function receiveAll(socket: net.Socket, ms = 20_000): Promise<[number, string]> {
   const hash = createHash("sha256");
   let n = 0;
   let error: Error | undefined;
