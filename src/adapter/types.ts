@@ -1,5 +1,7 @@
 import type { Balancer } from "../core/balancer.ts";
 import type { Direction } from "../core/packet_dump.ts";
+import type { Probe } from "../core/health_checker.ts";
+import type { ProbeOptions } from "./probe.ts";
 
 /**
  * What an adapter needs to run a balancer: all values resolved, defaults
@@ -68,6 +70,8 @@ export interface Adapter {
   selfCommand(): string[];
   /** Connects to the local syslog socket (`/dev/log`); throws when there is none. */
   openSyslogSocket(path: string): DatagramSender;
+  /** The health check (`--check`) its options ask for. */
+  makeProbe(options: ProbeOptions): Probe;
 }
 
 /**

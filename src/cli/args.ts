@@ -1,6 +1,8 @@
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
-import { parseCount, parseGroups, parsePort, type ServiceLookup } from "../core/grammar.ts";
+import { decodeEscapes } from "../core/escapes.ts";
+import { parseCount, parseGroups, parsePort, parseSeconds, type ServiceLookup } from "../core/grammar.ts";
+import { type HealthSettings, healthSettings, MIN_CHECK_INTERVAL } from "../core/health.ts";
 import { usageError } from "../core/exit_error.ts";
 import { shown } from "../core/shown.ts";
 import { type Config, DEFAULTS, type Mode } from "./config.ts";
@@ -46,6 +48,14 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
         syslog: { type: "string" },
         grace: { type: "string" },
         list: { type: "boolean" },
+        check: { type: "boolean" },
+        "check-interval": { type: "string" },
+        "check-timeout": { type: "string" },
+        rise: { type: "string" },
+        fall: { type: "string" },
+        "check-send": { type: "string" },
+        "check-expect": { type: "string" },
+        "check-exec": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -98,13 +108,14 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
     syslog: v.syslog === undefined ? undefined : parseSyslogTarget(v.syslog, lookup),
     workers: v.workers === undefined ? DEFAULTS.workers : parseWorkers(v.workers),
     graceSeconds: v.grace === undefined ? DEFAULTS.graceSeconds : seconds(v.grace, "grace period (--grace)", 0),
+    check: parseCheckOptions(v, connectTimeout),
     groups: mode === "serve" ? parseGroups(channelArgs, listenPort, lookup) : [],
   };
 }
 
 // Options whose value is a number, and the flags that may come before one
 // of them in a group (`-ft`).
-const NUMBER_OPTION = /^(-[6adfpHMi]*[tTw]|--(workers|grace))$/;
+const NUMBER_OPTION = /^(-[6adfpHMi]*[tTw]|--(workers|grace|check-interval|check-timeout|rise|fall))$/;
 
 /**
  * `-T -5`: a negative number after an option that takes a number is that
@@ -125,6 +136,57 @@ function attachNegativeValues(argv: string[]): string[] {
   }
   return out;
 }
+
+/** Most consecutive checks `--rise`/`--fall` may ask for. */
+const MAX_RISE_FALL = 1000;
+
+// `--check` and its options, which mean nothing without it.
+function parseCheckOptions(
+  v: Partial<Record<CheckOption, string>> & { check?: boolean },
+  connectTimeout: number,
+): HealthSettings | undefined {
+  if (!v.check) {
+    const stray = CHECK_OPTIONS.find((o) => v[o] !== undefined);
+    if (stray) throw usageError(`option --${stray} needs --check`);
+    return undefined;
+  }
+  const interval = (o: "check-interval" | "check-timeout") =>
+    v[o] === undefined
+      ? undefined
+      : parseSeconds(v[o], `${o.replace("-", " ")} (--${o})`, MIN_CHECK_INTERVAL, MAX_TIMEOUT_SEC);
+  const count = (o: "rise" | "fall") =>
+    v[o] === undefined ? undefined : parseCount(v[o], `${o} (--${o})`, { min: 1, max: MAX_RISE_FALL, unit: "checks" });
+  const bytes = (o: "check-send" | "check-expect") => {
+    if (v[o] === undefined) return undefined;
+    if (v[o] === "") throw usageError(`option --${o} needs a value`);
+    return decodeEscapes(v[o], `--${o}`);
+  };
+  const exec = v["check-exec"]?.split(" ").filter((w) => w !== "");
+  if (exec?.length === 0) throw usageError("option --check-exec needs a command");
+  const given = {
+    interval: interval("check-interval"),
+    timeout: interval("check-timeout"),
+    rise: count("rise"),
+    fall: count("fall"),
+    send: bytes("check-send"),
+    expect: bytes("check-expect"),
+    exec,
+  };
+  // Options left out take their defaults, not `undefined`.
+  const defined = Object.fromEntries(Object.entries(given).filter(([, value]) => value !== undefined));
+  return healthSettings(defined, connectTimeout);
+}
+
+const CHECK_OPTIONS = [
+  "check-interval",
+  "check-timeout",
+  "rise",
+  "fall",
+  "check-send",
+  "check-expect",
+  "check-exec",
+] as const;
+type CheckOption = typeof CHECK_OPTIONS[number];
 
 /** The port of `--syslog HOST` without one: syslog over UDP. */
 const SYSLOG_PORT = 514;
@@ -157,9 +219,9 @@ function parseArgsMessage(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   const unknown = /Unknown option '([^']*)'/.exec(text);
   if (unknown) return `unknown option '${shown(unknown[1])}'`;
-  const missing = /Option '(-\w)[^']*' argument missing/.exec(text);
+  const missing = /Option '(-\w|--[\w-]+)[^']*' argument missing/.exec(text);
   if (missing) return `option ${missing[1]} needs a value`;
-  const ambiguous = /Option '(-\w)[^']*' argument is ambiguous/.exec(text);
+  const ambiguous = /Option '(-\w|--[\w-]+)[^']*' argument is ambiguous/.exec(text);
   if (ambiguous) return `option ${ambiguous[1]} needs a value, not another option`;
   return shown(text.split(/\.\s/)[0], 200);
 }

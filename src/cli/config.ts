@@ -1,4 +1,5 @@
 import type { GroupSpec } from "../core/grammar.ts";
+import type { HealthSettings } from "../core/health.ts";
 
 /** What a command line asks for. */
 export type Mode = "serve" | "control" | "interactive" | "list" | "help" | "version";
@@ -38,6 +39,8 @@ export interface Config {
   graceSeconds: number;
   /** `-w`: worker threads accepting on the port; 1 = the main thread alone. */
   workers: number;
+  /** `--check` and its options; undefined = no health checks. */
+  check?: HealthSettings;
   groups: GroupSpec[];
 }
 

@@ -9,6 +9,7 @@ import { addressBytes } from "../core/hash.ts";
 import { shown } from "../core/shown.ts";
 import { formatPacketDump } from "../core/packet_dump.ts";
 import { EX_NOHOST, EX_OK } from "../core/sysexits.ts";
+import { HealthChecker } from "../core/health_checker.ts";
 import type { Adapter, ServeOptions } from "../adapter/types.ts";
 import { controlAddress, ensurePrivateDirectory } from "../control/address.ts";
 import { claimControlAddress, startControlServer } from "../control/server.ts";
@@ -111,12 +112,22 @@ export async function serveUntilStopped(
     trace,
     warn: (message, key) => log.throttled(message, key),
   };
-  const inWorkers = workers > 1 ? await serveInWorkers(balancer, options, workers, workerUrl) : undefined;
+  // Checks run here, in the thread that owns control; workers see the
+  // health through the shared state and tell of failed connects.
+  const checker = config.check &&
+    new HealthChecker(balancer, config.check, adapter.makeProbe({ ...config.check, sourceAddress }), {
+      info: (m) => log.info(m),
+      warning: (m) => log.warning(m),
+      trace,
+    });
+  const observe = checker && ((slot: number, reason: string) => checker.observeFailure(slot, reason));
+  if (observe) balancer.onConnectFailed = (channel, reason) => observe(channel.cells.slot, reason);
+  const inWorkers = workers > 1 ? await serveInWorkers(balancer, options, workers, workerUrl, observe) : undefined;
   const server = inWorkers ?? await adapter.serve(balancer, options);
   let controlServer;
   try {
     controlServer = await startControlServer(
-      { balancer, version: VERSION, lookupPort, log: (line) => log.info(line) },
+      { balancer, version: VERSION, lookupPort, log: (line) => log.info(line), health: checker },
       control,
       {
         onKill: () => {
@@ -135,10 +146,12 @@ export async function serveUntilStopped(
     throw err;
   }
   stopListening = () => {
+    checker?.stop();
     server.close();
     controlServer.close();
     return server.finished;
   };
+  checker?.start();
   log.info(
     `balance ${VERSION} started: listening on ${hostname} port ${server.port} in ${workers} thread(s), ${balancer.groups.length} group(s), control ${control}`,
   );

@@ -33,6 +33,8 @@ export function versionLine(): string {
 export const USAGE = `usage:
   balance [-b addr] [-B addr] [-t sec] [-T sec] [-w N] [-adfpHM6] [--grace sec] \\
           [--log-file file] [--syslog host[:port]] \\
+          [--check [--check-interval sec] [--check-timeout sec] [--rise N] [--fall N] \\
+           [--check-send str] [--check-expect str] [--check-exec cmd]] \\
           port [h1[:p1[:maxc1]] [!%]] [ ... hN[:pN[:maxcN]]]
   balance [-b addr] -i [-d] port
   balance [-b addr] -c cmd  [-d] port
@@ -57,6 +59,15 @@ export const USAGE = `usage:
   --syslog HOST[:PORT]  log to this syslog server over UDP (default port 514)
   --grace SEC      on SIGTERM/SIGINT let open connections finish for SEC (default 10)
   --list           the running instances this user may control (port, address, pid, user)
+  --check          health checks: connect to every channel; skip the down ones until they answer
+  --check-interval SEC  between two checks of a settled channel (default 2, at least 0.1)
+  --check-timeout SEC   a check not passed by then failed (default the interval, at most -t)
+  --rise N         consecutive passed checks that make a channel up (default 2)
+  --fall N         consecutive failed checks that make a channel down (default 3)
+  --check-send STR      send STR after connecting (escapes \\r \\n \\t \\\\ \\xNN)
+  --check-expect STR    pass only once STR (same escapes) arrives
+  --check-exec CMD      run CMD (no shell) instead of connecting; exit 0 passes; env
+                   BALANCE_CHECK_HOST, BALANCE_CHECK_PORT, BALANCE_CHECK_GROUP, BALANCE_CHECK_CHANNEL
   --help    this text
   --version the version
 

@@ -26,6 +26,8 @@ interface StartMessage {
   serve: Omit<ServeOptions, "dump" | "trace" | "warn">;
   dump: boolean;
   trace: boolean;
+  /** `--check`: tell the main thread of every failed connect. */
+  observe: boolean;
 }
 
 type ToWorker = StartMessage | { kind: "layout"; layout: Layout } | { kind: "stop" };
@@ -36,6 +38,7 @@ type FromWorker =
   | { kind: "failed"; message: string; exitCode: number }
   | { kind: "trace"; message: string }
   | { kind: "warn"; message: string; key?: string }
+  | { kind: "connectFailed"; slot: number; reason: string }
   | { kind: "dump"; direction: Direction; chunk: Uint8Array }
   | { kind: "adopted" }
   | { kind: "stopped" };
@@ -55,6 +58,8 @@ const LAYOUT_WAIT_MS = 5000;
  * Starts `count` workers from the module `workerUrl` (which calls
  * {@link runWorker}) serving `balancer`'s state. Resolves once every worker
  * listens; throws the first worker's {@link ExitError} when one cannot.
+ * `onConnectFailed` (`--check`) hears of every connect that failed in a
+ * worker, by channel slot.
  *
  * @example
  * ```ts
@@ -66,6 +71,7 @@ export async function serveInWorkers(
   options: ServeOptions,
   count: number,
   workerUrl: URL,
+  onConnectFailed?: (slot: number, reason: string) => void,
 ): Promise<WorkerServer> {
   const { dump, trace, warn, ...serve } = options;
   const start: Omit<StartMessage, "writer"> = {
@@ -76,6 +82,7 @@ export async function serveInWorkers(
     serve: { ...serve, reusePort: true },
     dump: dump !== undefined,
     trace: trace !== undefined,
+    observe: onConnectFailed !== undefined,
   };
   const workers = Array.from({ length: count }, () => new Worker(workerUrl.href, { type: "module" }));
   const adopted: (() => void)[][] = workers.map(() => []);
@@ -97,6 +104,8 @@ export async function serveInWorkers(
             return trace?.(`worker ${writer}: ${data.message}`);
           case "warn":
             return warn(`worker ${writer}: ${data.message}`, data.key ?? warningKey(data.message));
+          case "connectFailed":
+            return onConnectFailed?.(data.slot, data.reason);
           case "dump":
             return dump?.(data.direction, data.chunk);
           case "adopted":
@@ -174,6 +183,10 @@ export function runWorker(adapter: Adapter): void {
         balancer = new Balancer([], data.selection, trace, new SharedState(data.state, data.writer));
         balancer.adopt(data.layout);
         balancer.warn = (message, key) => send({ kind: "warn", message, key });
+        if (data.observe) {
+          balancer.onConnectFailed = (channel, reason) =>
+            send({ kind: "connectFailed", slot: channel.cells.slot, reason });
+        }
         try {
           server = await adapter.serve(balancer, {
             ...data.serve,

@@ -59,6 +59,8 @@ export class Balancer {
   private readonly bySlot = new Map<number, Channel>();
   /** Told of failed connects, `-a` disabling a channel and clients left without a channel. */
   warn?: WarnFn;
+  /** Told of each failed connect (`--check` counts it as a failed check); never of a success. */
+  onConnectFailed?: (channel: Channel, reason: string) => void;
 
   constructor(
     readonly groups: Group[],
@@ -172,6 +174,7 @@ export class Balancer {
           `${clientAddress}: connect to ${this.describe(channel)} failed: ${errorText(err)}` +
             (this.options.autodisable ? ", channel disabled" : ""),
         );
+        this.onConnectFailed?.(channel, errorText(err));
         if (this.warn) {
           const where = this.describe(channel);
           this.warn(`connect to ${where} failed: ${errorText(err)}`, `connect failed ${where}`);

@@ -3,6 +3,8 @@ import { type ChannelCells, standaloneChannelCells } from "./state.ts";
 const C = 0;
 const ENABLED = 1;
 const MAXC = 2;
+// 0 when up: a new channel, and every channel without --check, is up.
+const DOWN = 3;
 const TOTALC = 0;
 const SENT = 1;
 const RCVD = 2;
@@ -56,6 +58,17 @@ export class Channel {
     Atomics.store(this.cells.flags, ENABLED, on ? 1 : 0);
   }
 
+  /**
+   * The health state (`--check`), independent of {@link enabled}: only the
+   * health checker sets it; every worker sees it.
+   */
+  get up(): boolean {
+    return Atomics.load(this.cells.flags, DOWN) === 0;
+  }
+  set up(on: boolean) {
+    Atomics.store(this.cells.flags, DOWN, on ? 0 : 1);
+  }
+
   /** Most simultaneous connections; 0 means no limit. */
   get maxc(): number {
     return Atomics.load(this.cells.flags, MAXC);
@@ -89,22 +102,25 @@ export class Channel {
   }
 
   /**
-   * Enabled and below its maxc: the test every selection step applies. Plain
+   * Enabled, up and below its maxc: the test every selection step applies. Plain
    * reads, not Atomics: this only filters candidates (a stale answer costs a
    * wasted look), {@link tryClaim} decides.
    */
   isUsable(): boolean {
     const flags = this.cells.flags;
     const maxc = flags[MAXC];
-    return flags[ENABLED] === 1 && (maxc === 0 || flags[C] < maxc);
+    return flags[ENABLED] === 1 && flags[DOWN] === 0 && (maxc === 0 || flags[C] < maxc);
   }
 
   /**
    * Counts a new connection before connecting, so concurrent picks (in this
-   * worker or another) see it; `false` when the channel is disabled or full.
+   * worker or another) see it; `false` when the channel is disabled, down
+   * or full. Health is a plain read: it changes at the pace of checks, and a
+   * claim a moment after a channel went down only costs that one connect.
    */
   tryClaim(): boolean {
     const flags = this.cells.flags;
+    if (flags[DOWN] !== 0) return false;
     for (;;) {
       if (!this.enabled) return false;
       const c = Atomics.load(flags, C);

@@ -3,6 +3,7 @@ import { formatHostPort, MAX_CHANNELS, MAX_GROUPS } from "./balancer.ts";
 import type { Channel } from "./channel.ts";
 import { MAX_MAXC, type ServiceLookup } from "./grammar.ts";
 import { addressBytes } from "./hash.ts";
+import type { HealthStatus } from "./health_checker.ts";
 
 /**
  * balance's runtime-control commands (`-i`, `-c`), answered word for word as
@@ -32,6 +33,7 @@ export const COMMANDS = [
   "version",
   "hash",
   "rr",
+  "health",
 ] as const;
 
 /** One of {@link COMMANDS}. */
@@ -54,6 +56,7 @@ const HELP: Record<CommandName, string> = {
   version: "version               the version and limits",
   hash: "hash                  make the current group a Hash group",
   rr: "rr                    make the current group a round robin group",
+  health: "health                health checks of all channels (--check)",
 };
 
 /**
@@ -96,6 +99,16 @@ export interface ControlContext {
   lookupPort: ServiceLookup;
   /** Told of every change a command makes (`control: channel 1 of group 0 disabled`), for the log. */
   log?: (line: string) => void;
+  /** The health checks (`--check`); absent without them. */
+  health?: HealthView;
+}
+
+/** What control sees of the health checks. */
+export interface HealthView {
+  /** A channel's health; `undefined` when it is not checked (yet). */
+  status(channel: Channel): HealthStatus | undefined;
+  /** Checks a channel at once (after `create`, `enable`, `assign`). */
+  checkNow(channel: Channel): void;
 }
 
 const SYNTAX_ERROR = "syntax error";
@@ -179,6 +192,7 @@ export function executeCommand(
     version: [0],
     hash: [0],
     rr: [0],
+    health: [0],
   };
   if (!argCount[command].includes(args.length)) return fail(SYNTAX_ERROR);
   // Channel numbers and counts are whole decimal numbers: `disable x` is a
@@ -204,7 +218,9 @@ export function executeCommand(
       return answer(`This is balance ${ctx.version}\nMAXGROUPS=${MAX_GROUPS}\nMAXCHANNELS=${MAX_CHANNELS}`);
     case "show":
       if (args.length === 1 && args[0] !== "--json") return fail(SYNTAX_ERROR);
-      return answer(args.length ? JSON.stringify(showJson(balancer)) : showTable(balancer));
+      return answer(args.length ? JSON.stringify(showJson(balancer, ctx.health)) : showTable(balancer));
+    case "health":
+      return answer(healthTable(balancer, ctx.health));
     case "group": {
       const g = numbers[0];
       if (Number.isNaN(g)) return fail(SYNTAX_ERROR);
@@ -227,6 +243,7 @@ export function executeCommand(
       if (!created) return fail("no channel slots available");
       const n = balancer.groups[group].channels.indexOf(created);
       changed(`channel ${n} of group ${group} created for ${formatHostPort(address, port)} (disabled)`);
+      ctx.health?.checkNow(created);
       return answer("channel created", { layoutChanged: true });
     }
     case "mrtg-bytes":
@@ -258,6 +275,7 @@ export function executeCommand(
       if (channel.enabled === enable) return answer(`channel ${n} already ${verb}`);
       channel.enabled = enable;
       changed(`${which} ${verb}`);
+      if (enable) ctx.health?.checkNow(channel);
       return answer(`channel ${n} ${verb}`);
     }
     case "reset":
@@ -281,6 +299,7 @@ export function executeCommand(
       channel.address = address;
       channel.port = port;
       changed(`${which} reassigned to ${formatHostPort(address, port)}`);
+      ctx.health?.checkNow(channel);
       return answer("channel reassigned", { layoutChanged: true });
     }
   }
@@ -308,17 +327,24 @@ export interface ChannelStatus {
   maxc: number;
   sent: number;
   rcvd: number;
+  /** `none` without `--check` (or before the channel's checks began). */
+  health: "up" | "down" | "none";
+  /** Failed checks in all, passive observations included. */
+  checkFailures: number;
+  /** The last check's result as text; `null` before the first. */
+  lastCheck: string | null;
 }
 
 /**
- * All channels as data, for `show --json`.
+ * All channels as data, for `show --json`, with their health when checked.
  *
  * @example
  * ```ts
  * showJson(balancer)[0].enabled; // true
+ * showJson(balancer, checker)[0].health; // "up"
  * ```
  */
-export function showJson(balancer: Balancer): ChannelStatus[] {
+export function showJson(balancer: Balancer, health?: HealthView): ChannelStatus[] {
   return balancer.groups.flatMap((g, gi) =>
     g.channels.map((c, ci) => ({
       group: gi,
@@ -332,8 +358,52 @@ export function showJson(balancer: Balancer): ChannelStatus[] {
       maxc: c.maxc,
       sent: c.sent,
       rcvd: c.rcvd,
+      ...healthFields(health?.status(c)),
     }))
   );
+}
+
+function healthFields(status: HealthStatus | undefined): Pick<ChannelStatus, "health" | "checkFailures" | "lastCheck"> {
+  if (!status) return { health: "none", checkFailures: 0, lastCheck: null };
+  return {
+    health: status.up ? "up" : "down",
+    checkFailures: status.checkFailures,
+    lastCheck: status.lastCheck ?? null,
+  };
+}
+
+/**
+ * The `health` table: per channel its health, consecutive passed and failed
+ * checks, seconds since its health last changed and the last result; `none`
+ * and dashes for a channel not checked (without `--check`).
+ *
+ * @example
+ * ```ts
+ * healthTable(balancer, checker).split("\n")[0];
+ * // "GRP  # ip-address        port health passed failed   since last check"
+ * ```
+ */
+export function healthTable(balancer: Balancer, health?: HealthView): string {
+  const channels = balancer.groups.flatMap((g, gi) => g.channels.map((c, ci) => ({ gi, ci, c })));
+  const width = Math.max(15, ...channels.map(({ c }) => c.address.length));
+  const rows = [`GRP  # ${"ip-address".padEnd(width)}  port health passed failed   since last check`];
+  for (const { gi, ci, c } of channels) {
+    const s = health?.status(c);
+    rows.push(
+      [
+        String(gi).padStart(3),
+        String(ci).padStart(2),
+        c.address.padEnd(width),
+        String(c.port).padStart(5),
+        (s ? (s.up ? "up" : "down") : "none").padEnd(6),
+        (s ? String(s.passes) : "-").padStart(6),
+        (s ? String(s.failures) : "-").padStart(6),
+        (s ? s.sinceChange.toFixed(1) : "-").padStart(7),
+        s?.lastCheck ?? "-",
+      ].join(" "),
+    );
+  }
+  return rows.join("\n");
 }
 
 /**

@@ -77,6 +77,23 @@ export function parseCount(text: string, what: string, { min = 0, max = MAX_MAXC
 }
 
 /**
+ * Parses a number of seconds, decimals allowed (`0.5`, `2`, `.25`), from
+ * `min` to `max`; the message names the range whatever is wrong.
+ *
+ * @example
+ * ```ts
+ * parseSeconds("0.5", "--check-interval", 0.1, 2_000_000); // 0.5
+ * parseSeconds("0", "--check-interval", 0.1, 2_000_000);
+ * // throws: invalid --check-interval '0': must be 0.1-2000000 seconds
+ * ```
+ */
+export function parseSeconds(text: string, what: string, min: number, max: number): number {
+  const n = /^(\d{1,10}(\.\d{0,9})?|\.\d{1,9})$/.test(text) ? Number(text) : NaN;
+  if (!(n >= min && n <= max)) throw usageError(`invalid ${what} '${shown(text)}': must be ${min}-${max} seconds`);
+  return n;
+}
+
+/**
  * Parses one channel, `host[:port[:maxc]]` or `[ipv6][:port[:maxc]]`.
  * A missing or empty port means the listen port (`host::16`).
  *

@@ -1,5 +1,5 @@
 /**
- * The numbers of a balancer — channel status, `c`, `maxc`, counters, group
+ * The numbers of a balancer — channel status and health, `c`, `maxc`, counters, group
  * types and RR positions, the open-connection total — kept in one
  * SharedArrayBuffer, so that every worker thread sees and changes one state,
  * as balance 3.54's processes shared one table in shared memory.
@@ -22,8 +22,11 @@ const HEADER_CELLS = 2;
 
 /** Int32 cells per group: its type (0 RR, 1 Hash) and RR position. */
 export const GROUP_CELLS = 2;
-/** Int32 cells per channel: c, enabled (0/1), maxc (indexed in channel.ts). */
-const CHANNEL_CELLS = 3;
+/**
+ * Int32 cells per channel: c, enabled (0/1), maxc, down (0 = up or not
+ * checked, 1 = a health check found it down) (indexed in channel.ts).
+ */
+const CHANNEL_CELLS = 4;
 /** Float64 counters per channel and writer: totalc, sent, rcvd (indexed in channel.ts). */
 const CHANNEL_COUNTERS = 3;
 
@@ -31,7 +34,7 @@ const CHANNEL_COUNTERS = 3;
 export interface ChannelCells {
   /** Its place in the state: what the layout sent to workers names. */
   slot: number;
-  /** c, enabled, maxc. */
+  /** c, enabled, maxc, down. */
   flags: Int32Array;
   /** This writer's totalc, sent, rcvd. */
   mine: Float64Array;

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { parseCommandLine } from "../../src/cli/args.ts";
 import { USAGE } from "../../src/cli/usage.ts";
 import { ExitError, parseServices } from "../../src/core/mod.ts";
+import fc from "fast-check";
 
 const services = parseServices("http 80/tcp\nsmtp 25/tcp\n");
 const parse = (...argv: string[]) => parseCommandLine(argv, services);
@@ -112,4 +113,109 @@ test("command line: the usage synopsis lists every option", () => {
   }
   for (const flag of "adfpHM6") assert.match(synopsis, new RegExp(`\\[-[a-zA-Z0-9]*${flag}`), `-${flag}`);
   assert.match(synopsis, /--help \| --version/);
+});
+test("command line: --check and its defaults; no checks without it", () => {
+  assert.equal(parse("80", "a").check, undefined);
+  assert.deepEqual(parse("--check", "80", "a").check, { interval: 2, timeout: 2, rise: 2, fall: 3 });
+  assert.equal(parse("--check", "-t", "1", "80", "a").check?.timeout, 1, "the timeout is at most -t");
+  const c = parse(
+    "--check",
+    "--check-interval",
+    "0.5",
+    "--check-timeout=.25",
+    "--rise",
+    "1",
+    "--fall=10",
+    "--check-send",
+    "PING\\r\\n",
+    "--check-expect",
+    "\\x2bOK",
+    "80",
+    "a",
+  ).check!;
+  assert.deepEqual([c.interval, c.timeout, c.rise, c.fall], [0.5, 0.25, 1, 10]);
+  assert.deepEqual([...c.send!], [80, 73, 78, 71, 13, 10]);
+  assert.equal(new TextDecoder().decode(c.expect), "+OK");
+  assert.equal(parse("--check", "--check-interval", "10", "80", "a").check?.timeout, 5, "interval, at most -t (5)");
+  assert.deepEqual(parse("--check", "--check-exec", " /bin/check  -x web ", "80", "a").check?.exec, [
+    "/bin/check",
+    "-x",
+    "web",
+  ]);
+});
+test("command line: each check option without --check is an error naming it", () => {
+  for (
+    const argv of [
+      ["--check-interval", "1"],
+      ["--check-timeout", "1"],
+      ["--rise", "2"],
+      ["--fall", "2"],
+      ["--check-send", "x"],
+      ["--check-expect", "x"],
+      ["--check-exec", "/bin/true"],
+    ]
+  ) {
+    fails([...argv, "80", "a"], new RegExp(`^option ${argv[0]} needs --check$`));
+  }
+});
+test("command line: bad check values are one-line usage errors", () => {
+  fails(
+    ["--check", "--check-interval", "0.05", "80", "a"],
+    /^invalid check interval \(--check-interval\) '0\.05': must be 0\.1-2000000 seconds$/,
+  );
+  fails(["--check", "--check-interval", "-1", "80", "a"], /check interval \(--check-interval\) '-1'/);
+  fails(["--check", "--check-interval", "1e3", "80", "a"], /check interval/);
+  fails(["--check", "--check-timeout", "abc", "80", "a"], /^invalid check timeout \(--check-timeout\) 'abc'/);
+  fails(["--check", "--rise", "0", "80", "a"], /^invalid rise \(--rise\) '0': must be 1-1000 checks$/);
+  fails(["--check", "--fall", "1.5", "80", "a"], /^invalid fall \(--fall\) '1\.5'/);
+  fails(["--check", "--fall", "-2", "80", "a"], /^invalid fall \(--fall\) '-2'/);
+  fails(["--check", "--check-send", "", "80", "a"], /^option --check-send needs a value$/);
+  fails(["--check", "--check-expect", "\\q", "80", "a"], /^invalid --check-expect '\\\\q': unknown escape/);
+  fails(["--check", "--check-exec", "  ", "80", "a"], /^option --check-exec needs a command$/);
+});
+test("command line: fuzz: every check option's value parses correctly or fails with one line", () => {
+  const values = fc.oneof(
+    fc.string({ maxLength: 20 }),
+    fc.stringMatching(/^-?[0-9.]{0,8}$/),
+    fc.double({ noNaN: true }).map(String),
+    fc.integer().map(String),
+    fc.stringMatching(/^(\\[rntx\\]?[0-9a-fA-F]{0,2}|[a-z ]){0,6}$/),
+  );
+  const option = fc.constantFrom(
+    "--check-interval",
+    "--check-timeout",
+    "--rise",
+    "--fall",
+    "--check-send",
+    "--check-expect",
+    "--check-exec",
+  );
+  fc.assert(
+    fc.property(option, values, (name, value) => {
+      let check;
+      try {
+        check = parse("--check", `${name}=${value}`, "80", "a").check!;
+      } catch (err) {
+        assert.ok(
+          err instanceof ExitError && err.exitCode === 64 && /^[\x20-\x7e]+$/.test(err.message),
+          `${name}=${value}: ${err}`,
+        );
+        return;
+      }
+      if (name === "--check-interval" || name === "--check-timeout") {
+        const n = name === "--check-interval" ? check.interval : check.timeout;
+        assert.ok(n >= 0.1 && n <= 2_000_000 && n === Number(value), `${name}=${value} gave ${n}`);
+      } else if (name === "--rise" || name === "--fall") {
+        const n = name === "--rise" ? check.rise : check.fall;
+        assert.ok(Number.isInteger(n) && n >= 1 && n <= 1000 && n === Number(value), `${name}=${value}`);
+      } else if (name === "--check-exec") {
+        assert.deepEqual(check.exec, value.split(" ").filter((w) => w !== ""));
+      } else {
+        const bytes = name === "--check-send" ? check.send! : check.expect!;
+        assert.ok(bytes.length > 0 || value === "", `${name}=${value}`);
+        if (!value.includes("\\")) assert.equal(new TextDecoder().decode(bytes), value);
+      }
+    }),
+    { numRuns: 3000 },
+  );
 });

@@ -110,6 +110,9 @@ test("control: show --json gives the same as data", () => {
     maxc: 0,
     sent: 0,
     rcvd: 0,
+    health: "none",
+    checkFailures: 0,
+    lastCheck: null,
   });
   assert.equal(run("show --xml").output, "syntax error");
 });

@@ -42,13 +42,21 @@ test("docs: no file in the repository points outside it (the shared folder or it
   assert.deepEqual(found, []);
 });
 
+const DOCS_PAGES = [
+  "docs/behaviour.md",
+  "docs/control.md",
+  "docs/operations.md",
+  "docs/health.md",
+  "docs/deviations.md",
+];
+
 test("docs: README links docs/ and the man page, and every relative Markdown link resolves in the repository", () => {
   const markdown = repositoryFiles().filter((f) => f.endsWith(".md") && !f.startsWith("node_modules/"));
-  for (const page of ["docs/behaviour.md", "docs/control.md", "docs/operations.md", "docs/deviations.md"]) {
+  for (const page of DOCS_PAGES) {
     assert.ok(markdown.includes(page), `${page} exists`);
   }
   const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-  for (const target of ["docs/behaviour.md", "docs/control.md", "docs/operations.md", "docs/deviations.md"]) {
+  for (const target of DOCS_PAGES) {
     assert.ok(readme.includes(`](${target})`), `README links ${target}`);
   }
   assert.ok(readme.includes("](packaging/balance.1)"), "README links the man page");

@@ -72,6 +72,8 @@ export interface RunOptions {
   input?: string;
   /** Working directory of the process. */
   cwd?: string;
+  /** {@link startBalance} only: false leaves `-d` out, to see what a production balancer logs. */
+  debug?: boolean;
 }
 
 /**
@@ -132,8 +134,9 @@ export interface Running {
 }
 
 /**
- * Starts `balance -f -d ARGS…` and waits until it listens (its
- * `listening on` trace), so that no probe connection disturbs round robin.
+ * Starts `balance -f -d ARGS…` (without `-d` when `options.debug` is
+ * false) and waits until it listens (its `listening on` line), so that no
+ * probe connection disturbs round robin.
  *
  * @example
  * ```ts
@@ -144,7 +147,8 @@ export interface Running {
 export async function startBalance(args: string[], port: number, options: RunOptions = {}): Promise<Running> {
   const [cmd, ...pre] = options.command ?? balanceCommand();
   const env = balanceEnv(options.env);
-  const child = spawn(cmd, [...pre, "-f", "-d", ...workerOption(), ...args], {
+  const debug = options.debug === false ? [] : ["-d"];
+  const child = spawn(cmd, [...pre, "-f", ...debug, ...workerOption(), ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     env,
   });

@@ -21,6 +21,7 @@ import { Throttle } from "../../core/throttle.ts";
 import { EX_NOPERM, EX_OSERR } from "../../core/sysexits.ts";
 import type { ServeOptions, Server } from "../types.ts";
 export { openSyslogSocket } from "./syslog.ts";
+export { makeProbe } from "./probe.ts";
 import {
   type Attempt,
   drainFlow,

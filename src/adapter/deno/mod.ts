@@ -18,6 +18,7 @@ import { IdleTimer } from "../../core/idle.ts";
 import { Throttle } from "../../core/throttle.ts";
 import type { ServeOptions, Server } from "../types.ts";
 export { openSyslogSocket } from "./syslog.ts";
+export { makeProbe } from "../probe.ts";
 import { dialChannel } from "./dial.ts";
 import { relay } from "./relay.ts";
 

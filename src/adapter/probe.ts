@@ -1,0 +1,176 @@
+/**
+ * The I/O of health checks (`--check`): a TCP connect, optionally sending
+ * and expecting bytes, or a program run (`--check-exec`). `node:net` and
+ * `node:child_process` behave alike under Deno and Bun, so both adapters
+ * share this file. A check never goes through the balancer: it counts in no
+ * `c`, `totalc`, `sent` or `rcvd`.
+ *
+ * @module
+ */
+import { spawn } from "node:child_process";
+import * as net from "node:net";
+import process from "node:process";
+import type { CheckResult } from "../core/health.ts";
+import type { HealthSettings } from "../core/health.ts";
+import type { Probe, ProbeTarget } from "../core/health_checker.ts";
+
+/** What a probe needs besides its target. */
+export interface ProbeOptions extends Pick<HealthSettings, "timeout" | "send" | "expect" | "exec"> {
+  /** `-B`: the source address of check connections. */
+  sourceAddress?: string;
+}
+
+/**
+ * The probe `options` ask for: `--check-exec`'s program, or a TCP connect.
+ *
+ * @example
+ * ```ts
+ * const probe = makeProbe({ timeout: 2 });
+ * await probe({ address: "127.0.0.1", port: 80, group: 0, channel: 0 }); // { ok: true, reason: "connected" }
+ * ```
+ */
+export function makeProbe(options: ProbeOptions): Probe {
+  return options.exec ? (target) => execProbe(target, options) : (target) => tcpProbe(target, options);
+}
+
+/**
+ * Connects to the target; with `send`, sends it; with `expect`, passes once
+ * those bytes have arrived. Fails on refusal, a reset, an early close or the
+ * timeout.
+ *
+ * @example
+ * ```ts
+ * await tcpProbe(target, { timeout: 2, send: bytes("PING\r\n"), expect: bytes("PONG") });
+ * ```
+ */
+export function tcpProbe(target: ProbeTarget, options: ProbeOptions): Promise<CheckResult> {
+  const { timeout, send, expect, sourceAddress } = options;
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: target.address, port: target.port, localAddress: sourceAddress });
+    let connected = false;
+    let received = new Uint8Array(0);
+    const done = (ok: boolean, reason: string) => {
+      clearTimeout(timer);
+      socket.removeAllListeners();
+      socket.on("error", () => {});
+      socket.destroy();
+      resolve({ ok, reason });
+    };
+    const timer = setTimeout(() => {
+      const what = !connected ? "connect timed out" : expect ? "no expected reply" : "send timed out";
+      done(false, `${what} after ${timeout}s`);
+    }, timeout * 1000);
+    socket.once("error", (err) => done(false, socketErrorText(err)));
+    socket.once("connect", () => {
+      connected = true;
+      if (!send && !expect) return done(true, "connected");
+      if (send) socket.write(send, () => expect || done(true, "connected and sent"));
+    });
+    if (!expect) return;
+    socket.on("data", (chunk: Uint8Array) => {
+      // Kept only as long as the expected bytes may still end in it.
+      received = concat(received, chunk).slice(-Math.max(expect.length, 64 * 1024));
+      if (indexOf(received, expect) >= 0) done(true, "expected reply received");
+    });
+    socket.once("end", () => done(false, "closed before the expected reply"));
+  });
+}
+
+/**
+ * The environment `--check-exec`'s program gets, naming its target.
+ *
+ * @example
+ * ```ts
+ * checkEnvironment({ address: "10.0.0.2", port: 80, group: 0, channel: 1 }).BALANCE_CHECK_PORT; // "80"
+ * ```
+ */
+export function checkEnvironment(target: ProbeTarget): Record<string, string> {
+  return {
+    BALANCE_CHECK_HOST: target.address,
+    BALANCE_CHECK_PORT: String(target.port),
+    BALANCE_CHECK_GROUP: String(target.group),
+    BALANCE_CHECK_CHANNEL: String(target.channel),
+  };
+}
+
+/**
+ * Runs `--check-exec`'s program (no shell) with the target in its
+ * environment ({@link checkEnvironment}); exit 0 passes. At the timeout the
+ * program and whatever it started (its process group) are killed. Its output
+ * is ignored.
+ *
+ * @example
+ * ```ts
+ * await execProbe(target, { timeout: 2, exec: ["/usr/lib/nagios/plugins/check_http", "-H", "web1"] });
+ * ```
+ */
+export function execProbe(target: ProbeTarget, options: ProbeOptions): Promise<CheckResult> {
+  const [program, ...args] = options.exec!;
+  return new Promise((resolve) => {
+    let killed = false;
+    const child = spawn(program, args, {
+      env: { ...process.env, ...checkEnvironment(target) },
+      stdio: "ignore",
+      // Its own process group, so that a timeout kills what a script started too.
+      detached: true,
+    });
+    const timer = setTimeout(() => {
+      killed = true;
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        child.kill("SIGKILL");
+      }
+    }, options.timeout * 1000);
+    child.once("error", (err) => {
+      clearTimeout(timer);
+      resolve({ ok: false, reason: `cannot run ${program}: ${socketErrorText(err)}` });
+    });
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      if (killed) resolve({ ok: false, reason: `${program} killed at the ${options.timeout}s timeout` });
+      else if (code === 0) resolve({ ok: true, reason: `${program} exited with 0` });
+      else resolve({ ok: false, reason: `${program} ${signal ? `killed by ${signal}` : `exited with ${code}`}` });
+    });
+  });
+}
+
+// The words a log reader knows (`connection refused`), not node's
+// `connect ECONNREFUSED 127.0.0.1:80`.
+const ERROR_WORDS: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  EADDRNOTAVAIL: "source address not available",
+  ENOENT: "no such file",
+  EACCES: "permission denied",
+};
+
+/**
+ * What a connect or spawn error means, in the words of {@link ERROR_WORDS}.
+ *
+ * @example
+ * ```ts
+ * socketErrorText(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:80"), { code: "ECONNREFUSED" }));
+ * // "connection refused"
+ * ```
+ */
+export function socketErrorText(err: Error & { code?: string }): string {
+  return (err.code && ERROR_WORDS[err.code]) ?? err.message;
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
