@@ -89,7 +89,7 @@ export class Balancer {
     specs.forEach((spec, g) => {
       const group = balancer.group(g);
       group.type = spec.type;
-      for (const c of spec.channels) balancer.addChannel(g, resolve(c.host), c.port, c.maxc, true);
+      for (const c of spec.channels) balancer.addChannel(g, resolve(c.host), c.port, c.maxc, true, c.weight);
     });
     return balancer;
   }
@@ -107,13 +107,22 @@ export class Balancer {
    * Adds a channel at the end of group `g` in a free slot of the shared
    * state; `undefined` when the group or the state is full.
    */
-  addChannel(g: number, address: string, port: number, maxc: number, enabled: boolean): Channel | undefined {
+  addChannel(
+    g: number,
+    address: string,
+    port: number,
+    maxc: number,
+    enabled: boolean,
+    weight = 1,
+  ): Channel | undefined {
     const group = this.group(g);
     if (group.channels.length >= MAX_CHANNELS) return undefined;
     const slot = this.state.allocateChannel();
     if (slot === undefined) return undefined;
     const channel = new Channel(address, port, maxc, enabled, this.state.channelCells(slot));
+    channel.weight = weight;
     group.channels.push(channel);
+    group.changed();
     return channel;
   }
 
@@ -145,6 +154,9 @@ export class Balancer {
         channel.port = port;
         group.channels.push(channel);
       }
+      // Derived schedules are keyed by the generation, which the control
+      // thread may have bumped before this thread saw the new channels.
+      group.changed();
     });
   }
 

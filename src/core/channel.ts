@@ -5,6 +5,8 @@ const ENABLED = 1;
 const MAXC = 2;
 // 0 when up: a new channel, and every channel without --check, is up.
 const DOWN = 3;
+// Stored as given: 0 (drain) to 256. A new channel weighs 1.
+const WEIGHT = 4;
 const TOTALC = 0;
 const SENT = 1;
 const RCVD = 2;
@@ -38,7 +40,10 @@ export class Channel {
     cells?: ChannelCells,
   ) {
     this.cells = cells ?? standaloneChannelCells();
-    if (cells === undefined) enabled ??= true;
+    if (cells === undefined) {
+      enabled ??= true;
+      this.weight = 1;
+    }
     if (maxc !== undefined) this.maxc = maxc;
     if (enabled !== undefined) this.enabled = enabled;
   }
@@ -70,6 +75,14 @@ export class Channel {
   }
 
   /** Most simultaneous connections; 0 means no limit. */
+  /** Share of the group's new connections (`host:port:maxc:weight`): 0 takes none, 1 by default. */
+  get weight(): number {
+    return Atomics.load(this.cells.flags, WEIGHT);
+  }
+  set weight(w: number) {
+    Atomics.store(this.cells.flags, WEIGHT, w);
+  }
+
   get maxc(): number {
     return Atomics.load(this.cells.flags, MAXC);
   }

@@ -1,5 +1,6 @@
 import type { Balancer } from "./balancer.ts";
 import { formatHostPort, MAX_CHANNELS, MAX_GROUPS } from "./balancer.ts";
+import type { GroupType } from "./group.ts";
 import type { Channel } from "./channel.ts";
 import { MAX_MAXC, type ServiceLookup } from "./grammar.ts";
 import { addressBytes } from "./hash.ts";
@@ -107,8 +108,8 @@ export interface ControlContext {
 export interface HealthView {
   /** A channel's health; `undefined` when it is not checked (yet). */
   status(channel: Channel): HealthStatus | undefined;
-  /** Checks a channel at once (after `create`, `enable`, `assign`). */
-  checkNow(channel: Channel): void;
+  /** Makes a channel up and checks it at once (after `create`, `enable`, `assign`: `why`). */
+  checkNow(channel: Channel, why: string): void;
 }
 
 const SYNTAX_ERROR = "syntax error";
@@ -243,7 +244,7 @@ export function executeCommand(
       if (!created) return fail("no channel slots available");
       const n = balancer.groups[group].channels.indexOf(created);
       changed(`channel ${n} of group ${group} created for ${formatHostPort(address, port)} (disabled)`);
-      ctx.health?.checkNow(created);
+      ctx.health?.checkNow(created, "created");
       return answer("channel created", { layoutChanged: true });
     }
     case "mrtg-bytes":
@@ -275,7 +276,7 @@ export function executeCommand(
       if (channel.enabled === enable) return answer(`channel ${n} already ${verb}`);
       channel.enabled = enable;
       changed(`${which} ${verb}`);
-      if (enable) ctx.health?.checkNow(channel);
+      if (enable) ctx.health?.checkNow(channel, "enabled");
       return answer(`channel ${n} ${verb}`);
     }
     case "reset":
@@ -298,8 +299,9 @@ export function executeCommand(
       if (address === undefined || port === undefined) return fail("invalid address");
       channel.address = address;
       channel.port = port;
+      balancer.group(group).changed();
       changed(`${which} reassigned to ${formatHostPort(address, port)}`);
-      ctx.health?.checkNow(channel);
+      ctx.health?.checkNow(channel, "reassigned");
       return answer("channel reassigned", { layoutChanged: true });
     }
   }
@@ -317,7 +319,7 @@ function parsePortArg(text: string, lookup: ServiceLookup): number | undefined {
 /** One row of `show --json`. */
 export interface ChannelStatus {
   group: number;
-  type: "RR" | "Hash";
+  type: GroupType;
   channel: number;
   enabled: boolean;
   address: string;

@@ -17,6 +17,8 @@ export interface ChannelSpec {
   host: string;
   port: number;
   maxc: number;
+  /** Share of new connections, 0-256; 1 when not given. */
+  weight?: number;
 }
 
 /** A group as written on the command line. */

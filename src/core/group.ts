@@ -1,11 +1,15 @@
 import type { Channel } from "./channel.ts";
 import { GROUP_CELLS } from "./state.ts";
 
-/** How a group picks among its channels. */
-export type GroupType = "RR" | "Hash";
+/** How a group picks among its channels: (weighted) round robin, least connection, client hash. */
+export type GroupType = "RR" | "LC" | "Hash";
 
+const TYPES: readonly GroupType[] = ["RR", "Hash", "LC"];
 const TYPE = 0;
 const CURRENT = 1;
+// Bumped whenever the group's channel set or a weight changes, so that what
+// a thread derives from them (a WRR sequence, a hash table) is rebuilt.
+const GENERATION = 2;
 
 /**
  * An ordered list of channels and the way it picks among them. The type and
@@ -30,10 +34,20 @@ export class Group {
   }
 
   get type(): GroupType {
-    return Atomics.load(this.cells, TYPE) === 1 ? "Hash" : "RR";
+    return TYPES[Atomics.load(this.cells, TYPE)] ?? "RR";
   }
   set type(type: GroupType) {
-    Atomics.store(this.cells, TYPE, type === "Hash" ? 1 : 0);
+    Atomics.store(this.cells, TYPE, TYPES.indexOf(type));
+  }
+
+  /** Changes whenever a channel joins, moves or changes weight: what was derived from them is stale. */
+  get generation(): number {
+    return Atomics.load(this.cells, GENERATION);
+  }
+
+  /** Tells every thread that the channel set or a weight changed. */
+  changed(): void {
+    Atomics.add(this.cells, GENERATION, 1);
   }
 
   /**

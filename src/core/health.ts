@@ -108,6 +108,20 @@ export class HealthRecord {
     public changedAt: number,
   ) {}
 
+  /**
+   * Starts afresh as up (HAProxy's "start OK but check immediately" when a
+   * server leaves maintenance): after `enable` or `assign`, what the checks
+   * said of the channel before no longer holds. Tells the transition, if it was down.
+   */
+  restart(why: string, now: number): Transition | undefined {
+    this.passes = 0;
+    this.failures = 0;
+    if (this.up) return undefined;
+    this.up = true;
+    this.changedAt = now;
+    return { up: true, level: "info", text: `is UP: ${why}, checked at once` };
+  }
+
   /** A transition is under way: an up channel has failed, or a down one passed. */
   get transitioning(): boolean {
     return this.up ? this.failures > 0 : this.passes > 0;

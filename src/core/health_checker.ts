@@ -91,11 +91,16 @@ export class HealthChecker {
     for (const entry of this.bySlot.values()) clearTimeout(entry.timer);
   }
 
-  /** Checks `channel` at once (after `enable`, `assign`, `create`), unless a check of it is under way. */
-  checkNow(channel: Channel): void {
+  /**
+   * Makes `channel` up and checks it at once (after `create`, `enable`,
+   * `assign`: `why` says which), unless a check of it is under way.
+   */
+  checkNow(channel: Channel, why: string): void {
     if (!this.active) return;
     const entry = this.bySlot.get(channel.cells.slot) ?? this.sync(channel.cells.slot);
-    if (entry && !entry.running) this.runSoon(entry, 0);
+    if (!entry) return;
+    this.apply(entry, entry.record.restart(why, this.now()));
+    if (!entry.running) this.runSoon(entry, 0);
   }
 
   /**
@@ -175,8 +180,12 @@ export class HealthChecker {
         result.ok ? "passed" : "failed"
       }: ${result.reason} (${passes} passed, ${failures} failed in a row)`,
     );
+    this.apply(entry, transition);
+  }
+
+  private apply(entry: Entry, transition: Transition | undefined): void {
     if (!transition) return;
     entry.channel.up = transition.up;
-    this.log[transition.level](`${where()} ${transition.text}`);
+    this.log[transition.level](`${this.balancer.describe(entry.channel)} ${transition.text}`);
   }
 }

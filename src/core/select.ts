@@ -1,6 +1,9 @@
 import type { Channel } from "./channel.ts";
 import type { Group } from "./group.ts";
 import { hashClientAddress } from "./hash.ts";
+import { leastConnectionChannels } from "./schedule/least_connection.ts";
+import { hashedChannels } from "./schedule/rendezvous.ts";
+import { roundRobinChannels } from "./schedule/round_robin.ts";
 
 /**
  * The channels to try for one client, in order: the selection procedure of
@@ -29,26 +32,17 @@ export function* pickChannels(
 ): Generator<Channel, void, undefined> {
   let clientHash: number | undefined;
   for (const group of groups) {
-    const channels = group.channels;
-    const n = channels.length;
-    if (n === 0) continue;
-    if (group.type === "Hash") {
-      clientHash ??= hashClientAddress(clientAddress);
-      const start = clientHash % n;
-      for (let step = 0; step < (hashFailover ? n : 1); step++) {
-        const channel = channels[(start + step) % n];
-        if (channel.isUsable()) yield channel;
-      }
-    } else {
-      const start = group.current % n;
-      for (let step = 0; step < n; step++) {
-        const index = (start + step) % n;
-        const channel = channels[index];
-        if (channel.isUsable()) {
-          group.current = (index + 1) % n;
-          yield channel;
-        }
-      }
+    if (group.channels.length === 0) continue;
+    switch (group.type) {
+      case "RR":
+        yield* roundRobinChannels(group);
+        break;
+      case "LC":
+        yield* leastConnectionChannels(group);
+        break;
+      case "Hash":
+        clientHash ??= hashClientAddress(clientAddress);
+        yield* hashedChannels(group, clientHash, hashFailover);
     }
   }
 }

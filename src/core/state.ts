@@ -20,13 +20,13 @@ const OPEN = 0;
 const CHANNELS_USED = 1;
 const HEADER_CELLS = 2;
 
-/** Int32 cells per group: its type (0 RR, 1 Hash) and RR position. */
-export const GROUP_CELLS = 2;
+/** Int32 cells per group: its type (0 RR, 1 Hash, 2 LC), RR position, generation (indexed in group.ts). */
+export const GROUP_CELLS = 3;
 /**
  * Int32 cells per channel: c, enabled (0/1), maxc, down (0 = up or not
- * checked, 1 = a health check found it down) (indexed in channel.ts).
+ * checked, 1 = a health check found it down), weight (indexed in channel.ts).
  */
-const CHANNEL_CELLS = 4;
+const CHANNEL_CELLS = 5;
 /** Float64 counters per channel and writer: totalc, sent, rcvd (indexed in channel.ts). */
 const CHANNEL_COUNTERS = 3;
 
@@ -34,7 +34,7 @@ const CHANNEL_COUNTERS = 3;
 export interface ChannelCells {
   /** Its place in the state: what the layout sent to workers names. */
   slot: number;
-  /** c, enabled, maxc, down. */
+  /** c, enabled, maxc, down, weight. */
   flags: Int32Array;
   /** This writer's totalc, sent, rcvd. */
   mine: Float64Array;

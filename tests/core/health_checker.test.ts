@@ -141,15 +141,23 @@ test("health checker: channels checked together at start part ways (no lockstep)
   }
 });
 
-test("health checker: create and enable check at once; stop ends every check", async () => {
-  const { checker, calls, ctx, balancer, ch } = setup(1, { interval: 30 });
+test("health checker: create and enable make a channel up and check it at once; stop ends every check", async () => {
+  const { checker, calls, ctx, balancer, ch, answers, logged } = setup(1, { interval: 30, fall: 1 });
+  answers.set(99, { ok: false, reason: "connection refused" });
   checker.start();
   try {
     await until(() => calls.length, (n) => n === 1, "first check");
     assert.equal(executeCommand(ctx, 0, "create 10.0.0.9 99").output, "channel created");
     await until(() => calls.length, (n) => n === 2, "the new channel checked");
     assert.deepEqual(calls[1].target, { address: "10.0.0.9", port: 99, group: 0, channel: 1 });
+    await until(() => ch(1).up, (up) => !up, "down after its failed check");
+    answers.delete(99);
     assert.equal(executeCommand(ctx, 0, "enable 1").output, "channel 1 enabled");
+    assert.equal(ch(1).up, true, "up as soon as enabled");
+    assert.ok(
+      logged.includes("info group 0 channel 1 (10.0.0.9:99) is UP: enabled, checked at once"),
+      logged.join("\n"),
+    );
     await until(() => calls.length, (n) => n === 3, "checked at once after enable");
     assert.equal(ch(1).enabled, true);
     assert.equal(balancer.groups[0].channels.length, 2);
@@ -157,7 +165,7 @@ test("health checker: create and enable check at once; stop ends every check", a
     checker.stop();
   }
   const n = calls.length;
-  checker.checkNow(ch(0));
+  checker.checkNow(ch(0), "enabled");
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(calls.length, n, "nothing after stop");
 });

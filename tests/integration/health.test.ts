@@ -279,17 +279,36 @@ test("health: passive: one failed client connect brings the next check forward",
   }
 });
 
-test("health: the administrative and the health state are independent", async () => {
+/**
+ * Runs `body` against a balancer (`FAST` checks) over channel 0, a port where
+ * nothing listens yet, and channel 1, backend "b"; `revive` starts backend
+ * "a" on channel 0's port. Stops everything after.
+ */
+async function withDeadChannel(
+  debug: boolean,
+  body: (lb: Running, port: number, aPort: number, revive: () => Promise<void>) => Promise<void>,
+): Promise<void> {
   const b = await startBackend("b");
   const aPort = await freePort();
   let a: Backend | undefined;
   let lb: Running | undefined;
   try {
     const port = await freePort();
-    lb = await startBalance([...FAST, String(port), `127.0.0.1:${aPort}`, at(b)], port);
+    lb = await startBalance([...FAST, String(port), `127.0.0.1:${aPort}`, at(b)], port, { debug });
+    await body(lb, port, aPort, async () => {
+      a = await startBackend("a", undefined, "127.0.0.1", aPort);
+    });
+  } finally {
+    await lb?.stop();
+    await Promise.all([a?.close(), b.close()]);
+  }
+}
+
+test("health: the administrative and the health state are independent", () =>
+  withDeadChannel(true, async (lb, port, aPort, revive) => {
     await logged(lb, down(0, aPort));
     assert.equal(await control(port, "disable 0"), "channel 0 disabled\n");
-    a = await startBackend("a", undefined, "127.0.0.1", aPort);
+    await revive();
     await logged(lb, up(0, aPort), 15_000);
     const show = (await control(port, "show")).trim().split("\n").slice(1).map((l) => l.trim().split(/\s+/));
     assert.deepEqual(show.map((r) => r[3]), ["dis", "ENA"], "a disabled channel that came up stays disabled");
@@ -300,11 +319,7 @@ test("health: the administrative and the health state are independent", async ()
     const names = new Set<string>();
     for (let i = 0; i < 4; i++) names.add(await whoAnswers(port));
     assert.ok(names.has("a"), `enabled and up: picked (${[...names]})`);
-  } finally {
-    await lb?.stop();
-    await Promise.all([a?.close(), b.close()]);
-  }
-});
+  }));
 
 test("health: -w 2: a channel marked down is skipped by both threads", async () => {
   const good = await answering("good");
@@ -329,26 +344,16 @@ test("health: -w 2: a channel marked down is skipped by both threads", async () 
   }
 });
 
-test("health: without -d, DOWN is logged at warning and UP at info, once each, with the reason and the counts", async () => {
-  const b = await startBackend("b");
-  const aPort = await freePort();
-  let a: Backend | undefined;
-  let lb: Running | undefined;
-  try {
-    const port = await freePort();
-    lb = await startBalance([...FAST, String(port), `127.0.0.1:${aPort}`, at(b)], port, { debug: false });
+test("health: without -d, DOWN is logged at warning and UP at info, once each, with the reason and the counts", () =>
+  withDeadChannel(false, async (lb, _port, aPort, revive) => {
     const where = `group 0 channel 0 \\(127\\.0\\.0\\.1:${aPort}\\)`;
     await lb.waitForTrace(new RegExp(`balance WRN: ${where} is DOWN: \\S.* \\(${FALL} of ${FALL} checks failed\\)\n`));
-    a = await startBackend("a", undefined, "127.0.0.1", aPort);
+    await revive();
     await lb.waitForTrace(new RegExp(`balance INF: ${where} is UP\\b.*\n`), 15_000);
     const lines = lb.stderr().split("\n");
     assert.equal(lines.filter((l) => / is (DOWN|UP)\b/.test(l)).length, 2, lb.stderr());
     assert.deepEqual(lines.filter((l) => / DBG: /.test(l)), [], "no traces without -d");
-  } finally {
-    await lb?.stop();
-    await Promise.all([a?.close(), b.close()]);
-  }
-});
+  }));
 
 test("health: show keeps its table, show --json gains health/checkFailures/lastCheck, the health table, h is help", async () => {
   const good = await startBackend("good");
