@@ -1,6 +1,7 @@
 import type { Balancer } from "./balancer.ts";
 import { errorText } from "./balancer.ts";
 import type { Channel } from "./channel.ts";
+import { TimerQueue } from "./timer_queue.ts";
 import {
   type CheckResult,
   HealthRecord,
@@ -44,7 +45,6 @@ interface Entry {
   group: number;
   index: number;
   record: HealthRecord;
-  timer?: ReturnType<typeof setTimeout>;
   running: boolean;
   /** When the last check started (ms). */
   startedAt: number;
@@ -66,6 +66,7 @@ interface Entry {
  */
 export class HealthChecker {
   private readonly bySlot = new Map<number, Entry>();
+  private readonly queue: TimerQueue<Entry>;
   // Between start and stop: nothing is checked before (a failed connect
   // then must not start timers that outlive a failed start-up) or after.
   private active = false;
@@ -77,7 +78,13 @@ export class HealthChecker {
     private readonly log: HealthLog,
     private readonly now: () => number = Date.now,
     private readonly random: () => number = Math.random,
-  ) {}
+  ) {
+    // Checks due within 25 ms of each other start together: a wakeup of the
+    // event loop costs about what a check does (1,000 channels at 1 s: 164
+    // µs a check with 5 ms, 125 with 25 or 50), and 25 ms early is a quarter
+    // of the fastest pace.
+    this.queue = new TimerQueue((entry) => this.run(entry), 25, now);
+  }
 
   /** Checks every channel now, and each one `create` adds once {@link checkNow} names it. */
   start(): void {
@@ -88,7 +95,7 @@ export class HealthChecker {
   /** Stops every timer; checks under way finish unheard. */
   stop(): void {
     this.active = false;
-    for (const entry of this.bySlot.values()) clearTimeout(entry.timer);
+    this.queue.clear();
   }
 
   /**
@@ -149,12 +156,10 @@ export class HealthChecker {
 
   private runSoon(entry: Entry, delayMs: number): void {
     if (!this.active) return;
-    clearTimeout(entry.timer);
-    entry.timer = setTimeout(() => this.run(entry), Math.max(0, delayMs));
+    this.queue.schedule(entry, this.now() + Math.max(0, delayMs));
   }
 
   private async run(entry: Entry): Promise<void> {
-    entry.timer = undefined;
     entry.running = true;
     entry.startedAt = this.now();
     const { address, port } = entry.channel;

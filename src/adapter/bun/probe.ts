@@ -8,7 +8,7 @@
  */
 /// <reference types="bun-types" />
 import type { Probe } from "../../core/health_checker.ts";
-import { makeProbe as sharedProbe, type ProbeOptions, socketErrorText } from "../probe.ts";
+import { deadlines, makeProbe as sharedProbe, type ProbeOptions, socketErrorText } from "../probe.ts";
 
 /**
  * The probe `options` ask for, native when it only connects.
@@ -35,13 +35,14 @@ export function makeProbe(options: ProbeOptions): Probe {
       const done = (ok: boolean, reason: string) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        deadlines.cancel(expire);
         resolve({ ok, reason });
       };
-      const timer = setTimeout(() => {
+      const expire = () => {
         abandoned.add(key);
         done(false, `connect timed out after ${timeout}s`);
-      }, timeout * 1000);
+      };
+      deadlines.schedule(expire, Date.now() + timeout * 1000);
       Bun.connect({
         hostname: target.address,
         port: target.port,
