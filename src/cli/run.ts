@@ -1,8 +1,10 @@
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import { ExitError } from "../core/exit_error.ts";
+import { shown } from "../core/shown.ts";
 import { parseServices, type ServiceLookup } from "../core/grammar.ts";
-import { EX_OK, EX_SOFTWARE } from "../core/sysexits.ts";
+import { EX_NOINPUT, EX_OK, EX_SOFTWARE } from "../core/sysexits.ts";
+import { expandConfigFiles } from "../core/config_file.ts";
 import type { Adapter } from "../adapter/types.ts";
 import { controlAddress } from "../control/address.ts";
 import { runControlCommand, runControlShell } from "../control/client.ts";
@@ -27,7 +29,7 @@ import { USAGE, versionLine } from "./usage.ts";
 export async function run(argv: string[], adapter: Adapter, workerUrl: URL): Promise<number> {
   try {
     const lookupPort = readServices();
-    const config = parseCommandLine(argv, lookupPort);
+    const config = parseCommandLine(expandConfigFiles(argv, readConfigFile).argv, lookupPort);
     const control = () => controlAddress(config.listenPort, config.bindAddress);
     switch (config.mode) {
       case "help":
@@ -63,6 +65,30 @@ export async function run(argv: string[], adapter: Adapter, workerUrl: URL): Pro
     process.stderr.write(`balance: internal error: ${err instanceof Error ? err.message : String(err)}\n`);
     if (argv.some((a) => /^-[^-]*d/.test(a))) console.error(err);
     return EX_SOFTWARE;
+  }
+}
+
+/**
+ * A configuration file's text, or exit 66 with one line saying why not.
+ *
+ * @example
+ * ```ts
+ * readConfigFile("/etc/balance/web.conf");
+ * ```
+ */
+export function readConfigFile(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const why = code === "ENOENT"
+      ? "no such file"
+      : code === "EACCES"
+      ? "permission denied"
+      : code === "EISDIR"
+      ? "is a directory"
+      : String(err);
+    throw new ExitError(`cannot read configuration file '${shown(path)}': ${why}`, EX_NOINPUT);
   }
 }
 

@@ -97,6 +97,11 @@ export class SharedState {
     return this.ints.subarray(at, at + GROUP_CELLS);
   }
 
+  /** Channel slots not taken yet. */
+  get freeChannels(): number {
+    return this.handle.channels - Atomics.load(this.ints, CHANNELS_USED);
+  }
+
   /** Takes the next free channel slot, or `undefined` when all are used. */
   allocateChannel(): number | undefined {
     const slot = Atomics.add(this.ints, CHANNELS_USED, 1);

@@ -12,6 +12,8 @@ export const EX_OK = 0;
 export const EX_USAGE = 64;
 /** The input data was wrong: a control command answered with an error. */
 export const EX_DATAERR = 65;
+/** An input file (`-F`) does not exist or cannot be read. */
+export const EX_NOINPUT = 66;
 /** A host name could not be resolved. */
 export const EX_NOHOST = 68;
 /** A service is unavailable: no instance answers on a control channel. */

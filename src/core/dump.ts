@@ -1,0 +1,54 @@
+/**
+ * `dump`: the running configuration written as a configuration file, so
+ * that `balance -c dump 80 > web.conf` keeps what control commands changed
+ * and `balance -F web.conf` starts the same balancer.
+ *
+ * @module
+ */
+import type { Balancer } from "./balancer.ts";
+import { formatHostPort } from "./balancer.ts";
+import type { Channel } from "./channel.ts";
+import type { GroupType } from "./group.ts";
+
+/** The word that ends a group of each type on a command line. */
+export const GROUP_SEPARATORS: Record<GroupType, string> = { RR: "!", Hash: "%", LC: "+" };
+
+/** The suffix of a channel that starts disabled (`10.0.0.1:80:0:1:dis`), as `show` names the state. */
+export const DISABLED_SUFFIX = "dis";
+
+/**
+ * A channel as a command-line word: `host:port:maxc:weight`, and `:dis`
+ * when it is disabled.
+ *
+ * @example
+ * ```ts
+ * channelWord(new Channel("::1", 80, 256)); // "[::1]:80:256:1"
+ * ```
+ */
+export function channelWord(channel: Channel): string {
+  const word = `${formatHostPort(channel.address, channel.port)}:${channel.maxc}:${channel.weight}`;
+  return channel.enabled ? word : `${word}:${DISABLED_SUFFIX}`;
+}
+
+/**
+ * The configuration file of a running balancer: `options` (the option words
+ * in force, as the caller keeps them), the listen port, then each group's
+ * channels, one a line, each group ended by the separator of its type (the
+ * last one too, so that its type is said).
+ *
+ * @example
+ * ```ts
+ * dumpConfig(balancer, ["-t", "3"], 80);
+ * // "# balance configuration, written by dump\n-t 3\n80\n10.0.0.1:8080:256:3\n!\n"
+ * ```
+ */
+export function dumpConfig(balancer: Balancer, options: readonly string[], listenPort: number): string {
+  const lines = ["# balance configuration, written by dump"];
+  if (options.length) lines.push(options.join(" "));
+  lines.push(String(listenPort));
+  for (const group of balancer.groups) {
+    if (group.channels.length === 0) continue;
+    lines.push(...group.channels.map(channelWord), GROUP_SEPARATORS[group.type]);
+  }
+  return `${lines.join("\n")}\n`;
+}
