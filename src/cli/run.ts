@@ -6,7 +6,7 @@ import { parseServices, type ServiceLookup } from "../core/grammar.ts";
 import { EX_NOINPUT, EX_OK, EX_SOFTWARE } from "../core/sysexits.ts";
 import { expandConfigFiles } from "../core/config_file.ts";
 import type { Adapter } from "../adapter/types.ts";
-import { controlAddress } from "../control/address.ts";
+import { controlAddress, findControlAddress } from "../control/address.ts";
 import { runControlCommand, runControlShell } from "../control/client.ts";
 import { findInstances, formatInstances } from "../control/instances.ts";
 import { parseCommandLine } from "./args.ts";
@@ -39,9 +39,13 @@ export async function run(argv: string[], adapter: Adapter, workerUrl: URL): Pro
         process.stdout.write(`${versionLine()}\n`);
         return EX_OK;
       case "control":
-        return await runControlCommand(control(), config.listenPort, config.command!);
+        return await runControlCommand(
+          findControlAddress(config.listenPort, config.bindAddress),
+          config.listenPort,
+          config.command!,
+        );
       case "interactive":
-        return await runControlShell(control(), config.listenPort);
+        return await runControlShell(findControlAddress(config.listenPort, config.bindAddress), config.listenPort);
       case "list":
         process.stdout.write(`${formatInstances(await findInstances())}\n`);
         return EX_OK;

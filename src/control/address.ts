@@ -1,6 +1,6 @@
-import { chmodSync, lstatSync, mkdirSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import process from "node:process";
 import { ExitError } from "../core/exit_error.ts";
 import { EX_NOPERM, EX_OSERR } from "../core/sysexits.ts";
@@ -32,6 +32,32 @@ export function controlAddress(port: number, bindAddress: string | undefined): s
     return `\\\\.\\pipe\\balance-${user}-${name.replaceAll(":", "_")}`;
   }
   return join(controlDirectory(), `${name}.sock`);
+}
+
+/** Where the systemd unit (`balance@NAME`) puts each instance's control socket: `/run/balance/NAME/`. */
+export const SYSTEMD_CONTROL_ROOT = "/run/balance";
+
+/**
+ * The control channel `-c` and `-i` use: {@link controlAddress}, or for root
+ * with no socket there and no `BALANCE_CONTROL_DIR`, the one socket of that
+ * name in a systemd instance's directory (`/run/balance/NAME/any-80.sock`),
+ * so that `sudo balance -c show 80` reaches `balance@NAME`.
+ *
+ * @example
+ * ```ts
+ * findControlAddress(80, undefined); // "/run/balance/web/any-80.sock" for balance@web
+ * ```
+ */
+export function findControlAddress(port: number, bindAddress: string | undefined): string {
+  const address = controlAddress(port, bindAddress);
+  if (process.platform === "win32" || process.env.BALANCE_CONTROL_DIR || process.getuid?.() !== 0) return address;
+  if (existsSync(address)) return address;
+  let names: string[] = [];
+  try {
+    names = readdirSync(SYSTEMD_CONTROL_ROOT);
+  } catch { /* no instance directories */ }
+  const found = names.map((n) => join(SYSTEMD_CONTROL_ROOT, n, basename(address))).filter((p) => existsSync(p));
+  return found.length === 1 ? found[0] : address;
 }
 
 /** The directory of {@link controlAddress} on Unix (not created). */

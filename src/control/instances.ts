@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import process from "node:process";
 import { shown } from "../core/shown.ts";
-import { controlDirectory } from "./address.ts";
+import { controlDirectory, SYSTEMD_CONTROL_ROOT } from "./address.ts";
 import { INFO_REQUEST, type InstanceInfo } from "./protocol.ts";
 
 /**
@@ -44,7 +44,11 @@ export function instanceDirectories(): string[] {
   if (uid !== 0 && env.BALANCE_CONTROL_DIR) return [env.BALANCE_CONTROL_DIR];
   const dirs = [controlDirectory()];
   if (uid === 0) {
-    dirs.push("/run/balance", ...entries("/run/user").map((d) => join(d, "balance")));
+    dirs.push(
+      SYSTEMD_CONTROL_ROOT,
+      ...entries(SYSTEMD_CONTROL_ROOT),
+      ...entries("/run/user").map((d) => join(d, "balance")),
+    );
     dirs.push(...entries(tmpdir(), (name) => name.startsWith("balance-")));
   } else {
     if (env.XDG_RUNTIME_DIR) dirs.push(join(env.XDG_RUNTIME_DIR, "balance"));
