@@ -1,9 +1,17 @@
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { decodeEscapes } from "../core/escapes.ts";
-import { parseCount, parseGroups, parsePort, parseSeconds, type ServiceLookup } from "../core/grammar.ts";
+import {
+  type GroupSpec,
+  parseCount,
+  parseGroups,
+  parsePort,
+  parseSeconds,
+  type ServiceLookup,
+} from "../core/grammar.ts";
 import { type HealthSettings, healthSettings, MIN_CHECK_INTERVAL } from "../core/health.ts";
 import { usageError } from "../core/exit_error.ts";
+import { addressBytes } from "../core/hash.ts";
 import { shown } from "../core/shown.ts";
 import { type Config, DEFAULTS, type Mode } from "./config.ts";
 
@@ -39,6 +47,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
         f: { type: "boolean", short: "f" },
         H: { type: "boolean", short: "H" },
         i: { type: "boolean", short: "i" },
+        L: { type: "boolean", short: "L" },
         M: { type: "boolean", short: "M" },
         p: { type: "boolean", short: "p" },
         t: { type: "string", short: "t" },
@@ -56,6 +65,8 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
         "check-send": { type: "string" },
         "check-expect": { type: "string" },
         "check-exec": { type: "string" },
+        "resolve-interval": { type: "string" },
+        resolver: { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -105,17 +116,27 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
     ipv6: v["6"] ?? false,
     command: v.c,
     logFile: v["log-file"],
-    syslog: v.syslog === undefined ? undefined : parseSyslogTarget(v.syslog, lookup),
+    syslog: v.syslog === undefined ? undefined : parseHostPort(v.syslog, lookup, "syslog port (--syslog)", SYSLOG_PORT),
     workers: v.workers === undefined ? DEFAULTS.workers : parseWorkers(v.workers),
     graceSeconds: v.grace === undefined ? DEFAULTS.graceSeconds : seconds(v.grace, "grace period (--grace)", 0),
     check: parseCheckOptions(v, connectTimeout),
-    groups: mode === "serve" ? parseGroups(channelArgs, listenPort, lookup) : [],
+    resolveInterval: v["resolve-interval"] === undefined
+      ? DEFAULTS.resolveInterval
+      : parseSeconds(v["resolve-interval"], "resolve interval (--resolve-interval)", 0, MAX_TIMEOUT_SEC),
+    resolver: v.resolver === undefined ? undefined : parseResolver(v.resolver, lookup),
+    groups: mode === "serve" ? withLeastConnection(parseGroups(channelArgs, listenPort, lookup), v.L ?? false) : [],
   };
+}
+
+// `-L`: every RR group picks by least connection; Hash groups stay as they are.
+function withLeastConnection(groups: GroupSpec[], on: boolean): GroupSpec[] {
+  return on ? groups.map((g) => (g.type === "RR" ? { ...g, type: "LC" } : g)) : groups;
 }
 
 // Options whose value is a number, and the flags that may come before one
 // of them in a group (`-ft`).
-const NUMBER_OPTION = /^(-[6adfpHMi]*[tTw]|--(workers|grace|check-interval|check-timeout|rise|fall))$/;
+const NUMBER_OPTION =
+  /^(-[6adfpHLMi]*[tTw]|--(workers|grace|check-interval|check-timeout|rise|fall|resolve-interval))$/;
 
 /**
  * `-T -5`: a negative number after an option that takes a number is that
@@ -191,13 +212,30 @@ type CheckOption = typeof CHECK_OPTIONS[number];
 /** The port of `--syslog HOST` without one: syslog over UDP. */
 const SYSLOG_PORT = 514;
 
-// `--syslog HOST[:PORT]`: a name, an IPv4 address, or an IPv6 one (in
-// brackets when a port follows).
-function parseSyslogTarget(text: string, lookup: ServiceLookup): { host: string; port: number } {
+// `HOST[:PORT]` (`--syslog`, `--resolver`): a name, an IPv4 address, or an
+// IPv6 one (in brackets when a port follows).
+function parseHostPort(
+  text: string,
+  lookup: ServiceLookup,
+  what: string,
+  defaultPort: number,
+): { host: string; port: number } {
   const match = /^\[([^\]]+)\](?::(.+))?$/.exec(text) ?? /^([^:]+)(?::(.+))?$/.exec(text);
-  if (!match) return { host: text, port: SYSLOG_PORT };
+  if (!match) return { host: text, port: defaultPort };
   const [, host, port] = match;
-  return { host, port: port === undefined ? SYSLOG_PORT : parsePort(port, lookup, "syslog port (--syslog)") };
+  return { host, port: port === undefined ? defaultPort : parsePort(port, lookup, what) };
+}
+
+/** The port of `--resolver ADDR` without one: DNS. */
+const DNS_PORT = 53;
+
+// `--resolver ADDR[:PORT]`: an address, since a name would need a resolver.
+function parseResolver(text: string, lookup: ServiceLookup): { host: string; port: number } {
+  const server = parseHostPort(text, lookup, "resolver port (--resolver)", DNS_PORT);
+  if (!addressBytes(server.host)) {
+    throw usageError(`invalid resolver (--resolver) '${shown(text)}': must be an IP address, with :PORT if not 53`);
+  }
+  return server;
 }
 
 /** More threads than this only add contention on any machine we know of. */

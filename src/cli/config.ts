@@ -41,6 +41,10 @@ export interface Config {
   workers: number;
   /** `--check` and its options; undefined = no health checks. */
   check?: HealthSettings;
+  /** `--resolve-interval`: seconds between lookups of channels given by name; 0 = only at start. */
+  resolveInterval: number;
+  /** `--resolver ADDR[:PORT]`: the DNS server to ask; undefined = the system's resolver. */
+  resolver?: { host: string; port: number };
   groups: GroupSpec[];
 }
 
@@ -56,4 +60,5 @@ export const DEFAULTS: Omit<Config, "mode" | "listenPort" | "groups"> = {
   ipv6: false,
   graceSeconds: 10,
   workers: 1,
+  resolveInterval: 30,
 };

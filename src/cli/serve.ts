@@ -1,4 +1,3 @@
-import { lookup } from "node:dns/promises";
 import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import process from "node:process";
@@ -10,6 +9,8 @@ import { shown } from "../core/shown.ts";
 import { formatPacketDump } from "../core/packet_dump.ts";
 import { EX_NOHOST, EX_OK } from "../core/sysexits.ts";
 import { HealthChecker } from "../core/health_checker.ts";
+import { type NameResolver, NameWatch } from "../core/name_watch.ts";
+import { makeResolver } from "../adapter/resolver.ts";
 import type { Adapter, ServeOptions } from "../adapter/types.ts";
 import { controlAddress, ensurePrivateDirectory } from "../control/address.ts";
 import { claimControlAddress, startControlServer } from "../control/server.ts";
@@ -37,9 +38,10 @@ export async function serveUntilStopped(
 ): Promise<number> {
   const log = await setupLog(config.debug, logTargets(config), adapter.openSyslogSocket);
   const trace = config.debug ? (m: string) => log.debug(m) : undefined;
+  const resolver = makeResolver(config.resolver);
   const hosts = new Map<string, string>();
   for (const host of config.groups.flatMap((g) => g.channels.map((c) => c.host))) {
-    hosts.set(host, await resolveHost(host, "channel host"));
+    hosts.set(host, await resolveHost(resolver, host, "channel host"));
   }
   // Workers need SO_REUSEPORT that spreads connections, which only Linux has.
   const workers = process.platform === "linux" ? config.workers : 1;
@@ -53,13 +55,13 @@ export async function serveUntilStopped(
   );
   balancer.warn = (message, key) => log.throttled(message, key);
   const hostname = config.bindAddress !== undefined
-    ? await resolveHost(config.bindAddress, "bind address (-b)")
+    ? await resolveHost(resolver, config.bindAddress, "bind address (-b)")
     : config.ipv6
     ? "::"
     : "0.0.0.0";
   const sourceAddress = config.sourceAddress === undefined
     ? undefined
-    : await resolveHost(config.sourceAddress, "source address (-B)");
+    : await resolveHost(resolver, config.sourceAddress, "source address (-B)");
 
   const control = controlAddress(config.listenPort, config.bindAddress);
   ensurePrivateDirectory(dirname(control));
@@ -135,7 +137,7 @@ export async function serveUntilStopped(
           void exitLogged(log, EX_OK);
         },
         syncLayout: inWorkers?.syncLayout,
-        resolveHost: (host) => resolveHost(host, "host").catch(() => undefined),
+        resolveHost: (host) => resolveHost(resolver, host, "host").catch(() => undefined),
         info: { port: config.listenPort, bind: config.bindAddress ?? null },
       },
     );
@@ -145,13 +147,24 @@ export async function serveUntilStopped(
     else server.close();
     throw err;
   }
+  // Names are asked again here, on one timer; workers take a new address as a new layout.
+  const names = new NameWatch(
+    balancer,
+    config.resolveInterval,
+    resolver,
+    { info: (m) => log.info(m), warning: (m) => log.warning(m), trace },
+    () => inWorkers?.syncLayout(),
+  );
+  names.followSpecs(config.groups);
   stopListening = () => {
     checker?.stop();
+    names.stop();
     server.close();
     controlServer.close();
     return server.finished;
   };
   checker?.start();
+  names.start();
   log.info(
     `balance ${VERSION} started: listening on ${hostname} port ${server.port} in ${workers} thread(s), ${balancer.groups.length} group(s), control ${control}`,
   );
@@ -192,12 +205,10 @@ function openFilesLimit(): number | undefined {
 
 // Exit 68 with one line: a name that does not resolve is no typo in the
 // command line, so the usage would not help.
-async function resolveHost(host: string, what: string): Promise<string> {
+async function resolveHost(resolver: NameResolver, host: string, what: string): Promise<string> {
   // An address needs no resolver (and loading one costs memory and time).
   if (addressBytes(host)) return host;
-  try {
-    return (await lookup(host)).address;
-  } catch {
-    throw new ExitError(`cannot resolve ${what} '${shown(host)}'`, EX_NOHOST);
-  }
+  const result = await resolver(host);
+  if ("error" in result) throw new ExitError(`cannot resolve ${what} '${shown(host)}'`, EX_NOHOST);
+  return result.address;
 }

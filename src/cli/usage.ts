@@ -31,11 +31,12 @@ export function versionLine(): string {
  * ```
  */
 export const USAGE = `usage:
-  balance [-b addr] [-B addr] [-t sec] [-T sec] [-w N] [-adfpHM6] [--grace sec] \\
+  balance [-b addr] [-B addr] [-t sec] [-T sec] [-w N] [-adfpHM6] [-L] [--grace sec] \\
           [--log-file file] [--syslog host[:port]] \\
+          [--resolve-interval sec] [--resolver addr[:port]] \\
           [--check [--check-interval sec] [--check-timeout sec] [--rise N] [--fall N] \\
            [--check-send str] [--check-expect str] [--check-exec cmd]] \\
-          port [h1[:p1[:maxc1]] [!%]] [ ... hN[:pN[:maxcN]]]
+          port [h1[:p1[:maxc1[:weight1]]] [!%]] [ ... hN[:pN[:maxcN[:weightN]]]]
   balance [-b addr] -i [-d] port
   balance [-b addr] -c cmd  [-d] port
   balance --list
@@ -50,6 +51,8 @@ export const USAGE = `usage:
   -f        stay in the foreground
   -H        hash failover: try the other channels of a Hash group
   -i        interactive control of the instance on port
+  -L        least connection: every RR group picks the channel with the fewest
+            connections for its weight
   -M        accepted for compatibility (balance 3.54's shared memory)
   -p        packet dump of all relayed data on stdout
   -t sec    connect timeout (default 5, at least 1)
@@ -68,8 +71,13 @@ export const USAGE = `usage:
   --check-expect STR    pass only once STR (same escapes) arrives
   --check-exec CMD      run CMD (no shell) instead of connecting; exit 0 passes; env
                    BALANCE_CHECK_HOST, BALANCE_CHECK_PORT, BALANCE_CHECK_GROUP, BALANCE_CHECK_CHANNEL
+  --resolve-interval SEC  look channel host names up again every SEC; a new address
+                   takes new connections, open ones stay (default 30; 0 = only at start)
+  --resolver ADDR[:PORT]  ask this DNS server (default: the system's resolver; port 53)
   --help    this text
   --version the version
 
-  channel: host[:port[:maxc]] or [ipv6]:port:maxc; '!' ends an RR group,
-  '%' ends a Hash group. Example: balance -f 8080 web1:80 web2:80 ! backup:80`;
+  channel: host[:port[:maxc[:weight]]] or [ipv6]:port:maxc:weight; '!' ends an RR group,
+  '%' ends a Hash group. weight 0-256 (default 1): an RR group interleaves
+  channels in proportion to it (smooth weighted round robin); 0 takes no new
+  connections. Example: balance -f 8080 web1:80::3 web2:80 ! backup:80`;

@@ -89,7 +89,9 @@ export class Balancer {
     specs.forEach((spec, g) => {
       const group = balancer.group(g);
       group.type = spec.type;
-      for (const c of spec.channels) balancer.addChannel(g, resolve(c.host), c.port, c.maxc, true, c.weight);
+      for (const c of spec.channels) {
+        balancer.addChannel(g, resolve(c.host), c.port, c.maxc, c.enabled ?? true, c.weight);
+      }
     });
     return balancer;
   }

@@ -74,7 +74,6 @@ export class Channel {
     Atomics.store(this.cells.flags, DOWN, on ? 0 : 1);
   }
 
-  /** Most simultaneous connections; 0 means no limit. */
   /** Share of the group's new connections (`host:port:maxc:weight`): 0 takes none, 1 by default. */
   get weight(): number {
     return Atomics.load(this.cells.flags, WEIGHT);
@@ -83,6 +82,7 @@ export class Channel {
     Atomics.store(this.cells.flags, WEIGHT, w);
   }
 
+  /** Most simultaneous connections; 0 means no limit. */
   get maxc(): number {
     return Atomics.load(this.cells.flags, MAXC);
   }
@@ -123,6 +123,23 @@ export class Channel {
     const flags = this.cells.flags;
     const maxc = flags[MAXC];
     return flags[ENABLED] === 1 && flags[DOWN] === 0 && (maxc === 0 || flags[C] < maxc);
+  }
+
+  /**
+   * `c` if the channel is usable and takes new connections (weight above 0),
+   * else -1: least connection's look at every channel of its group, in plain
+   * reads for the same reason as {@link isUsable}.
+   */
+  usableLoad(): number {
+    const flags = this.cells.flags;
+    const c = flags[C];
+    const maxc = flags[MAXC];
+    return flags[ENABLED] === 1 && flags[DOWN] === 0 && flags[WEIGHT] !== 0 && (maxc === 0 || c < maxc) ? c : -1;
+  }
+
+  /** {@link weight} in a plain read, for the same look as {@link usableLoad}. */
+  peekWeight(): number {
+    return this.cells.flags[WEIGHT];
   }
 
   /**

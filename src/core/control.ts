@@ -2,7 +2,7 @@ import type { Balancer } from "./balancer.ts";
 import { formatHostPort, MAX_CHANNELS, MAX_GROUPS } from "./balancer.ts";
 import type { GroupType } from "./group.ts";
 import type { Channel } from "./channel.ts";
-import { MAX_MAXC, type ServiceLookup } from "./grammar.ts";
+import { MAX_MAXC, MAX_WEIGHT, type ServiceLookup } from "./grammar.ts";
 import { addressBytes } from "./hash.ts";
 import type { HealthStatus } from "./health_checker.ts";
 
@@ -35,6 +35,8 @@ export const COMMANDS = [
   "hash",
   "rr",
   "health",
+  "leastconn",
+  "weight",
 ] as const;
 
 /** One of {@link COMMANDS}. */
@@ -58,6 +60,8 @@ const HELP: Record<CommandName, string> = {
   hash: "hash                  make the current group a Hash group",
   rr: "rr                    make the current group a round robin group",
   health: "health                health checks of all channels (--check)",
+  leastconn: "leastconn             make the current group a least connection group",
+  weight: "weight N W            set channel N's weight to W (0-256, 0 = no new connections)",
 };
 
 /**
@@ -113,6 +117,13 @@ export interface HealthView {
 }
 
 const SYNTAX_ERROR = "syntax error";
+
+// The group-type commands: the type each sets and how its answer names it.
+const GROUP_TYPES: Record<"hash" | "rr" | "leastconn", [GroupType, string]> = {
+  hash: ["Hash", "hash"],
+  rr: ["RR", "round robin"],
+  leastconn: ["LC", "least connection"],
+};
 
 /**
  * The host word of a `create` or `assign` line, brackets removed
@@ -194,6 +205,8 @@ export function executeCommand(
     hash: [0],
     rr: [0],
     health: [0],
+    leastconn: [0],
+    weight: [2],
   };
   if (!argCount[command].includes(args.length)) return fail(SYNTAX_ERROR);
   // Channel numbers and counts are whole decimal numbers: `disable x` is a
@@ -229,9 +242,11 @@ export function executeCommand(
       return { output: "", group: g };
     }
     case "hash":
-    case "rr": {
-      balancer.group(group).type = command === "hash" ? "Hash" : "RR";
-      const done = `group ${group} set to ${command === "hash" ? "hash" : "round robin"}`;
+    case "rr":
+    case "leastconn": {
+      const [type, name] = GROUP_TYPES[command];
+      balancer.group(group).type = type;
+      const done = `group ${group} set to ${name}`;
       changed(done);
       return answer(done);
     }
@@ -292,6 +307,16 @@ export function executeCommand(
       changed(`maxc of ${which} changed to ${m}`);
       return answer(`maxc of channel ${n} changed to ${m}`);
     }
+    case "weight": {
+      const w = numbers[1];
+      if (Number.isNaN(w)) return fail(SYNTAX_ERROR);
+      if (w > MAX_WEIGHT) return fail("value out of range");
+      channel.weight = w;
+      // After the store: a thread that sees the new generation sees the new weight.
+      balancer.group(group).changed();
+      changed(`weight of ${which} changed to ${w}`);
+      return answer(`weight of channel ${n} changed to ${w}`);
+    }
     case "assign": {
       if (channel.enabled) return fail("channel must be disabled to assign new address");
       const address = addressOf(args[1]);
@@ -327,6 +352,8 @@ export interface ChannelStatus {
   c: number;
   totalc: number;
   maxc: number;
+  /** Share of new connections, 0-256 (`host:port:maxc:weight`, `weight N W`). */
+  weight: number;
   sent: number;
   rcvd: number;
   /** `none` without `--check` (or before the channel's checks began). */
@@ -358,6 +385,7 @@ export function showJson(balancer: Balancer, health?: HealthView): ChannelStatus
       c: c.c,
       totalc: c.totalc,
       maxc: c.maxc,
+      weight: c.weight,
       sent: c.sent,
       rcvd: c.rcvd,
       ...healthFields(health?.status(c)),

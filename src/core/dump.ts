@@ -8,13 +8,7 @@
 import type { Balancer } from "./balancer.ts";
 import { formatHostPort } from "./balancer.ts";
 import type { Channel } from "./channel.ts";
-import type { GroupType } from "./group.ts";
-
-/** The word that ends a group of each type on a command line. */
-export const GROUP_SEPARATORS: Record<GroupType, string> = { RR: "!", Hash: "%", LC: "+" };
-
-/** The suffix of a channel that starts disabled (`10.0.0.1:80:0:1:dis`), as `show` names the state. */
-export const DISABLED_SUFFIX = "dis";
+import { DISABLED, GROUP_SEPARATORS } from "./grammar.ts";
 
 /**
  * A channel as a command-line word: `host:port:maxc:weight`, and `:dis`
@@ -27,7 +21,7 @@ export const DISABLED_SUFFIX = "dis";
  */
 export function channelWord(channel: Channel): string {
   const word = `${formatHostPort(channel.address, channel.port)}:${channel.maxc}:${channel.weight}`;
-  return channel.enabled ? word : `${word}:${DISABLED_SUFFIX}`;
+  return channel.enabled ? word : `${word}:${DISABLED}`;
 }
 
 /**

@@ -1,10 +1,11 @@
 import { usageError } from "./exit_error.ts";
 import { shown } from "./shown.ts";
+import { addressBytes } from "./hash.ts";
 import type { GroupType } from "./group.ts";
 
 /**
  * The command-line grammar of balance 3.54: ports (numbers or service names)
- * and channels `host[:port[:maxc]]`, grouped by `!` and `%`.
+ * and channels `host[:port[:maxc[:weight]]]`, grouped by `!` and `%`.
  *
  * @module
  */
@@ -19,6 +20,8 @@ export interface ChannelSpec {
   maxc: number;
   /** Share of new connections, 0-256; 1 when not given. */
   weight?: number;
+  /** `false` for a channel that starts disabled (`:dis`); enabled when not given. */
+  enabled?: boolean;
 }
 
 /** A group as written on the command line. */
@@ -26,6 +29,9 @@ export interface GroupSpec {
   type: GroupType;
   channels: ChannelSpec[];
 }
+
+/** Largest channel weight (`host:port:maxc:weight`); 0 drains a channel. */
+export const MAX_WEIGHT = 256;
 
 /** Largest maxc accepted: beyond any descriptor limit, yet exact in a double. */
 export const MAX_MAXC = 2 ** 31 - 1;
@@ -96,17 +102,22 @@ export function parseSeconds(text: string, what: string, min: number, max: numbe
 }
 
 /**
- * Parses one channel, `host[:port[:maxc]]` or `[ipv6][:port[:maxc]]`.
- * A missing or empty port means the listen port (`host::16`).
+ * Parses one channel, `host[:port[:maxc[:weight]]]` or
+ * `[ipv6][:port[:maxc[:weight]]]`. A missing or empty port means the listen
+ * port (`host::16`), an empty maxc no limit; `weight` (0-256) is left out of
+ * the result when not given (it is then 1).
  *
  * @example
  * ```ts
  * parseChannel("[::1]:8080:10", 80, () => undefined);
  * // { host: "::1", port: 8080, maxc: 10 }
  * parseChannel("web1::16", 80, () => undefined); // { host: "web1", port: 80, maxc: 16 }
+ * parseChannel("web1:81::3", 80, () => undefined); // { host: "web1", port: 81, maxc: 0, weight: 3 }
  * ```
  */
 export function parseChannel(spec: string, listenPort: number, lookup: ServiceLookup): ChannelSpec {
+  const bracketsHint = () =>
+    usageError(`invalid channel '${shown(spec)}': write IPv6 addresses in brackets, e.g. [::1]:80`);
   let host: string;
   let rest: string[];
   if (spec.startsWith("[")) {
@@ -120,21 +131,50 @@ export function parseChannel(spec: string, listenPort: number, lookup: ServiceLo
     rest = after === "" ? [] : after.slice(1).split(":");
   } else {
     [host, ...rest] = spec.split(":");
-    if (rest.length > 2 || spec.startsWith("::")) {
-      throw usageError(`invalid channel '${shown(spec)}': write IPv6 addresses in brackets, e.g. [::1]:80`);
-    }
+    if (rest.length > maxFields(rest) || spec.startsWith("::")) throw bracketsHint();
   }
   if (host === "") throw usageError(`invalid channel '${shown(spec)}': missing host`);
-  if (rest.length > 2) throw usageError(`invalid channel '${shown(spec)}': too many ':' fields`);
-  const [portText = "", maxcText = ""] = rest;
-  const port = portText === "" ? listenPort : parsePort(portText, lookup, `port in channel '${shown(spec)}'`);
-  const maxc = maxcText === "" ? 0 : parseCount(maxcText, `maxc in channel '${shown(spec)}'`);
-  return { host, port, maxc };
+  if (rest.length > maxFields(rest)) throw usageError(`invalid channel '${shown(spec)}': too many ':' fields`);
+  try {
+    return channelFields(spec, host, rest, listenPort, lookup);
+  } catch (err) {
+    // `db::64:2` is a host with fields, `2001:db8::1` an address that lost its brackets.
+    throw !spec.startsWith("[") && addressBytes(spec) ? bracketsHint() : err;
+  }
 }
 
+// port, maxc, weight, and the state (`dis`) when the last field says it.
+function maxFields(rest: string[]): number {
+  return rest.length === 4 && rest[3] === DISABLED ? 4 : 3;
+}
+
+/** The last field of a channel that starts disabled (`host:port:maxc:weight:dis`), as `show` names the state. */
+export const DISABLED = "dis";
+
+function channelFields(
+  spec: string,
+  host: string,
+  [portText = "", maxcText = "", weightText = "", state = ""]: string[],
+  listenPort: number,
+  lookup: ServiceLookup,
+): ChannelSpec {
+  const port = portText === "" ? listenPort : parsePort(portText, lookup, `port in channel '${shown(spec)}'`);
+  const maxc = maxcText === "" ? 0 : parseCount(maxcText, `maxc in channel '${shown(spec)}'`);
+  const channel: ChannelSpec = { host, port, maxc };
+  if (weightText !== "") {
+    channel.weight = parseCount(weightText, `weight in channel '${shown(spec)}'`, { max: MAX_WEIGHT });
+  }
+  if (state === DISABLED) channel.enabled = false;
+  return channel;
+}
+
+/** The word that ends a group of each type: balance's `!` and `%`, and `+` for least connection. */
+export const GROUP_SEPARATORS: Readonly<Record<GroupType, string>> = { RR: "!", Hash: "%", LC: "+" };
+
 /**
- * Splits the channel arguments into groups. `!` ends an RR group, `%` ends a
- * Hash group; the last group is RR unless `%` closed it.
+ * Splits the channel arguments into groups. `!` ends an RR group, `%` a
+ * Hash group, `+` a least-connection group; the last group is RR unless a
+ * separator closed it.
  *
  * @example
  * ```ts
@@ -145,10 +185,12 @@ export function parseChannel(spec: string, listenPort: number, lookup: ServiceLo
 export function parseGroups(args: string[], listenPort: number, lookup: ServiceLookup): GroupSpec[] {
   const groups: GroupSpec[] = [];
   let channels: ChannelSpec[] = [];
+  const typeEndedBy = new Map(Object.entries(GROUP_SEPARATORS).map(([type, word]) => [word, type as GroupType]));
   for (const arg of args) {
-    if (arg === "!" || arg === "%") {
+    const type = typeEndedBy.get(arg);
+    if (type) {
       if (channels.length === 0) throw usageError(`group separator '${shown(arg)}' with no channel before it`);
-      groups.push({ type: arg === "%" ? "Hash" : "RR", channels });
+      groups.push({ type, channels });
       channels = [];
     } else {
       channels.push(parseChannel(arg, listenPort, lookup));

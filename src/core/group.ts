@@ -1,4 +1,5 @@
 import type { Channel } from "./channel.ts";
+import type { RoundRobinCycle } from "./schedule/round_robin.ts";
 import { GROUP_CELLS } from "./state.ts";
 
 /** How a group picks among its channels: (weighted) round robin, least connection, client hash. */
@@ -45,14 +46,27 @@ export class Group {
     return Atomics.load(this.cells, GENERATION);
   }
 
+  /**
+   * {@link generation} in a plain read, for the check on every pick: a change
+   * seen a pick late costs nothing, and whoever sees one re-reads it with
+   * {@link generation} before deriving anything from the channels.
+   */
+  peekGeneration(): number {
+    return this.cells[GENERATION];
+  }
+
   /** Tells every thread that the channel set or a weight changed. */
   changed(): void {
     Atomics.add(this.cells, GENERATION, 1);
   }
 
+  /** This thread's smooth-WRR cycle, derived from the weights; stale once {@link generation} moves on. */
+  cycle?: RoundRobinCycle;
+
   /**
-   * Round robin position: where the next RR pick starts looking. Plain
-   * reads and writes: two threads picking at once may start at the same
+   * Round robin position: where the next pick starts looking, in the
+   * smooth-WRR cycle of an RR group (with all weights 1, a channel index),
+   * among the channels of an LC group (where ties go). Plain reads and writes: two threads picking at once may start at the same
    * channel, which the claim settles; no lock on every connection for that.
    */
   get current(): number {

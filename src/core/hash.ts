@@ -1,5 +1,6 @@
 /**
- * Client-address hashing for Hash groups.
+ * Client-address and channel-identity hashing for Hash groups
+ * (schedule/rendezvous.ts combines the two).
  *
  * balance 3.54 hashed IPv4 clients from bytes that are the same for every
  * client, sending all of them to one channel. We hash the address bytes
@@ -98,18 +99,64 @@ function ipv6Bytes(text: string): Uint8Array | undefined {
  * @example
  * ```ts
  * hashClientAddress("1.2.3.4") === hashClientAddress("::ffff:1.2.3.4"); // true
- * const channelIndex = hashClientAddress("1.2.3.4") % 3;
+ * hashedChannels(group, hashClientAddress("1.2.3.4"), false); // its channel in a Hash group
  * ```
  */
 export function hashClientAddress(address: string): number {
+  return fmix32(fnv1a(FNV_OFFSET, address)) >>> 0;
+}
+
+/**
+ * A 32-bit identity of a channel, from its address bytes (as for clients:
+ * `::ffff:10.0.0.1` and `10.0.0.1` are one host) and its port, so that every
+ * balancer naming the same backend derives the same value, whatever the
+ * channel's place in its group.
+ *
+ * @example
+ * ```ts
+ * hashChannelIdentity("10.0.0.1", 80) === hashChannelIdentity("::ffff:10.0.0.1", 80); // true
+ * ```
+ */
+export function hashChannelIdentity(address: string, port: number): number {
+  let h = fnv1a(FNV_OFFSET, address);
+  h = Math.imul(h ^ (port >>> 8), FNV_PRIME);
+  h = Math.imul(h ^ (port & 0xff), FNV_PRIME);
+  return fmix32(h) >>> 0;
+}
+
+/**
+ * Mixes two 32-bit values into one (a murmur3 block step and its final
+ * avalanche): integer arithmetic only, so every runtime and platform gives
+ * the same result; consistent hashing depends on that.
+ *
+ * @example
+ * ```ts
+ * mixHash(hashClientAddress("10.0.0.1"), hashChannelIdentity("10.0.0.9", 80)); // 0 … 2**32-1
+ * ```
+ */
+export function mixHash(a: number, b: number): number {
+  let k = Math.imul(b, 0xcc9e2d51);
+  k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
+  let h = a ^ k;
+  h = (h << 13) | (h >>> 19);
+  h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  return fmix32(h) >>> 0;
+}
+
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+
+function fnv1a(h: number, address: string): number {
   const bytes = addressBytes(address) ?? new TextEncoder().encode(address);
-  let h = 0x811c9dc5;
-  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193);
-  // murmur3's fmix32: every input bit affects every output bit.
+  for (const b of bytes) h = Math.imul(h ^ b, FNV_PRIME);
+  return h;
+}
+
+// murmur3's fmix32: every input bit affects every output bit.
+function fmix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return h ^ (h >>> 16);
 }

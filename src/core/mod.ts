@@ -22,6 +22,7 @@ export * from "./grammar.ts";
 export * from "./escapes.ts";
 export * from "./health.ts";
 export * from "./health_checker.ts";
+export * from "./name_watch.ts";
 export * from "./timer_queue.ts";
 export * from "./group.ts";
 export * from "./hash.ts";

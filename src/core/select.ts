@@ -12,11 +12,14 @@ import { roundRobinChannels } from "./schedule/round_robin.ts";
  * a control command between two attempts is seen by the next one.
  *
  * - Groups are tried from group 0 on.
- * - RR group: from the group's current position, each usable channel in turn;
- *   picking one moves the current position past it. The walk wraps around
- *   and stops where it started.
- * - Hash group: the channel at `hash(client) mod n`; with `hashFailover`
- *   (`-H`) the others after it, wrapping around, as in RR.
+ * - RR group: from the group's current position in its smooth weighted
+ *   round robin cycle, each usable channel in turn, each once; picking one
+ *   moves the current position past it. The walk wraps around and stops
+ *   where it started. With all weights 1, plain round robin.
+ * - LC group: the usable channel with the lowest `c / weight`, ties in
+ *   round-robin order; then the next best.
+ * - Hash group: the top of the client's weighted rendezvous ranking
+ *   (schedule/rendezvous.ts); with `hashFailover` (`-H`) the rest of it, in rank order.
  *
  * @example
  * ```ts

@@ -43,6 +43,19 @@ test("command line: channels and groups come through", () => {
   assert.deepEqual(c.groups[1].channels[0], { host: "b", port: 8080, maxc: 4 });
   assert.deepEqual(c.groups[2].channels[0], { host: "c", port: 25, maxc: 0 });
 });
+test("command line: weights come through; -L makes every RR group least connection, Hash ones stay", () => {
+  const c = parse("8080", "a:81:2:5", "[::1]:82::0", "%", "b::4:2", "!", "c");
+  assert.deepEqual(c.groups[0].channels, [
+    { host: "a", port: 81, maxc: 2, weight: 5 },
+    { host: "::1", port: 82, maxc: 0, weight: 0 },
+  ]);
+  assert.deepEqual(c.groups[1].channels[0], { host: "b", port: 8080, maxc: 4, weight: 2 });
+  assert.deepEqual(c.groups.map((g) => g.type), ["Hash", "RR", "RR"]);
+  assert.deepEqual(parse("-L", "8080", "a", "%", "b", "!", "c").groups.map((g) => g.type), ["Hash", "LC", "LC"]);
+  assert.deepEqual(parse("-fLt", "3", "8080", "a").groups.map((g) => g.type), ["LC"]);
+  fails(["80", "a:1:0:257"], /^invalid weight in channel 'a:1:0:257' '257': must be 0-256$/);
+  fails(["80", "a:1:0:x"], /^invalid weight in channel 'a:1:0:x'/);
+});
 test("command line: -c and -i take a port and no channels", () => {
   const c = parse("-b", "10.0.0.1", "-c", "show", "80");
   assert.deepEqual([c.mode, c.command, c.bindAddress, c.listenPort, c.groups], ["control", "show", "10.0.0.1", 80, []]);
@@ -111,7 +124,7 @@ test("command line: the usage synopsis lists every option", () => {
   ) {
     assert.match(synopsis, new RegExp(`[\\s[]${option}[\\s\\]]`), `${option} in:\n${synopsis}`);
   }
-  for (const flag of "adfpHM6") assert.match(synopsis, new RegExp(`\\[-[a-zA-Z0-9]*${flag}`), `-${flag}`);
+  for (const flag of "adfpHLM6") assert.match(synopsis, new RegExp(`\\[-[a-zA-Z0-9]*${flag}`), `-${flag}`);
   assert.match(synopsis, /--help \| --version/);
 });
 test("command line: --check and its defaults; no checks without it", () => {
@@ -218,4 +231,31 @@ test("command line: fuzz: every check option's value parses correctly or fails w
     }),
     { numRuns: 3000 },
   );
+});
+
+test("command line: --resolve-interval takes seconds, decimals and 0; 30 by default", () => {
+  assert.equal(parse("80", "web").resolveInterval, 30);
+  assert.equal(parse("--resolve-interval", "0.5", "80", "web").resolveInterval, 0.5);
+  assert.equal(parse("--resolve-interval=0", "80", "web").resolveInterval, 0);
+  assert.equal(parse("-f", "--resolve-interval", "3600", "80", "web").resolveInterval, 3600);
+  for (const bad of ["-1", "x", "1e3", "", "2000001"]) {
+    fails(
+      ["--resolve-interval", bad, "80", "web"],
+      /^invalid resolve interval \(--resolve-interval\) '.*': must be 0-2000000 seconds$/,
+    );
+  }
+  fails(["80", "web", "--resolve-interval"], /^option --resolve-interval needs a value$/);
+});
+
+test("command line: --resolver ADDR[:PORT] names a DNS server by address; port 53 by default", () => {
+  assert.equal(parse("80", "web").resolver, undefined);
+  assert.deepEqual(parse("--resolver", "127.0.0.1", "80", "web").resolver, { host: "127.0.0.1", port: 53 });
+  assert.deepEqual(parse("--resolver=10.0.0.2:8600", "80", "web").resolver, { host: "10.0.0.2", port: 8600 });
+  assert.deepEqual(parse("--resolver", "[::1]:5353", "80", "web").resolver, { host: "::1", port: 5353 });
+  assert.deepEqual(parse("--resolver", "::1", "80", "web").resolver, { host: "::1", port: 53 });
+  for (const bad of ["dns.example", "", "10.0.0.300", "[fe80::x]:53"]) {
+    fails(["--resolver", bad, "80", "web"], /^invalid resolver \(--resolver\) '.*': must be an IP address/);
+  }
+  fails(["--resolver", "127.0.0.1:0", "80", "web"], /resolver port \(--resolver\)/);
+  fails(["--resolver", "127.0.0.1:70000", "80", "web"], /resolver port \(--resolver\)/);
 });

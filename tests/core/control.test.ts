@@ -38,6 +38,11 @@ test("control: abbreviations resolve in balance's order", () => {
   assert.equal(resolveCommand("rr"), "rr");
   assert.equal(resolveCommand("q"), "quit");
   assert.equal(resolveCommand("k"), "kill");
+  // The new ones come last: no abbreviation of 3.54 changes meaning.
+  assert.deepEqual(COMMANDS.slice(-3), ["health", "leastconn", "weight"]);
+  assert.equal(resolveCommand("l"), "leastconn");
+  assert.equal(resolveCommand("w"), "weight");
+  assert.equal(resolveCommand("he"), "help");
   assert.equal(resolveCommand("?"), "help");
   assert.equal(resolveCommand("xyz"), undefined);
   assert.equal(resolveCommand("showx"), undefined);
@@ -108,6 +113,7 @@ test("control: show --json gives the same as data", () => {
     c: 0,
     totalc: 0,
     maxc: 0,
+    weight: 1,
     sent: 0,
     rcvd: 0,
     health: "none",
@@ -214,10 +220,41 @@ test("control: group, hash and rr", () => {
   assert.equal(balancer.groups[0].type, "Hash");
   assert.equal(run("rr", 1).output, "group 1 set to round robin");
   assert.equal(balancer.groups[1].type, "RR");
+  assert.deepEqual(run("leastconn", 1), { output: "group 1 set to least connection", group: 1 });
+  assert.equal(balancer.groups[1].type, "LC");
+  assert.match(run("show").output.split("\n")[3], /^ {2}1 LC {4}0 ENA/);
+  assert.equal(JSON.parse(run("show --json").output)[2].type, "LC");
+  assert.equal(run("rr", 1).output, "group 1 set to round robin");
+  assert.equal(balancer.groups[1].type, "RR");
   // A new group: select it, create a channel in it.
   assert.equal(run("group 2").group, 2);
   assert.equal(run("create 127.0.0.3 83", 2).output, "channel created");
   assert.equal(balancer.groups.length, 3);
+});
+
+test("control: weight N W sets a channel's weight, 0-256, and tells every thread", () => {
+  const { run, ch, balancer } = setup();
+  const generation = balancer.groups[0].generation;
+  assert.deepEqual(run("weight 1 5"), { output: "weight of channel 1 changed to 5", group: 0 });
+  assert.equal(ch(0, 1).weight, 5);
+  assert.notEqual(balancer.groups[0].generation, generation, "derived schedules are rebuilt");
+  assert.equal(run("w 0 0").output, "weight of channel 0 changed to 0");
+  assert.equal(run("weight 0 256").output, "weight of channel 0 changed to 256");
+  assert.equal(JSON.parse(run("show --json").output)[1].weight, 5);
+  for (
+    const [line, answer] of [
+      ["weight 0 257", "value out of range"],
+      ["weight 0 -1", "syntax error"],
+      ["weight 0", "syntax error"],
+      ["weight 0 x", "syntax error"],
+      ["weight 9 1", "no such channel 9"],
+    ]
+  ) {
+    assert.deepEqual(run(line), { output: answer, group: 0, error: true }, line);
+  }
+  assert.equal(ch(0, 0).weight, 256);
+  assert.equal(run("weight 0 2", 1).output, "weight of channel 0 changed to 2");
+  assert.equal(ch(1, 0).weight, 2);
 });
 
 test("control: mrtg formats", () => {
@@ -253,11 +290,27 @@ test("control: error answers say so (-c exits 65 on them); successful ones do no
       ["mrtg-bytes 3 0", 0],
       ["show --xml", 0],
       ["maxc 0 x", 0],
+      ["weight 0 257", 0],
     ] as const
   ) {
     assert.equal(run(line, group).error, true, line);
   }
-  for (const line of ["show", "disable 0", "disable 0", "enable 0", "maxc 0 3", "reset 0", "hash", "rr", "help", ""]) {
+  for (
+    const line of [
+      "show",
+      "disable 0",
+      "disable 0",
+      "enable 0",
+      "maxc 0 3",
+      "reset 0",
+      "hash",
+      "rr",
+      "leastconn",
+      "weight 0 3",
+      "help",
+      "",
+    ]
+  ) {
     assert.equal(run(line).error, undefined, `${line}: 'already disabled' is the state asked for, no error`);
   }
   const { balancer, run: fill } = setup();
@@ -280,6 +333,9 @@ test("control: every change is logged, errors and reads are not", () => {
   run("reset 0");
   run("hash", 1);
   run("rr", 1);
+  run("leastconn", 1);
+  run("weight 0 3");
+  run("weight 0 300");
   run("create [fd00::1] 8080");
   run("assign 2 web9 81", 0, "10.0.0.9");
   run("kill");
@@ -291,6 +347,8 @@ test("control: every change is logged, errors and reads are not", () => {
     "control: channel 0 of group 0 counters reset",
     "control: group 1 set to hash",
     "control: group 1 set to round robin",
+    "control: group 1 set to least connection",
+    "control: weight of channel 0 of group 0 changed to 3",
     "control: channel 2 of group 0 created for [fd00::1]:8080 (disabled)",
     "control: channel 2 of group 0 reassigned to 10.0.0.9:81",
     "control: kill",

@@ -18,6 +18,7 @@ import {
   Group,
   hashClientAddress,
   MAX_MAXC,
+  MAX_WEIGHT,
   parseChannel,
   parseGroups,
   parseServices,
@@ -50,10 +51,31 @@ test("fuzz: parseChannel gives a valid channel or a one-line usage error", () =>
         assert.ok(c.host.length > 0);
         assert.ok(Number.isInteger(c.port) && c.port >= 1 && c.port <= 65535);
         assert.ok(Number.isInteger(c.maxc) && c.maxc >= 0 && c.maxc <= MAX_MAXC);
+        assert.ok(c.weight === undefined || (Number.isInteger(c.weight) && c.weight >= 0 && c.weight <= MAX_WEIGHT));
       } catch (err) {
         assert.ok(isUsageError(err), String(err));
       }
     }),
+    RUNS,
+  );
+});
+
+test("fuzz: every host:port:maxc:weight within range parses back to its fields", () => {
+  fc.assert(
+    fc.property(
+      fc.constantFrom("web1", "10.0.0.1", "[::1]", "[fe80::2]"),
+      fc.integer({ min: 1, max: 65535 }),
+      fc.nat(MAX_MAXC),
+      fc.nat(MAX_WEIGHT),
+      (host, port, maxc, weight) => {
+        assert.deepEqual(parseChannel(`${host}:${port}:${maxc}:${weight}`, 80, services), {
+          host: host.replace(/^\[|\]$/g, ""),
+          port,
+          maxc,
+          weight,
+        });
+      },
+    ),
     RUNS,
   );
 });
@@ -98,7 +120,22 @@ test("fuzz: control commands never throw, and rejected ones change nothing", () 
       fc.oneof(
         fc.string({ maxLength: 60 }),
         fc.tuple(
-          fc.constantFrom("d", "dis", "en", "maxc", "reset", "assign", "create", "group", "mrtg-b", "sh", "rr", "ha"),
+          fc.constantFrom(
+            "d",
+            "dis",
+            "en",
+            "maxc",
+            "reset",
+            "assign",
+            "create",
+            "group",
+            "mrtg-b",
+            "sh",
+            "rr",
+            "ha",
+            "l",
+            "w",
+          ),
           fc.array(tokenish, { maxLength: 4 }),
         )
           .map(([c, a]) => [c, ...a].join(" ")),

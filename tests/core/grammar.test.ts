@@ -4,8 +4,9 @@ import { ExitError, parseChannel, parseGroups, parsePort, parseServices } from "
 
 const services = parseServices("# comment\nsmtp\t\t25/tcp\t\tmail\nhttp 80/tcp www # web\nsyslog 514/udp\n");
 
-function usageFails(fn: () => unknown, message: RegExp) {
-  assert.throws(fn, (err: unknown) => err instanceof ExitError && err.exitCode === 64 && message.test(err.message));
+function usageFails(fn: () => unknown, message: RegExp | ((m: string) => boolean)) {
+  const matches = typeof message === "function" ? message : (m: string) => message.test(m);
+  assert.throws(fn, (err: unknown) => err instanceof ExitError && err.exitCode === 64 && matches(err.message));
 }
 
 test("ports: numbers 1-65535", () => {
@@ -50,8 +51,32 @@ test("channels: malformed channels are usage errors", () => {
   usageFails(() => parseChannel("::1", 80, services), /brackets/);
   usageFails(() => parseChannel("[::1", 80, services), /missing '\]'/);
   usageFails(() => parseChannel("[::1]x", 80, services), /expected ':'/);
-  usageFails(() => parseChannel("[::1]:1:2:3", 80, services), /too many/);
+  usageFails(() => parseChannel("[::1]:1:2:3:4", 80, services), /too many/);
+  usageFails(() => parseChannel("a:1:2:3:4", 80, services), /brackets/);
+  usageFails(() => parseChannel("2001:db8::1", 80, services), /brackets/);
   usageFails(() => parseChannel("a:1:99999999999", 80, services), /maxc/);
+});
+test("channels: a fourth field is the weight, 0-256; left out it is absent (1)", () => {
+  assert.deepEqual(parseChannel("10.0.0.1:80:0:3", 80, services), { host: "10.0.0.1", port: 80, maxc: 0, weight: 3 });
+  assert.deepEqual(parseChannel("[::1]:80:256:2", 80, services), { host: "::1", port: 80, maxc: 256, weight: 2 });
+  assert.deepEqual(parseChannel("web::64:2", 443, services), { host: "web", port: 443, maxc: 64, weight: 2 });
+  assert.deepEqual(parseChannel("web:81::0", 443, services), { host: "web", port: 81, maxc: 0, weight: 0 });
+  assert.deepEqual(parseChannel("web:81::256", 443, services), { host: "web", port: 81, maxc: 0, weight: 256 });
+  assert.deepEqual(parseChannel("web:81:5:", 443, services), { host: "web", port: 81, maxc: 5 });
+  assert.deepEqual(parseChannel("[fe80::1]:::7", 80, services), { host: "fe80::1", port: 80, maxc: 0, weight: 7 });
+});
+test("channels: a bad weight is one usage error naming the channel", () => {
+  for (const spec of ["a:80:0:257", "a:80:0:-1", "a:80:0:x", "a:80:0:1.5", "[::1]:80:0:999999999999"]) {
+    const weight = spec.slice(spec.lastIndexOf(":") + 1);
+    usageFails(
+      () => parseChannel(spec, 80, services),
+      (m) => m === `invalid weight in channel '${spec}' '${weight}': must be 0-256`,
+    );
+  }
+});
+test("channels: four fields that also read as an IPv6 address are the fields (host names like db)", () => {
+  assert.deepEqual(parseChannel("db::64:2", 80, services), { host: "db", port: 80, maxc: 64, weight: 2 });
+  usageFails(() => parseChannel("2001:db8:1:2", 80, services), /port in channel/);
 });
 
 test("groups: channels alone form one RR group", () => {
@@ -73,4 +98,33 @@ test("groups: a separator with no channel before it is an error", () => {
   usageFails(() => parseGroups(["!", "a"], 80, services), /separator '!' with no channel/);
   usageFails(() => parseGroups(["a", "%", "%"], 80, services), /separator '%'/);
   usageFails(() => parseGroups([], 80, services), /no channel/);
+});
+
+test("channels: a fifth field `dis` makes a channel start disabled (as dump writes it); anything else is an error", () => {
+  assert.deepEqual(parseChannel("10.0.0.1:81:0:1:dis", 80, services), {
+    host: "10.0.0.1",
+    port: 81,
+    maxc: 0,
+    weight: 1,
+    enabled: false,
+  });
+  assert.deepEqual(parseChannel("[::1]:81:5:2:dis", 80, services), {
+    host: "::1",
+    port: 81,
+    maxc: 5,
+    weight: 2,
+    enabled: false,
+  });
+  assert.equal(parseChannel("web:81:::dis", 80, services).enabled, false);
+  usageFails(() => parseChannel("10.0.0.1:81:0:1:off", 80, services), /ipv6|too many/i);
+  usageFails(() => parseChannel("[::1]:81:0:1:ena", 80, services), /too many ':' fields/);
+});
+
+test("groups: + ends a least-connection group, the last one too", () => {
+  assert.deepEqual(parseGroups(["a", "b", "+", "c", "!", "d", "+"], 80, services).map((g) => g.type), [
+    "LC",
+    "RR",
+    "LC",
+  ]);
+  usageFails(() => parseGroups(["+", "a"], 80, services), /group separator '\+' with no channel before it/);
 });

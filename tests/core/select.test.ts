@@ -1,6 +1,7 @@
 import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import { Balancer, Channel, Group, hashClientAddress, pickChannels } from "../../src/core/mod.ts";
+import { hashedChannels } from "../../src/core/schedule/rendezvous.ts";
 
 const ch = (port: number, maxc = 0) => new Channel("127.0.0.1", port, maxc);
 const ports = (it: Iterable<Channel>) => [...it].map((c) => c.port);
@@ -48,38 +49,45 @@ test("round robin: usability is checked when a channel's turn comes, not before"
 });
 
 const clients = Array.from({ length: 64 }, (_, i) => `10.9.8.${i}`);
-test("hash: a client always gets the channel at hash mod n", () => {
+/** `channels` in the client's rendezvous order (tests/core/schedule/rendezvous.test.ts tests the order itself). */
+const ranked = (channels: Channel[], client: string) => [
+  ...hashedChannels(new Group("Hash", channels), hashClientAddress(client), true),
+];
+test("hash: a client always gets its rendezvous channel", () => {
   const channels = [ch(1), ch(2), ch(3)];
   const groups = [new Group("Hash", channels)];
+  const used = new Set<number>();
   for (const client of clients) {
-    const expected = channels[hashClientAddress(client) % 3].port;
+    const expected = ranked(channels, client)[0].port;
     assert.equal(first(groups, client), expected);
     assert.equal(first(groups, client), expected);
+    used.add(expected);
   }
+  assert.equal(used.size, 3);
 });
 test("hash: without -H an unusable hashed channel gives up on the group", () => {
   const channels = [ch(1), ch(2), ch(3)];
   const groups = [new Group("Hash", channels), new Group("RR", [ch(9)])];
   for (const client of clients) {
-    const hashed = channels[hashClientAddress(client) % 3];
+    const hashed = ranked(channels, client)[0];
     hashed.enabled = false;
     assert.deepEqual(ports(pickChannels(groups, client, false)), [9]);
     hashed.enabled = true;
     assert.deepEqual(ports(pickChannels(groups, client, false)), [hashed.port, 9]);
   }
 });
-test("hash: with -H the walk goes on through the group like RR", () => {
+test("hash: with -H the walk goes on down the client's ranking", () => {
   const channels = [ch(1), ch(2), ch(3)];
   const groups = [new Group("Hash", channels)];
   for (const client of clients) {
-    const h = hashClientAddress(client) % 3;
-    const expected = [0, 1, 2].map((k) => channels[(h + k) % 3].port);
+    const order = ranked(channels, client);
+    const expected = order.map((c) => c.port);
     assert.deepEqual(ports(pickChannels(groups, client, true)), expected);
-    channels[h].maxc = 1;
-    channels[h].tryClaim();
+    order[0].maxc = 1;
+    order[0].tryClaim();
     assert.deepEqual(ports(pickChannels(groups, client, true)), expected.slice(1));
-    channels[h].release();
-    channels[h].maxc = 0;
+    order[0].release();
+    order[0].maxc = 0;
   }
 });
 test("hash: a later Hash group hashes the same client", () => {
@@ -87,7 +95,7 @@ test("hash: a later Hash group hashes the same client", () => {
   const down = ch(1);
   down.enabled = false;
   const groups = [new Group("RR", [down]), new Group("Hash", second)];
-  for (const client of clients) assert.equal(first(groups, client), second[hashClientAddress(client) % 4].port);
+  for (const client of clients) assert.equal(first(groups, client), ranked(second, client)[0].port);
 });
 
 const refused = () => Promise.reject(new Error("connection refused"));

@@ -47,6 +47,9 @@ const DOCS_PAGES = [
   "docs/control.md",
   "docs/operations.md",
   "docs/health.md",
+  "docs/dns.md",
+  "docs/hashing.md",
+  "docs/configuration.md",
   "docs/deviations.md",
 ];
 

@@ -8,7 +8,8 @@ import * as net from "node:net";
 import { type Backend, connect, connected, freePort, startBackend, whoAnswers } from "../support/net.ts";
 import { type Running, startBalance, withProxy } from "../support/balance.ts";
 import { until, within } from "../support/wait.ts";
-import { hashClientAddress } from "../../src/core/hash.ts";
+import { Channel, Group, hashClientAddress } from "../../src/core/mod.ts";
+import { hashedChannels } from "../../src/core/schedule/rendezvous.ts";
 
 const at = (b: Backend) => `${b.host.includes(":") ? `[${b.host}]` : b.host}:${b.port}`;
 /** Bytes a stalled path may absorb: kernel buffers only (the README's "≈ 8 MiB in flight"). */
@@ -244,11 +245,16 @@ test("relaying on real sockets: -6: IPv6 listener and channels; an IPv4 client a
     for (const name of ["v6a", "v6b"]) v6.push(await startBackend(name, undefined, "::1"));
     const port = await freePort("::1");
     lb = await startBalance(["-6", String(port), ...v6.map(at), "%"], port);
-    assert.equal(await whoAnswers(port, "::1"), ["v6a", "v6b"][hashClientAddress("::1") % 2]);
+    // The backend the rendezvous hash gives a client.
+    const group = new Group("Hash", v6.map((b) => new Channel(b.host, b.port)));
+    const hashed = (src: string) =>
+      v6[group.channels.indexOf(hashedChannels(group, hashClientAddress(src), false).next().value!)].name;
+    assert.equal(await whoAnswers(port, "::1"), hashed("::1"));
     assert.equal(v6.flatMap((b) => b.peers)[0], "::1");
     for (let i = 1; i <= 12; i++) {
       const src = `127.0.0.${i}`;
-      assert.equal(await whoAnswers(port, "127.0.0.1", src), ["v6a", "v6b"][hashClientAddress(src) % 2], src);
+      assert.equal(await whoAnswers(port, "127.0.0.1", src), hashed(src), src);
+      assert.equal(hashed(src), hashed(`::ffff:${src}`));
     }
     await lb.waitForTrace(/accepted \[::ffff:127\.0\.0\.12\]/);
   } finally {

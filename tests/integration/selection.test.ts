@@ -2,7 +2,8 @@ import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import { type Backend, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
 import { startBalance, withBalance } from "../support/balance.ts";
-import { hashClientAddress } from "../../src/core/hash.ts";
+import { Channel, Group, hashClientAddress } from "../../src/core/mod.ts";
+import { hashedChannels } from "../../src/core/schedule/rendezvous.ts";
 
 const at = (b: Backend, maxc?: number) => `${b.host}:${b.port}${maxc === undefined ? "" : `:${maxc}`}`;
 
@@ -103,12 +104,18 @@ test("channel selection on real sockets: without -a a failed channel is tried ag
 // Clients bound to 127.0.0.1 … 127.0.0.40 are 40 distinct source addresses.
 const sources = Array.from({ length: 40 }, (_, i) => `127.0.0.${i + 1}`);
 
-test("channel selection on real sockets: hash group: each client address sticks to hash mod n, and clients spread", () =>
+/** The names of `channels` in `src`'s rendezvous order (tests/core/schedule/rendezvous.test.ts tests the order). */
+function ranked(channels: { name: string; host: string; port: number }[], src: string): string[] {
+  const group = new Group("Hash", channels.map((c) => new Channel(c.host, c.port)));
+  return [...hashedChannels(group, hashClientAddress(src), true)].map((c) => channels[group.channels.indexOf(c)].name);
+}
+
+test("channel selection on real sockets: hash group: each client address sticks to its rendezvous channel, and clients spread", () =>
   withBackends(["h0", "h1", "h2"], async (bs) => {
     await withBalance([], [...bs.map((b) => at(b)), "%"], async ({ port }) => {
       const used = new Set<string>();
       for (const src of sources) {
-        const expected = `h${hashClientAddress(src) % 3}`;
+        const expected = ranked(bs, src)[0];
         for (let i = 0; i < 3; i++) assert.equal(await whoAnswers(port, "127.0.0.1", src), expected, src);
         used.add(expected);
       }
@@ -119,11 +126,11 @@ test("channel selection on real sockets: hash group: each client address sticks 
 test("channel selection on real sockets: hash without -H: the hashed channel down means the next group", () =>
   withBackends(["h0", "h1", "backup"], async ([h0, h1, backup]) => {
     const dead = await deadChannel();
+    const channels = [h0, { name: "dead", host: "127.0.0.1", port: Number(dead.split(":")[1]) }, h1];
     await withBalance([], [at(h0), dead, at(h1), "%", at(backup)], async ({ port }) => {
-      const names = ["h0", "dead", "h1"];
       let sawDead = false;
-      for (const src of sources.slice(0, 20)) {
-        const hashed = names[hashClientAddress(src) % 3];
+      for (const src of sources) {
+        const hashed = ranked(channels, src)[0];
         sawDead ||= hashed === "dead";
         assert.equal(await whoAnswers(port, "127.0.0.1", src), hashed === "dead" ? "backup" : hashed, src);
       }
@@ -134,19 +141,22 @@ test("channel selection on real sockets: hash without -H: the hashed channel dow
 test("channel selection on real sockets: hash with -H: the hashed channel down means the next channel of the group", () =>
   withBackends(["h0", "h1", "backup"], async ([h0, h1, backup]) => {
     const dead = await deadChannel();
+    const channels = [h0, { name: "dead", host: "127.0.0.1", port: Number(dead.split(":")[1]) }, h1];
     await withBalance(["-H"], [at(h0), dead, at(h1), "%", at(backup)], async ({ port }) => {
-      const names = ["h0", "dead", "h1"];
-      for (const src of sources.slice(0, 20)) {
-        const hashed = names[hashClientAddress(src) % 3];
-        assert.equal(await whoAnswers(port, "127.0.0.1", src), hashed === "dead" ? "h1" : hashed, src);
+      let sawDead = false;
+      for (const src of sources) {
+        const [hashed, next] = ranked(channels, src);
+        sawDead ||= hashed === "dead";
+        assert.equal(await whoAnswers(port, "127.0.0.1", src), hashed === "dead" ? next : hashed, src);
       }
+      assert.ok(sawDead, "some client hashed to the dead channel");
     });
   }));
 
 test("channel selection on real sockets: hash with -H skips a full channel without trying it", () =>
   withBackends(["h0", "h1"], async ([h0, h1]) => {
     await withBalance(["-H"], [at(h0, 1), at(h1, 1), "%"], async ({ port }) => {
-      const src = sources.find((s) => hashClientAddress(s) % 2 === 0)!;
+      const src = sources.find((s) => ranked([h0, h1], s)[0] === "h0")!;
       const first = await connect(port, "127.0.0.1", src);
       await first.waitFor((d) => d.toString() === "h0\n");
       assert.equal(await whoAnswers(port, "127.0.0.1", src), "h1");
