@@ -37,6 +37,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
       args: attachNegativeValues(argv),
       allowPositionals: true,
       strict: true,
+      tokens: true,
       options: {
         "6": { type: "boolean", short: "6" },
         a: { type: "boolean", short: "a" },
@@ -67,6 +68,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
         "check-exec": { type: "string" },
         "resolve-interval": { type: "string" },
         resolver: { type: "string" },
+        "check-config": { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -74,7 +76,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
   } catch (err) {
     throw usageError(parseArgsMessage(err));
   }
-  const { values: v, positionals } = parsed;
+  const { values: v, positionals, tokens } = parsed;
   if (v.help) return { ...DEFAULTS, mode: "help", listenPort: 0, groups: [] };
   if (v.version) return { ...DEFAULTS, mode: "version", listenPort: 0, groups: [] };
   if (v.list) {
@@ -125,7 +127,28 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
       : parseSeconds(v["resolve-interval"], "resolve interval (--resolve-interval)", 0, MAX_TIMEOUT_SEC),
     resolver: v.resolver === undefined ? undefined : parseResolver(v.resolver, lookup),
     groups: mode === "serve" ? withLeastConnection(parseGroups(channelArgs, listenPort, lookup), v.L ?? false) : [],
+    checkConfig: v["check-config"] ?? false,
+    configFiles: [],
+    optionWords: optionWords(tokens),
   };
+}
+
+// Options that say how this process runs, not what it serves; `-L` is
+// written out as the groups' types.
+const NOT_DUMPED = new Set(["f", "d", "L", "check-config", "c", "i"]);
+
+// The options of a parsed command line as words a configuration file can
+// hold, each once, as its last occurrence (the one in force): a value with
+// spaces, or one a `#` would turn into a comment, in double quotes.
+function optionWords(tokens: { kind: string; name?: string; rawName?: string; value?: string }[]): string[] {
+  const last = new Map<string, string[]>();
+  for (const t of tokens) {
+    if (t.kind !== "option" || NOT_DUMPED.has(t.name!)) continue;
+    last.delete(t.name!);
+    const value = t.value === undefined ? [] : [/^$|^#|\s/.test(t.value) ? `"${t.value}"` : t.value];
+    last.set(t.name!, [t.rawName!, ...value]);
+  }
+  return [...last.values()].flat();
 }
 
 // `-L`: every RR group picks by least connection; Hash groups stay as they are.

@@ -46,6 +46,16 @@ export interface Config {
   /** `--resolver ADDR[:PORT]`: the DNS server to ask; undefined = the system's resolver. */
   resolver?: { host: string; port: number };
   groups: GroupSpec[];
+  /** `--check-config`: parse and resolve, then exit 0 without serving. */
+  checkConfig: boolean;
+  /** The files `-F`/`--config` named, read again by a reload; none = nothing to reload. */
+  configFiles: string[];
+  /**
+   * The options in force as command-line words (no `-f`, `-d`, `-L`, `-F`,
+   * `--check-config`), for `dump`: what describes the service, not how this
+   * process runs.
+   */
+  optionWords: string[];
 }
 
 /** balance's defaults, for everything a command line may leave out. */
@@ -61,4 +71,7 @@ export const DEFAULTS: Omit<Config, "mode" | "listenPort" | "groups"> = {
   graceSeconds: 10,
   workers: 1,
   resolveInterval: 30,
+  checkConfig: false,
+  configFiles: [],
+  optionWords: [],
 };

@@ -11,7 +11,8 @@ import { runControlCommand, runControlShell } from "../control/client.ts";
 import { findInstances, formatInstances } from "../control/instances.ts";
 import { parseCommandLine } from "./args.ts";
 import { DETACHED_ENV, startInBackground } from "./background.ts";
-import { serveUntilStopped } from "./serve.ts";
+import { resolveConfig, serveUntilStopped } from "./serve.ts";
+import type { Config } from "./config.ts";
 import { USAGE, versionLine } from "./usage.ts";
 
 /**
@@ -29,7 +30,12 @@ import { USAGE, versionLine } from "./usage.ts";
 export async function run(argv: string[], adapter: Adapter, workerUrl: URL): Promise<number> {
   try {
     const lookupPort = readServices();
-    const config = parseCommandLine(expandConfigFiles(argv, readConfigFile).argv, lookupPort);
+    // Read again, from the same words, by every reload.
+    const read = (): Config => {
+      const { argv: words, files } = expandConfigFiles(argv, readConfigFile);
+      return { ...parseCommandLine(words, lookupPort), configFiles: files };
+    };
+    const config = read();
     const control = () => controlAddress(config.listenPort, config.bindAddress);
     switch (config.mode) {
       case "help":
@@ -50,13 +56,17 @@ export async function run(argv: string[], adapter: Adapter, workerUrl: URL): Pro
         process.stdout.write(`${formatInstances(await findInstances())}\n`);
         return EX_OK;
       case "serve":
+        if (config.checkConfig) {
+          await resolveConfig(config);
+          return EX_OK;
+        }
         if (config.foreground) {
-          return await serveUntilStopped(config, adapter, workerUrl, lookupPort);
+          return await serveUntilStopped(config, adapter, workerUrl, lookupPort, read);
         }
         if (process.env[DETACHED_ENV] === "1") {
           // The detached copy: nobody reads stderr once the parent has gone.
           process.stderr.on("error", () => {});
-          return await serveUntilStopped(config, adapter, workerUrl, lookupPort);
+          return await serveUntilStopped(config, adapter, workerUrl, lookupPort, read);
         }
         return await startInBackground(adapter.selfCommand(), argv, control());
     }

@@ -15,6 +15,7 @@ import type { Adapter, ServeOptions } from "../adapter/types.ts";
 import { controlAddress, ensurePrivateDirectory } from "../control/address.ts";
 import { claimControlAddress, startControlServer } from "../control/server.ts";
 import type { Config } from "./config.ts";
+import { reload, type ReloadAnswer, type ReloadContext } from "./reload.ts";
 import { type Log, logTargets, setupLog } from "./log.ts";
 import { VERSION } from "./usage.ts";
 import { serveInWorkers } from "./workers.ts";
@@ -35,14 +36,14 @@ export async function serveUntilStopped(
   adapter: Adapter,
   workerUrl: URL,
   lookupPort: ServiceLookup,
+  reread: () => Config,
 ): Promise<number> {
   const log = await setupLog(config.debug, logTargets(config), adapter.openSyslogSocket);
   const trace = config.debug ? (m: string) => log.debug(m) : undefined;
-  const resolver = makeResolver(config.resolver);
-  const hosts = new Map<string, string>();
-  for (const host of config.groups.flatMap((g) => g.channels.map((c) => c.host))) {
-    hosts.set(host, await resolveHost(resolver, host, "channel host"));
-  }
+  const { resolver, hosts, hostname, sourceAddress } = await resolveConfig(config);
+  // What a reload may change: the groups and the live settings (reload.ts).
+  let running = config;
+  let reloadNow = (): Promise<ReloadAnswer> => Promise.resolve({ output: "not serving yet", error: true });
   // Workers need SO_REUSEPORT that spreads connections, which only Linux has.
   const workers = process.platform === "linux" ? config.workers : 1;
   if (workers < config.workers) log.warning(`-w: worker threads need Linux; running one (${process.platform})`);
@@ -54,14 +55,6 @@ export async function serveUntilStopped(
     workers,
   );
   balancer.warn = (message, key) => log.throttled(message, key);
-  const hostname = config.bindAddress !== undefined
-    ? await resolveHost(resolver, config.bindAddress, "bind address (-b)")
-    : config.ipv6
-    ? "::"
-    : "0.0.0.0";
-  const sourceAddress = config.sourceAddress === undefined
-    ? undefined
-    : await resolveHost(resolver, config.sourceAddress, "source address (-B)");
 
   const control = controlAddress(config.listenPort, config.bindAddress);
   ensurePrivateDirectory(dirname(control));
@@ -76,8 +69,8 @@ export async function serveUntilStopped(
     stopping = true;
     await stopListening();
     const open = balancer.openConnections();
-    log.info(`${signal}: stopped accepting; ${open} open connection(s), grace ${config.graceSeconds}s`);
-    const deadline = Date.now() + config.graceSeconds * 1000;
+    log.info(`${signal}: stopped accepting; ${open} open connection(s), grace ${running.graceSeconds}s`);
+    const deadline = Date.now() + running.graceSeconds * 1000;
     while (balancer.openConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     log.info(`exiting, ${balancer.openConnections()} connection(s) closed`);
     await exitLogged(log, EX_OK);
@@ -87,7 +80,11 @@ export async function serveUntilStopped(
   const handlers = {
     SIGINT: () => void stop("SIGINT"),
     SIGTERM: () => void stop("SIGTERM"),
-    SIGHUP: () => log.info("SIGHUP: no configuration file to reload; going on"),
+    SIGHUP: () => {
+      if (running.configFiles.length === 0) return log.info("SIGHUP: no configuration file to reload; going on");
+      log.info("SIGHUP: reloading");
+      void reloadNow();
+    },
     SIGUSR1: () => log.info(log.reopen() ? "SIGUSR1: log file reopened" : "SIGUSR1: no log file to reopen"),
     SIGUSR2: () => log.info("SIGUSR2: ignored"),
     SIGPIPE: () => {},
@@ -126,27 +123,6 @@ export async function serveUntilStopped(
   if (observe) balancer.onConnectFailed = (channel, reason) => observe(channel.cells.slot, reason);
   const inWorkers = workers > 1 ? await serveInWorkers(balancer, options, workers, workerUrl, observe) : undefined;
   const server = inWorkers ?? await adapter.serve(balancer, options);
-  let controlServer;
-  try {
-    controlServer = await startControlServer(
-      { balancer, version: VERSION, lookupPort, log: (line) => log.info(line), health: checker },
-      control,
-      {
-        onKill: () => {
-          log.info("kill: exiting");
-          void exitLogged(log, EX_OK);
-        },
-        syncLayout: inWorkers?.syncLayout,
-        resolveHost: (host) => resolveHost(resolver, host, "host").catch(() => undefined),
-        info: { port: config.listenPort, bind: config.bindAddress ?? null },
-      },
-    );
-  } catch (err) {
-    // Nothing may go on serving without its control channel.
-    if (inWorkers) inWorkers.terminate();
-    else server.close();
-    throw err;
-  }
   // Names are asked again here, on one timer; workers take a new address as a new layout.
   const names = new NameWatch(
     balancer,
@@ -156,6 +132,56 @@ export async function serveUntilStopped(
     () => inWorkers?.syncLayout(),
   );
   names.followSpecs(config.groups);
+  const reloading: ReloadContext = {
+    balancer,
+    running: () => running,
+    reread,
+    resolve: (next) => resolveChannelHosts(resolver, next),
+    applySettings: (next) => {
+      balancer.options.autodisable = next.autodisable;
+      balancer.options.hashFailover = next.hashFailover;
+      options.connectTimeoutMs = next.connectTimeout * 1000;
+      running = next;
+    },
+    layoutChanged: async () => {
+      checker?.refresh();
+      names.followSpecs(running.groups);
+      await inWorkers?.syncLayout();
+    },
+    log: { info: (m) => log.info(m), warning: (m) => log.warning(m) },
+  };
+  // One reload at a time, in the order asked (SIGHUP and `reload` alike).
+  let reloads = Promise.resolve<ReloadAnswer>({ output: "" });
+  reloadNow = () => (reloads = reloads.then(() => reload(reloading)));
+  let controlServer;
+  try {
+    controlServer = await startControlServer(
+      {
+        balancer,
+        version: VERSION,
+        lookupPort,
+        log: (line) => log.info(line),
+        health: checker,
+        configuration: () => ({ options: running.optionWords, port: running.listenPort }),
+      },
+      control,
+      {
+        onKill: () => {
+          log.info("kill: exiting");
+          void exitLogged(log, EX_OK);
+        },
+        syncLayout: inWorkers?.syncLayout,
+        resolveHost: (host) => resolveHost(resolver, host, "host").catch(() => undefined),
+        reload: reloadNow,
+        info: { port: config.listenPort, bind: config.bindAddress ?? null },
+      },
+    );
+  } catch (err) {
+    // Nothing may go on serving without its control channel.
+    if (inWorkers) inWorkers.terminate();
+    else server.close();
+    throw err;
+  }
   stopListening = () => {
     checker?.stop();
     names.stop();
@@ -175,6 +201,49 @@ export async function serveUntilStopped(
   );
   await server.finished;
   return EX_OK;
+}
+
+/** The addresses a configuration names, resolved as a start resolves them. */
+export interface ResolvedConfig {
+  resolver: NameResolver;
+  /** Every channel host and its address. */
+  hosts: Map<string, string>;
+  /** Where to listen. */
+  hostname: string;
+  /** `-B`, resolved. */
+  sourceAddress?: string;
+}
+
+/**
+ * Resolves every name of `config` (channel hosts, `-b`, `-B`) through its
+ * resolver; throws an {@link ExitError} (exit 68) for one that does not
+ * resolve. `--check-config` stops here; a start and a reload go on.
+ *
+ * @example
+ * ```ts
+ * const { hosts } = await resolveConfig(config);
+ * ```
+ */
+export async function resolveConfig(config: Config): Promise<ResolvedConfig> {
+  const resolver = makeResolver(config.resolver);
+  const hosts = await resolveChannelHosts(resolver, config);
+  const hostname = config.bindAddress !== undefined
+    ? await resolveHost(resolver, config.bindAddress, "bind address (-b)")
+    : config.ipv6
+    ? "::"
+    : "0.0.0.0";
+  const sourceAddress = config.sourceAddress === undefined
+    ? undefined
+    : await resolveHost(resolver, config.sourceAddress, "source address (-B)");
+  return { resolver, hosts, hostname, sourceAddress };
+}
+
+async function resolveChannelHosts(resolver: NameResolver, config: Config): Promise<Map<string, string>> {
+  const hosts = new Map<string, string>();
+  for (const host of config.groups.flatMap((g) => g.channels.map((c) => c.host))) {
+    if (!hosts.has(host)) hosts.set(host, await resolveHost(resolver, host, "channel host"));
+  }
+  return hosts;
 }
 
 /** How long an exit waits for a remote syslog to take the last lines. */

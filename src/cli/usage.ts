@@ -32,11 +32,11 @@ export function versionLine(): string {
  */
 export const USAGE = `usage:
   balance [-b addr] [-B addr] [-t sec] [-T sec] [-w N] [-adfpHM6] [-L] [--grace sec] \\
-          [--log-file file] [--syslog host[:port]] \\
+          [-F file] [--check-config] [--log-file file] [--syslog host[:port]] \\
           [--resolve-interval sec] [--resolver addr[:port]] \\
           [--check [--check-interval sec] [--check-timeout sec] [--rise N] [--fall N] \\
            [--check-send str] [--check-expect str] [--check-exec cmd]] \\
-          port [h1[:p1[:maxc1[:weight1]]] [!%]] [ ... hN[:pN[:maxcN[:weightN]]]]
+          port [h1[:p1[:maxc1[:weight1[:dis]]]] [!%+]] [ ... hN[:pN[:maxcN[:weightN[:dis]]]]]
   balance [-b addr] -i [-d] port
   balance [-b addr] -c cmd  [-d] port
   balance --list
@@ -49,6 +49,8 @@ export const USAGE = `usage:
   -c cmd    send a control command to the instance on port
   -d        debug: trace every decision on stderr
   -f        stay in the foreground
+  -F FILE   read options and channels from FILE (command-line words, '#' comments);
+            also --config FILE; SIGHUP or the reload command reads it again
   -H        hash failover: try the other channels of a Hash group
   -i        interactive control of the instance on port
   -L        least connection: every RR group picks the channel with the fewest
@@ -62,6 +64,7 @@ export const USAGE = `usage:
   --syslog HOST[:PORT]  log to this syslog server over UDP (default port 514)
   --grace SEC      on SIGTERM/SIGINT let open connections finish for SEC (default 10)
   --list           the running instances this user may control (port, address, pid, user)
+  --check-config   parse and resolve everything, print nothing, exit 0 (or the error)
   --check          health checks: connect to every channel; skip the down ones until they answer
   --check-interval SEC  between two checks of a settled channel (default 2, at least 0.1)
   --check-timeout SEC   a check not passed by then failed (default the interval, at most -t)
@@ -77,7 +80,8 @@ export const USAGE = `usage:
   --help    this text
   --version the version
 
-  channel: host[:port[:maxc[:weight]]] or [ipv6]:port:maxc:weight; '!' ends an RR group,
-  '%' ends a Hash group. weight 0-256 (default 1): an RR group interleaves
-  channels in proportion to it (smooth weighted round robin); 0 takes no new
-  connections. Example: balance -f 8080 web1:80::3 web2:80 ! backup:80`;
+  channel: host[:port[:maxc[:weight[:dis]]]] or [ipv6]:port:maxc:weight; '!' ends an RR
+  group, '%' a Hash group, '+' a least-connection group. weight 0-256 (default 1):
+  an RR group interleaves channels in proportion to it (smooth weighted round
+  robin), a Hash group hashes consistently by it; 0 takes no new connections.
+  ':dis' starts the channel disabled. Example: balance -f 8080 web1:80::3 web2:80 ! backup:80`;

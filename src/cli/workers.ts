@@ -30,7 +30,11 @@ interface StartMessage {
   observe: boolean;
 }
 
-type ToWorker = StartMessage | { kind: "layout"; layout: Layout } | { kind: "stop" };
+type ToWorker =
+  | StartMessage
+  // A reload may change the connect timeout (-t) too.
+  | { kind: "layout"; layout: Layout; connectTimeoutMs: number }
+  | { kind: "stop" };
 
 type FromWorker =
   | { kind: "ready" }
@@ -141,7 +145,7 @@ export async function serveInWorkers(
     terminate,
     async syncLayout() {
       const all = workers.map((_, w) => new Promise<void>((resolve) => adopted[w].push(resolve)));
-      post({ kind: "layout", layout: balancer.layout() });
+      post({ kind: "layout", layout: balancer.layout(), connectTimeoutMs: options.connectTimeoutMs });
       // A worker too busy to answer must not hold every control client.
       let timer: ReturnType<typeof setTimeout> | undefined;
       const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), LAYOUT_WAIT_MS)));
@@ -174,6 +178,7 @@ export function runWorker(adapter: Adapter): void {
   const send = (message: FromWorker) => scope.postMessage(message);
   let balancer: Balancer | undefined;
   let server: Server | undefined;
+  let serving: ServeOptions | undefined;
   // Messages sent before a worker's module has finished loading can be lost
   // (Bun): the main thread sends `start` only once asked.
   scope.onmessage = async ({ data }) => {
@@ -188,12 +193,13 @@ export function runWorker(adapter: Adapter): void {
             send({ kind: "connectFailed", slot: channel.cells.slot, reason });
         }
         try {
-          server = await adapter.serve(balancer, {
+          serving = {
             ...data.serve,
             trace,
             warn: (message) => send({ kind: "warn", message }),
             dump: data.dump ? (direction, chunk) => send({ kind: "dump", direction, chunk }) : undefined,
-          });
+          };
+          server = await adapter.serve(balancer, serving);
           send({ kind: "listening", port: server.port });
         } catch (err) {
           const exitCode = err instanceof ExitError ? err.exitCode : EX_SOFTWARE;
@@ -203,6 +209,7 @@ export function runWorker(adapter: Adapter): void {
       }
       case "layout":
         balancer?.adopt(data.layout);
+        if (serving) serving.connectTimeoutMs = data.connectTimeoutMs;
         return send({ kind: "adopted" });
       case "stop":
         server?.close();

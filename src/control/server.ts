@@ -1,7 +1,13 @@
 import * as net from "node:net";
 import { chmodSync, unlinkSync } from "node:fs";
 import process from "node:process";
-import { commandHost, type CommandResult, type ControlContext, executeCommand } from "../core/control.ts";
+import {
+  commandHost,
+  type CommandResult,
+  type ControlContext,
+  executeCommand,
+  resolveCommand,
+} from "../core/control.ts";
 import { ExitError } from "../core/exit_error.ts";
 import { EX_OSERR } from "../core/sysexits.ts";
 import { INFO_REQUEST, type InstanceInfo, MAX_REQUEST_BYTES, parseRequest } from "./protocol.ts";
@@ -61,6 +67,8 @@ export interface ControlServerOptions {
   onKill: () => void;
   /** After `create`/`assign`: resolves once every worker has the new layout. */
   syncLayout?: () => Promise<void>;
+  /** `reload`: reads the configuration again and applies it; answers `reloaded` or why not. */
+  reload?: () => Promise<{ output: string; error?: boolean }>;
   /** Resolves the host of `create`/`assign` to an address; `undefined` if it cannot. */
   resolveHost: (host: string) => Promise<string | undefined>;
   /** Who this instance is, for {@link INFO_REQUEST} (the pid is added). */
@@ -109,7 +117,9 @@ export function startControlServer(
           const request = parseRequest(line);
           const host = request && commandHost(request.command);
           const hostAddress = host === undefined ? undefined : await options.resolveHost(host);
-          const { layoutChanged, ...answer }: CommandResult = request
+          const { layoutChanged, ...answer }: CommandResult = request && options.reload && isReload(request.command)
+            ? { ...(await options.reload()), group: request.group }
+            : request
             ? executeCommand(ctx, request.group, request.command, hostAddress)
             : { output: "syntax error", group: 0, error: true };
           if (layoutChanged) await options.syncLayout?.();
@@ -148,4 +158,10 @@ export function startControlServer(
       resolve({ address, close });
     });
   });
+}
+
+// `reload` (or an abbreviation of it) and nothing after it: other lines go to the core.
+function isReload(command: string): boolean {
+  const words = command.trim().split(/\s+/);
+  return words.length === 1 && resolveCommand(words[0]) === "reload";
 }

@@ -34,6 +34,8 @@ export type WarnFn = (message: string, key: string) => void;
  */
 export interface Layout {
   groups: { channels: { slot: number; address: string; port: number }[] }[];
+  /** `-a` and `-H`, which a reload may change. */
+  options: SelectionOptions;
 }
 
 /** A connection made by {@link Balancer.connect}. */
@@ -134,15 +136,18 @@ export class Balancer {
       groups: this.groups.map((g) => ({
         channels: g.channels.map((c) => ({ slot: c.cells.slot, address: c.address, port: c.port })),
       })),
+      options: { ...this.options },
     };
   }
 
   /**
    * Takes on a layout made by the control thread's balancer over the same
-   * shared state (a worker's view): channels and groups appear, addresses
-   * change; the numbers are already shared.
+   * shared state (a worker's view): channels and groups appear and go,
+   * addresses and options change; the numbers are already shared.
    */
   adopt(layout: Layout): void {
+    Object.assign(this.options, layout.options);
+    this.groups.length = Math.min(this.groups.length, layout.groups.length);
     layout.groups.forEach((g, gi) => {
       const group = this.groups[gi] ??= new Group(undefined, [], this.state.groupCells(gi));
       group.channels.length = 0;

@@ -4,6 +4,7 @@ import type { GroupType } from "./group.ts";
 import type { Channel } from "./channel.ts";
 import { MAX_MAXC, MAX_WEIGHT, type ServiceLookup } from "./grammar.ts";
 import { addressBytes } from "./hash.ts";
+import { dumpConfig } from "./dump.ts";
 import type { HealthStatus } from "./health_checker.ts";
 
 /**
@@ -37,6 +38,8 @@ export const COMMANDS = [
   "health",
   "leastconn",
   "weight",
+  "reload",
+  "dump",
 ] as const;
 
 /** One of {@link COMMANDS}. */
@@ -62,6 +65,8 @@ const HELP: Record<CommandName, string> = {
   health: "health                health checks of all channels (--check)",
   leastconn: "leastconn             make the current group a least connection group",
   weight: "weight N W            set channel N's weight to W (0-256, 0 = no new connections)",
+  reload: "reload                read the configuration file (-F) again and apply it",
+  dump: "dump                  the running configuration, as a configuration file",
 };
 
 /**
@@ -106,6 +111,8 @@ export interface ControlContext {
   log?: (line: string) => void;
   /** The health checks (`--check`); absent without them. */
   health?: HealthView;
+  /** For `dump`: the option words in force and the listen port; absent, `dump` writes the channels alone. */
+  configuration?: () => { options: readonly string[]; port: number };
 }
 
 /** What control sees of the health checks. */
@@ -207,6 +214,8 @@ export function executeCommand(
     health: [0],
     leastconn: [0],
     weight: [2],
+    reload: [0],
+    dump: [0],
   };
   if (!argCount[command].includes(args.length)) return fail(SYNTAX_ERROR);
   // Channel numbers and counts are whole decimal numbers: `disable x` is a
@@ -228,6 +237,13 @@ export function executeCommand(
       return answer("shutdown complete, exiting.", { kill: true });
     case "help":
       return answer(COMMANDS.map((c) => HELP[c]).join("\n"));
+    case "dump": {
+      const { options, port } = ctx.configuration?.() ?? { options: [], port: 0 };
+      return answer(dumpConfig(balancer, options, port).trimEnd());
+    }
+    case "reload":
+      // The control server does a reload itself (it reads files and resolves names).
+      return fail("reload is not available here");
     case "version":
       return answer(`This is balance ${ctx.version}\nMAXGROUPS=${MAX_GROUPS}\nMAXCHANNELS=${MAX_CHANNELS}`);
     case "show":

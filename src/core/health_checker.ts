@@ -124,6 +124,28 @@ export class HealthChecker {
     if (!entry.running) this.runSoon(entry, entry.startedAt + MIN_CHECK_INTERVAL * 1000 - this.now());
   }
 
+  /**
+   * After a reload: checks the channels that joined at once and forgets
+   * those that left (a check under way of one finishes unheard).
+   */
+  refresh(): void {
+    if (!this.active) return;
+    const present = new Map<number, { group: number; index: number }>();
+    this.balancer.groups.forEach((g, group) =>
+      g.channels.forEach((c, index) => present.set(c.cells.slot, { group, index }))
+    );
+    for (const [slot, entry] of this.bySlot) {
+      const at = present.get(slot);
+      if (at) {
+        Object.assign(entry, at);
+        continue;
+      }
+      this.queue.cancel(entry);
+      this.bySlot.delete(slot);
+    }
+    this.sync();
+  }
+
   /** The health of `channel`, or `undefined` when it is not (yet) checked. */
   status(channel: Channel): HealthStatus | undefined {
     const entry = this.bySlot.get(channel.cells.slot);
@@ -170,7 +192,8 @@ export class HealthChecker {
       result = { ok: false, reason: errorText(err) };
     }
     entry.running = false;
-    if (!this.active) return;
+    // Stopped, or the channel left with a reload: the result has no one to tell.
+    if (!this.active || this.bySlot.get(entry.channel.cells.slot) !== entry) return;
     this.take(entry, result);
     const delayMs = nextCheckDelay(entry.record, this.settings, this.random) * 1000;
     this.runSoon(entry, entry.startedAt + delayMs - this.now());

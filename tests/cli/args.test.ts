@@ -259,3 +259,22 @@ test("command line: --resolver ADDR[:PORT] names a DNS server by address; port 5
   fails(["--resolver", "127.0.0.1:0", "80", "web"], /resolver port \(--resolver\)/);
   fails(["--resolver", "127.0.0.1:70000", "80", "web"], /resolver port \(--resolver\)/);
 });
+
+test("args: the options in force as words for dump: each once (the last), -f -d -L left out, values quoted when needed", () => {
+  const config = parseCommandLine(
+    ["-fd", "-t", "3", "-L", "--check", "--check-exec", "/bin/check -q", "-t4", "--check-expect", "#ok", "80", "a"],
+    () => undefined,
+  );
+  assert.deepEqual(config.optionWords, [
+    "--check",
+    "--check-exec",
+    '"/bin/check -q"',
+    "-t",
+    "4",
+    "--check-expect",
+    '"#ok"',
+  ]);
+  assert.equal(config.checkConfig, false);
+  assert.deepEqual(config.configFiles, []);
+  assert.equal(parseCommandLine(["--check-config", "80", "a"], () => undefined).checkConfig, true);
+});

@@ -39,9 +39,12 @@ test("control: abbreviations resolve in balance's order", () => {
   assert.equal(resolveCommand("q"), "quit");
   assert.equal(resolveCommand("k"), "kill");
   // The new ones come last: no abbreviation of 3.54 changes meaning.
-  assert.deepEqual(COMMANDS.slice(-3), ["health", "leastconn", "weight"]);
+  assert.deepEqual(COMMANDS.slice(-5), ["health", "leastconn", "weight", "reload", "dump"]);
   assert.equal(resolveCommand("l"), "leastconn");
   assert.equal(resolveCommand("w"), "weight");
+  assert.equal(resolveCommand("re"), "reset");
+  assert.equal(resolveCommand("rel"), "reload");
+  assert.equal(resolveCommand("du"), "dump");
   assert.equal(resolveCommand("he"), "help");
   assert.equal(resolveCommand("?"), "help");
   assert.equal(resolveCommand("xyz"), undefined);

@@ -70,7 +70,10 @@ test("errors: the usage synopsis lists every option", async () => {
   const r = await runBalance(["--help"]);
   assert.equal(r.code, 0);
   const synopsis = r.stdout.slice(0, r.stdout.indexOf("\n\n"));
-  const options = ["-b", "-B", "-t", "-T", "-w", "-c", "-i", "-d", "--grace", "--log-file", "--syslog", "--list"];
+  const options = [
+    ...["-b", "-B", "-t", "-T", "-w", "-c", "-i", "-d", "-F", "--grace", "--log-file", "--syslog", "--list"],
+    ...["--check-config", "--resolver", "--resolve-interval"],
+  ];
   for (const option of options) {
     assert.match(synopsis, new RegExp(`[\\s[]${option}[\\s\\]]`), `${option} in the synopsis:\n${synopsis}`);
   }

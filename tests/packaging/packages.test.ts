@@ -67,7 +67,7 @@ test("binaries: linux-arm64 runs under emulation and reports its version", {
   assert.match(out, VERSION_LINE);
 });
 
-test(".deb: control fields, man page, and the installed /usr/bin/balance proxies a connection", async () => {
+test(".deb: control fields, man page, systemd unit, example conffile; the installed balance proxies a connection", async () => {
   const deb = join(PACKAGES, `balance_${VERSION}_amd64.deb`);
   const info = sh("dpkg-deb", ["--field", deb, "Package", "Version", "Architecture"]);
   assert.equal(info, `Package: balance\nVersion: ${VERSION}\nArchitecture: amd64\n`);
@@ -80,6 +80,17 @@ test(".deb: control fields, man page, and the installed /usr/bin/balance proxies
     const man = sh("sh", ["-c", `gzip -dc ${join(root, "usr/share/man/man1/balance.1.gz")}`]);
     assert.match(man, /^\.TH BALANCE 1/);
     assert.match(man, /\\fB\\-H\\fR|\.B \\-H/, "documents -H");
+    const unit = join(root, "usr/lib/systemd/system/balance@.service");
+    assert.equal(readFileSync(unit, "utf8"), readFileSync(join(ROOT, "packaging/systemd/balance@.service"), "utf8"));
+    assert.match(sh("sh", ["-c", `dpkg-deb --info ${deb} conffiles`]), /^\/etc\/balance\/example\.conf$/m);
+    const example = spawnSync(bin, ["--check-config", "-F", join(root, "etc/balance/example.conf")], {
+      encoding: "utf8",
+    });
+    assert.deepEqual(
+      [example.status, example.stdout, example.stderr],
+      [0, "", ""],
+      "the example passes --check-config",
+    );
     await proxiesAConnection([bin]);
   } finally {
     rmSync(root, { recursive: true, force: true });
