@@ -75,7 +75,7 @@ const balancer = new Balancer([groupOf("RR", 1000)]);
 const connected = Promise.resolve("conn");
 Deno.bench("connect + release (claim, counters), 1000 channels", async () => {
   const got = await balancer.connect("10.0.0.1", () => connected);
-  balancer.release(got!.channel);
+  balancer.release(got.channel!);
 });
 
 const channel = new Channel("127.0.0.1", 80);

@@ -42,6 +42,18 @@ export interface Layout {
 export interface Connected<T> {
   channel: Channel;
   conn: T;
+  /** Milliseconds from the start of {@link Balancer.connect} until connected, failed attempts included. */
+  connectMs: number;
+}
+
+/**
+ * A client {@link Balancer.connect} could not connect: `connect-failed` when
+ * every channel tried refused or timed out, `no-channel` when none was
+ * usable and none was tried.
+ */
+export interface NotConnected {
+  channel: undefined;
+  reason: "connect-failed" | "no-channel";
 }
 
 /**
@@ -174,15 +186,21 @@ export class Balancer {
    * autodisable it is then disabled. Resolves to `undefined` when no channel
    * is left: the caller closes the client.
    */
-  async connect<T>(clientAddress: string, dial: (channel: Channel) => Promise<T>): Promise<Connected<T> | undefined> {
+  async connect<T>(
+    clientAddress: string,
+    dial: (channel: Channel) => Promise<T>,
+  ): Promise<Connected<T> | NotConnected> {
+    const started = performance.now();
+    let tried = false;
     for (const channel of pickChannels(this.groups, clientAddress, this.options.hashFailover)) {
       // Another worker may have filled or disabled it since it was picked.
       if (!channel.tryClaim()) continue;
       this.state.addOpen(1);
+      tried = true;
       try {
         const conn = await dial(channel);
         this.trace?.(`${clientAddress}: connected to ${this.describe(channel)}`);
-        return { channel, conn };
+        return { channel, conn, connectMs: performance.now() - started };
       } catch (err) {
         channel.unclaim();
         this.state.addOpen(-1);
@@ -203,7 +221,7 @@ export class Balancer {
     }
     this.trace?.(`${clientAddress}: no channel available, closing client`);
     this.warn?.(`no channel available for ${clientAddress}: client closed`, "no channel");
-    return undefined;
+    return { channel: undefined, reason: tried ? "connect-failed" : "no-channel" };
   }
 
   /** Connections open or being connected right now, over all channels and workers. */

@@ -103,8 +103,10 @@ test("Balancer.connect: counts the connection on the chosen channel", async () =
   const a = ch(1);
   const b = new Balancer([new Group("RR", [a])]);
   const got = await b.connect("10.0.0.1", (c) => Promise.resolve(`conn-to-${c.port}`));
-  assert.equal(got?.conn, "conn-to-1");
-  assert.equal(got?.channel, a);
+  assert.ok(got.channel);
+  assert.equal(got.conn, "conn-to-1");
+  assert.equal(got.channel, a);
+  assert.ok(got.connectMs >= 0 && got.connectMs < 1000, `connect time ${got.connectMs} ms`);
   assert.deepEqual([a.c, a.totalc], [1, 1]);
   a.release();
   assert.deepEqual([a.c, a.totalc], [0, 1]);
@@ -116,9 +118,10 @@ test("Balancer.connect: the count is in place while the connect is pending (maxc
   const slow = new Promise<string>((r) => (release = () => r("a")));
   const first = b.connect("x", () => slow);
   const second = await b.connect("x", (c) => Promise.resolve(String(c.port)));
-  assert.equal(second?.conn, "2");
+  assert.equal(second.channel && second.conn, "2");
   release();
-  assert.equal((await first)?.conn, "a");
+  const late = await first;
+  assert.equal(late.channel && late.conn, "a");
 });
 test("Balancer.connect: a refused connect is undone and the next channel tried, then the next group", async () => {
   const a = ch(1), bb = ch(2), c = ch(3);
@@ -142,12 +145,15 @@ test("Balancer.connect: with autodisable a failed channel is disabled and stays 
   for (let i = 0; i < 3; i++) await bal.connect("x", (chn) => (tried.push(chn.port), Promise.resolve("ok")));
   assert.deepEqual(tried, [2, 2, 2]);
 });
-test("Balancer.connect: nothing left: resolves to undefined with every count undone", async () => {
+test("Balancer.connect: nothing left: connect-failed with every count undone; none usable: no-channel", async () => {
   const a = ch(1), bb = ch(2);
   const traces: string[] = [];
   const bal = new Balancer([new Group("RR", [a]), new Group("Hash", [bb])], undefined, (m) => traces.push(m));
-  assert.equal(await bal.connect("x", refused), undefined);
+  assert.deepEqual(await bal.connect("x", refused), { channel: undefined, reason: "connect-failed" });
   assert.deepEqual([a.c, a.totalc, bb.c, bb.totalc], [0, 0, 0, 0]);
   assert.match(traces.join("\n"), /connect to group 0 channel 0 \(127\.0\.0\.1:1\) failed: connection refused/);
   assert.match(traces.at(-1)!, /no channel available/);
+  a.enabled = false;
+  bb.enabled = false;
+  assert.deepEqual(await bal.connect("x", refused), { channel: undefined, reason: "no-channel" });
 });

@@ -61,7 +61,7 @@ test("shared state: a channel created in the control thread reaches a worker in 
   created.enabled = true;
   assert.equal(worker.groups[2].channels[0].enabled, true);
   const got = await worker.connect("10.0.0.1", () => Promise.resolve("conn"));
-  assert.equal(got!.channel.address, "127.0.0.5");
+  assert.equal(got.channel?.address, "127.0.0.5");
   assert.equal(main.openConnections(), 1);
 });
 

@@ -148,7 +148,7 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
 
 async function connectPipe(pipe: Pipe, balancer: Balancer, options: ServeOptions, idle: IdleTimer | undefined) {
   const connected = await balancer.connect(pipe.client.remoteAddress, (channel) => dial(pipe, channel, options));
-  if (!connected) {
+  if (!connected.channel) {
     pipe.close();
     return;
   }

@@ -122,7 +122,7 @@ async function handleClient(
     clientAddress,
     (channel) => dialChannel(channel, { timeoutMs: options.connectTimeoutMs, sourceAddress: options.sourceAddress }),
   );
-  if (!connected) {
+  if (!connected.channel) {
     client.close();
     return;
   }
