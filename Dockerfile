@@ -1,22 +1,19 @@
-# balance in an image with nothing else: the musl binary, the loader and the
-# two C++ runtime libraries it links, and /etc/services for port names.
-#   ./scripts/build && docker build -t balance .
-#   docker run --network host balance 8080 10.0.0.1:80 10.0.0.2:80
-# (scripts/container-smoke builds the same kind of root filesystem in a folder
-# and runs it with chroot, since this build machine has no Docker engine.)
-FROM alpine:3.20 AS libs
-ARG TARGETARCH=amd64
-RUN apk add --no-cache libstdc++ libgcc
-COPY dist/balance-linux-x64-musl dist/balance-linux-arm64-musl /dist/
-RUN set -eu; \
-    case "$TARGETARCH" in amd64) arch=x64 ;; arm64) arch=arm64 ;; *) echo "no binary for $TARGETARCH" >&2; exit 1 ;; esac; \
-    mkdir -p /rootfs/lib /rootfs/usr/lib /rootfs/usr/bin /rootfs/etc; \
-    cp -L /lib/ld-musl-*.so.1 /rootfs/lib/; \
-    cp -L /usr/lib/libstdc++.so.6 /usr/lib/libgcc_s.so.1 /rootfs/usr/lib/; \
-    cp /etc/services /rootfs/etc/services; \
-    install -m 0755 "/dist/balance-linux-$arch-musl" /rootfs/usr/bin/balance
-
+# balance alone in an image: the glibc executable, exactly the libraries and
+# loader it loads, /etc/services for port names, a passwd/group entry for the
+# user balance (10001) and /run/balance for the control socket. Nothing is pulled: the
+# context is dist/image, whose rootfs/ ./scripts/image makes from this
+# machine's files (then builds and tags localhost/balance with podman):
+#   ./scripts/build && ./scripts/image
+#   podman run --rm --network host --read-only localhost/balance 8080 10.0.0.1:80 10.0.0.2:80
+# With another engine: ./scripts/image --context, then
+#   docker build -f Dockerfile -t balance dist/image
 FROM scratch
-COPY --from=libs /rootfs/ /
-USER 65534:65534
+COPY rootfs/ /
+USER 10001:10001
+# The control socket (podman exec CONTAINER balance -c show PORT) lives in a
+# volume, so a read-only root filesystem still serves and answers; balance
+# makes control/ in it, owner-only.
+ENV BALANCE_CONTROL_DIR=/run/balance/control
+VOLUME ["/run/balance"]
+# Foreground, so the engine keeps the process, its output and its signals.
 ENTRYPOINT ["/usr/bin/balance", "-f"]

@@ -50,6 +50,7 @@ const DOCS_PAGES = [
   "docs/dns.md",
   "docs/hashing.md",
   "docs/configuration.md",
+  "docs/scaling.md",
   "docs/deviations.md",
 ];
 

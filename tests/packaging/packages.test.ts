@@ -1,7 +1,7 @@
 /**
  * The release artefacts as users get them: seven binaries, a .deb, npm
- * tarballs, a Homebrew formula, a Scoop manifest and a minimal container
- * root. Needs ./scripts/build and ./scripts/package to have run.
+ * tarballs, a Homebrew formula and a Scoop manifest (the OCI image: image.test.ts).
+ * Needs ./scripts/build and ./scripts/package to have run.
  */
 import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
@@ -11,7 +11,6 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import process from "node:process";
 import { freePort, startBackend, whoAnswers } from "../support/net.ts";
 import { startBalance } from "../support/balance.ts";
 
@@ -204,22 +203,4 @@ test("Homebrew formula and Scoop manifest carry the release checksums", () => {
   assert.equal(scoop.bin, "balance.exe");
   if (spawnSync("ruby", ["--version"]).status === 0) sh("ruby", ["-c", join(PACKAGES, "balance.rb")]);
   else console.log("ruby not installed: formula syntax not checked");
-});
-
-test("container: a minimal root filesystem runs balance under chroot and proxies a connection", {
-  skip: process.getuid?.() !== 0 && "needs root: chroot and mount",
-}, () => {
-  const out = sh(join(ROOT, "scripts/container-smoke"), [], { stdio: ["ignore", "pipe", "pipe"] });
-  assert.match(out, /^container-smoke: ok: balance .* proxied a connection to localhost:\d+$/m);
-});
-
-// Read, not built: there is no Docker engine here (scripts/container-smoke
-// runs the glibc binary in a chroot instead).
-test("the Dockerfile's text: FROM scratch, copies the musl binaries that the build made, runs balance -f", () => {
-  const dockerfile = readFileSync(join(ROOT, "Dockerfile"), "utf8");
-  assert.match(dockerfile, /^FROM scratch$/m);
-  const copied = /^COPY (dist\/\S+) (dist\/\S+) \/dist\/$/m.exec(dockerfile);
-  assert.deepEqual(copied?.slice(1), ["dist/balance-linux-x64-musl", "dist/balance-linux-arm64-musl"]);
-  for (const file of copied!.slice(1)) assert.ok(existsSync(join(ROOT, file)), `${file} is built`);
-  assert.match(dockerfile, /ENTRYPOINT \["\/usr\/bin\/balance", "-f"\]/);
 });
