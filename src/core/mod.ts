@@ -36,3 +36,4 @@ export * from "./control.ts";
 export * from "./shown.ts";
 export * from "./state.ts";
 export * from "./throttle.ts";
+export * from "./proxy_protocol.ts";
