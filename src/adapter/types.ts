@@ -1,4 +1,5 @@
 import type { Balancer } from "../core/balancer.ts";
+import type { ConnectionRecord } from "../core/connection_log.ts";
 import type { Direction } from "../core/packet_dump.ts";
 import type { Probe } from "../core/health_checker.ts";
 import type { ProbeOptions } from "./probe.ts";
@@ -35,6 +36,11 @@ export interface ServeOptions {
    * text before its first colon.
    */
   warn: (message: string, key?: string) => void;
+  /**
+   * `--log-connections`: told of every client once it has gone, whether it
+   * got a channel or not; absent, the adapters track nothing for it.
+   */
+  onConnectionEnd?: (record: ConnectionRecord) => void;
 }
 
 /**
@@ -53,6 +59,12 @@ export interface Server {
   close(): void;
   /** Resolves once the accept loop has ended: after `close`, no client is accepted any more. */
   readonly finished: Promise<void>;
+  /**
+   * Closes every open connection at once (the grace period is over), each
+   * reported to `onConnectionEnd` as `shutdown`; resolves once they have
+   * been. Without `onConnectionEnd` there is nothing to report and it does nothing.
+   */
+  endConnections(): Promise<void>;
 }
 
 /**

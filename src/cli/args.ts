@@ -55,6 +55,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
         T: { type: "string", short: "T" },
         workers: { type: "string", short: "w" },
         "log-file": { type: "string" },
+        "log-connections": { type: "boolean" },
         syslog: { type: "string" },
         grace: { type: "string" },
         list: { type: "boolean" },
@@ -68,6 +69,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
         "check-exec": { type: "string" },
         "resolve-interval": { type: "string" },
         resolver: { type: "string" },
+        metrics: { type: "string" },
         "check-config": { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
@@ -118,6 +120,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
     ipv6: v["6"] ?? false,
     command: v.c,
     logFile: v["log-file"],
+    logConnections: v["log-connections"] ?? false,
     syslog: v.syslog === undefined ? undefined : parseHostPort(v.syslog, lookup, "syslog port (--syslog)", SYSLOG_PORT),
     workers: v.workers === undefined ? DEFAULTS.workers : parseWorkers(v.workers),
     graceSeconds: v.grace === undefined ? DEFAULTS.graceSeconds : seconds(v.grace, "grace period (--grace)", 0),
@@ -126,6 +129,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
       ? DEFAULTS.resolveInterval
       : parseSeconds(v["resolve-interval"], "resolve interval (--resolve-interval)", 0, MAX_TIMEOUT_SEC),
     resolver: v.resolver === undefined ? undefined : parseResolver(v.resolver, lookup),
+    metrics: v.metrics === undefined ? undefined : parseMetricsAddress(v.metrics, lookup),
     groups: mode === "serve" ? withLeastConnection(parseGroups(channelArgs, listenPort, lookup), v.L ?? false) : [],
     checkConfig: v["check-config"] ?? false,
     configFiles: [],
@@ -259,6 +263,19 @@ function parseResolver(text: string, lookup: ServiceLookup): { host: string; por
     throw usageError(`invalid resolver (--resolver) '${shown(text)}': must be an IP address, with :PORT if not 53`);
   }
   return server;
+}
+
+/** Where `--metrics PORT` listens without an address: this host only. */
+const METRICS_HOST = "127.0.0.1";
+
+// `--metrics [ADDR:]PORT`: unlike HOST[:PORT], the port is what may not be left out.
+function parseMetricsAddress(text: string, lookup: ServiceLookup): { host: string; port: number } {
+  const match = /^\[([^\]]+)\]:(.*)$/.exec(text) ?? /^([^:]*):([^:]*)$/.exec(text);
+  const [host, port] = match ? [match[1], match[2]] : [METRICS_HOST, text];
+  if (host === "" || port === "") {
+    throw usageError(`invalid metrics address (--metrics) '${shown(text)}': must be [ADDR:]PORT`);
+  }
+  return { host, port: parsePort(port, lookup, "metrics port (--metrics)") };
 }
 
 /** More threads than this only add contention on any machine we know of. */

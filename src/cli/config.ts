@@ -33,6 +33,8 @@ export interface Config {
   command?: string;
   /** `--log-file`: where balance logs (too, with `-f`) instead of syslog. */
   logFile?: string;
+  /** `--log-connections`: one info line per connection when it ends. */
+  logConnections: boolean;
   /** `--syslog HOST[:PORT]`: a syslog server to send the log to over UDP. */
   syslog?: { host: string; port: number };
   /** `--grace`: seconds open connections may finish after SIGTERM/SIGINT. */
@@ -43,6 +45,8 @@ export interface Config {
   check?: HealthSettings;
   /** `--resolve-interval`: seconds between lookups of channels given by name; 0 = only at start. */
   resolveInterval: number;
+  /** `--metrics [ADDR:]PORT`: where to serve /metrics and /status; undefined = nowhere. */
+  metrics?: { host: string; port: number };
   /** `--resolver ADDR[:PORT]`: the DNS server to ask; undefined = the system's resolver. */
   resolver?: { host: string; port: number };
   groups: GroupSpec[];
@@ -69,6 +73,7 @@ export const DEFAULTS: Omit<Config, "mode" | "listenPort" | "groups"> = {
   hashFailover: false,
   ipv6: false,
   graceSeconds: 10,
+  logConnections: false,
   workers: 1,
   resolveInterval: 30,
   checkConfig: false,

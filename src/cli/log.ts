@@ -7,6 +7,7 @@ import {
   getLogger,
   getTextFormatter,
   type LogLevel,
+  type LogRecord,
   type Sink,
 } from "@logtape/logtape";
 import { ExitError } from "../core/exit_error.ts";
@@ -78,11 +79,19 @@ export interface Log {
   info(message: string): void;
   warning(message: string): void;
   throttled(message: string, key?: string): void;
+  /**
+   * Many info lines at once (`--log-connections`, thousands a second): one
+   * write per target, past LogTape's work per record, which would cost
+   * more than the lines.
+   */
+  infoLines(messages: string[]): void;
   /** Opens the log file again at its path (SIGUSR1, after logrotate renamed it); false: there is none. */
   reopen(): boolean;
   /** Sends what is still queued (a remote syslog); call before exiting. */
   close(): Promise<void>;
 }
+
+const CATEGORY = ["balance"];
 
 /** One line per kind of fault and channel per this interval. */
 export const THROTTLE_MS = 10_000;
@@ -106,8 +115,19 @@ function stderrSink(): Sink {
   return getConsoleSink({ levelMap, formatter });
 }
 
+/** Writes many records at once; a sink that cannot (a datagram per line) takes them one by one. */
+type BulkSink = (records: LogRecord[]) => void;
+
+// The records' lines in one text, for one write.
+const joined = (records: LogRecord[]) => records.map(formatter).join("");
+
+// One console.error call: the console sink's, with all the lines.
+const stderrBulk: BulkSink = (records) => console.error(joined(records).slice(0, -1));
+
+const oneByOne = (sink: Sink): BulkSink => (records) => records.forEach(sink);
+
 /** A file sink whose descriptor can be opened anew at the same path. */
-function fileSink(path: string): { sink: Sink; reopen(): void } {
+function fileSink(path: string): { sink: Sink; bulk: BulkSink; reopen(): void } {
   const open = () => {
     try {
       return openSync(path, "a", 0o640);
@@ -120,6 +140,7 @@ function fileSink(path: string): { sink: Sink; reopen(): void } {
     // One synchronous write per line: written when the call returns, and a
     // background balancer's log is rare lines, never one per chunk.
     sink: (record) => writeSync(fd, formatter(record)),
+    bulk: (records) => writeSync(fd, joined(records)),
     reopen() {
       const fresh = open();
       closeSync(fd);
@@ -146,6 +167,7 @@ export async function setupLog(
   openSyslogSocket: (path: string) => DatagramSender,
 ): Promise<Log> {
   const sinks: Record<string, Sink> = {};
+  const bulks: BulkSink[] = [];
   const files: { reopen(): void }[] = [];
   let fallback: string | undefined;
   for (const [i, target] of targets.entries()) {
@@ -153,11 +175,13 @@ export async function setupLog(
     switch (target.kind) {
       case "stderr":
         sinks[name] = stderrSink();
+        bulks.push(stderrBulk);
         break;
       case "file": {
         const file = fileSink(target.path);
         files.push(file);
         sinks[name] = file.sink;
+        bulks.push(file.bulk);
         break;
       }
       case "syslog": {
@@ -167,12 +191,14 @@ export async function setupLog(
         } catch (err) {
           fallback = `no syslog at ${shown(target.socket)} (${(err as Error).message}): logging to stderr`;
           sinks[name] = stderrSink();
+          bulks.push(stderrBulk);
           break;
         }
         sinks[name] = (record) => {
           const message = record.message.map(String).join("");
           socket.send(syslogLine(record.level, message, process.pid, new Date(record.timestamp)));
         };
+        bulks.push(oneByOne(sinks[name]));
         break;
       }
       case "remote": {
@@ -184,6 +210,7 @@ export async function setupLog(
           facility: "daemon",
           appName: "balance",
         });
+        bulks.push(oneByOne(sinks[name]));
         break;
       }
     }
@@ -202,6 +229,22 @@ export async function setupLog(
   return {
     debug: (message) => logger.debug(literal(message)),
     info: (message) => logger.info(literal(message)),
+    infoLines(messages) {
+      const timestamp = Date.now();
+      const records = messages.map((message): LogRecord => ({
+        category: CATEGORY,
+        level: "info",
+        timestamp,
+        message: [message],
+        rawMessage: message,
+        properties: {},
+      }));
+      for (const bulk of bulks) {
+        try {
+          bulk(records);
+        } catch { /* as in LogTape: a target that fails does not stop the others, nor the balancer */ }
+      }
+    },
     warning: (message) => logger.warning(literal(message)),
     throttled(message, key = warningKey(message)) {
       let throttle = throttles.get(key);

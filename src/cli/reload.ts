@@ -44,10 +44,12 @@ const FLAGS: Partial<Record<keyof Config, string>> = {
   foreground: "-f",
   packetDump: "-p",
   logFile: "--log-file",
+  logConnections: "--log-connections",
   syslog: "--syslog",
   check: "--check and its options",
   resolveInterval: "--resolve-interval",
   resolver: "--resolver",
+  metrics: "--metrics",
 };
 
 /**

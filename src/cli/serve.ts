@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import process from "node:process";
 import { Balancer } from "../core/balancer.ts";
@@ -7,6 +6,7 @@ import type { ServiceLookup } from "../core/grammar.ts";
 import { addressBytes } from "../core/hash.ts";
 import { shown } from "../core/shown.ts";
 import { formatPacketDump } from "../core/packet_dump.ts";
+import { ConnectionBatch, formatConnectionLine } from "../core/connection_log.ts";
 import { EX_NOHOST, EX_OK } from "../core/sysexits.ts";
 import { HealthChecker } from "../core/health_checker.ts";
 import { type NameResolver, NameWatch } from "../core/name_watch.ts";
@@ -14,10 +14,14 @@ import { makeResolver } from "../adapter/resolver.ts";
 import type { Adapter, ServeOptions } from "../adapter/types.ts";
 import { controlAddress, ensurePrivateDirectory } from "../control/address.ts";
 import { claimControlAddress, startControlServer } from "../control/server.ts";
+import { type MetricsServer, startMetricsServer } from "../control/metrics_server.ts";
+import { METRICS_CONTENT_TYPE, renderMetrics } from "../core/metrics.ts";
+import { showJson } from "../core/control.ts";
+import { openFilesLimit, processFigures } from "../adapter/process_stats.ts";
 import type { Config } from "./config.ts";
 import { reload, type ReloadAnswer, type ReloadContext } from "./reload.ts";
 import { type Log, logTargets, setupLog } from "./log.ts";
-import { VERSION } from "./usage.ts";
+import { RUNTIME, VERSION } from "./usage.ts";
 import { serveInWorkers } from "./workers.ts";
 
 /**
@@ -63,6 +67,10 @@ export async function serveUntilStopped(
   // Stopping: no new clients at once, open connections get the grace period,
   // then whatever is left is closed. A second signal stops at once.
   let stopListening = () => Promise.resolve();
+  let endConnections = () => Promise.resolve();
+  const connectionLog = config.logConnections
+    ? new ConnectionBatch((records) => log.infoLines(records.map(formatConnectionLine)))
+    : undefined;
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return exitLogged(log, EX_OK);
@@ -72,7 +80,11 @@ export async function serveUntilStopped(
     log.info(`${signal}: stopped accepting; ${open} open connection(s), grace ${running.graceSeconds}s`);
     const deadline = Date.now() + running.graceSeconds * 1000;
     while (balancer.openConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    log.info(`exiting, ${balancer.openConnections()} connection(s) closed`);
+    const left = balancer.openConnections();
+    // With --log-connections, each one left gets its line before the exit.
+    await endConnections();
+    connectionLog?.flush();
+    log.info(`exiting, ${left} connection(s) closed`);
     await exitLogged(log, EX_OK);
   };
   // A daemon's signals: only INT and TERM stop it. HUP (sent by reload
@@ -110,6 +122,7 @@ export async function serveUntilStopped(
     dump: config.packetDump ? (dir, chunk) => process.stdout.write(formatPacketDump(dir, chunk)) : undefined,
     trace,
     warn: (message, key) => log.throttled(message, key),
+    onConnectionEnd: connectionLog && ((record) => connectionLog.add(record)),
   };
   // Checks run here, in the thread that owns control; workers see the
   // health through the shared state and tell of failed connects.
@@ -154,6 +167,7 @@ export async function serveUntilStopped(
   let reloads = Promise.resolve<ReloadAnswer>({ output: "" });
   reloadNow = () => (reloads = reloads.then(() => reload(reloading)));
   let controlServer;
+  let metricsServer: MetricsServer | undefined;
   try {
     controlServer = await startControlServer(
       {
@@ -176,8 +190,17 @@ export async function serveUntilStopped(
         info: { port: config.listenPort, bind: config.bindAddress ?? null },
       },
     );
+    // Here, in the control thread: it reads the shared state, so every worker's numbers add up.
+    if (config.metrics) {
+      metricsServer = await startMetricsServer(config.metrics.host, config.metrics.port, {
+        metricsContentType: METRICS_CONTENT_TYPE,
+        metrics: () => renderMetrics({ balancer, version: VERSION, runtime: RUNTIME, process: processFigures() }),
+        status: () => JSON.stringify(showJson(balancer, checker || undefined)),
+      });
+    }
   } catch (err) {
-    // Nothing may go on serving without its control channel.
+    // Nothing may go on serving without its control channel (or the metrics asked for).
+    controlServer?.close();
     if (inWorkers) inWorkers.terminate();
     else server.close();
     throw err;
@@ -187,8 +210,10 @@ export async function serveUntilStopped(
     names.stop();
     server.close();
     controlServer.close();
+    metricsServer?.close();
     return server.finished;
   };
+  endConnections = () => server.endConnections();
   checker?.start();
   names.start();
   log.info(
@@ -257,20 +282,6 @@ async function exitLogged(log: Log, code: number): Promise<never> {
 
 /** Descriptors kept free for the runtime, the control channel and logging. */
 const RESERVED_DESCRIPTORS = 32;
-
-/**
- * The open-files soft limit (both runtimes raise it to the hard limit at
- * start), where the platform tells it; `undefined` elsewhere.
- */
-function openFilesLimit(): number | undefined {
-  try {
-    const line = readFileSync("/proc/self/limits", "utf8").split("\n").find((l) => l.startsWith("Max open files"));
-    const soft = Number(line!.trim().split(/\s+/)[3]);
-    return Number.isFinite(soft) ? soft : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 // Exit 68 with one line: a name that does not resolve is no typo in the
 // command line, so the usage would not help.

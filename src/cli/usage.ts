@@ -17,9 +17,19 @@ declare const BALANCE_COMMIT: string | undefined;
  */
 export function versionLine(): string {
   const commit = typeof BALANCE_COMMIT === "string" ? `commit ${BALANCE_COMMIT}` : "source";
-  const runtime = process.versions.bun ? `bun ${process.versions.bun}` : `deno ${process.versions.deno}`;
-  return `balance ${VERSION} (${commit}, ${runtime})`;
+  return `balance ${VERSION} (${commit}, ${RUNTIME})`;
 }
+
+/**
+ * The runtime underneath and its version, as `--version` and the
+ * `balance_build_info` metric name it.
+ *
+ * @example
+ * ```ts
+ * RUNTIME; // "deno 2.9.6"
+ * ```
+ */
+export const RUNTIME = process.versions.bun ? `bun ${process.versions.bun}` : `deno ${process.versions.deno}`;
 
 /**
  * The usage text, printed on stderr for a bad command line and on stdout for
@@ -32,8 +42,8 @@ export function versionLine(): string {
  */
 export const USAGE = `usage:
   balance [-b addr] [-B addr] [-t sec] [-T sec] [-w N] [-adfpHM6] [-L] [--grace sec] \\
-          [-F file] [--check-config] [--log-file file] [--syslog host[:port]] \\
-          [--resolve-interval sec] [--resolver addr[:port]] \\
+          [-F file] [--check-config] [--log-file file] [--syslog host[:port]] [--log-connections] \\
+          [--resolve-interval sec] [--resolver addr[:port]] [--metrics [addr:]port] \\
           [--check [--check-interval sec] [--check-timeout sec] [--rise N] [--fall N] \\
            [--check-send str] [--check-expect str] [--check-exec cmd]] \\
           port [h1[:p1[:maxc1[:weight1[:dis]]]] [!%+]] [ ... hN[:pN[:maxcN[:weightN[:dis]]]]]
@@ -62,6 +72,8 @@ export const USAGE = `usage:
   -w N      worker threads sharing the port and one state (default 1; auto = one per core)
   --log-file FILE  log to FILE (in the background instead of syslog)
   --syslog HOST[:PORT]  log to this syslog server over UDP (default port 514)
+  --log-connections  log one line per connection when it ends (client, channel, connect
+                   time, duration, bytes each way, how it ended)
   --grace SEC      on SIGTERM/SIGINT let open connections finish for SEC (default 10)
   --list           the running instances this user may control (port, address, pid, user)
   --check-config   parse and resolve everything, print nothing, exit 0 (or the error)
@@ -77,6 +89,8 @@ export const USAGE = `usage:
   --resolve-interval SEC  look channel host names up again every SEC; a new address
                    takes new connections, open ones stay (default 30; 0 = only at start)
   --resolver ADDR[:PORT]  ask this DNS server (default: the system's resolver; port 53)
+  --metrics [ADDR:]PORT   serve Prometheus metrics (GET /metrics) and the show --json
+                   document (GET /status) over HTTP (default address 127.0.0.1)
   --help    this text
   --version the version
 

@@ -9,6 +9,7 @@
  */
 import process from "node:process";
 import { Balancer, type Layout, type SelectionOptions } from "../core/balancer.ts";
+import { ConnectionBatch, type ConnectionRecord } from "../core/connection_log.ts";
 import { ExitError } from "../core/exit_error.ts";
 import type { Direction } from "../core/packet_dump.ts";
 import { SharedState, type StateHandle } from "../core/state.ts";
@@ -23,9 +24,11 @@ interface StartMessage {
   state: StateHandle;
   layout: Layout;
   selection: SelectionOptions;
-  serve: Omit<ServeOptions, "dump" | "trace" | "warn">;
+  serve: Omit<ServeOptions, "dump" | "trace" | "warn" | "onConnectionEnd">;
   dump: boolean;
   trace: boolean;
+  /** `--log-connections`: tell the main thread of every connection that ended. */
+  logConnections: boolean;
   /** `--check`: tell the main thread of every failed connect. */
   observe: boolean;
 }
@@ -34,7 +37,9 @@ type ToWorker =
   | StartMessage
   // A reload may change the connect timeout (-t) too.
   | { kind: "layout"; layout: Layout; connectTimeoutMs: number }
-  | { kind: "stop" };
+  | { kind: "stop" }
+  // The grace period is over: close what is still open.
+  | { kind: "end" };
 
 type FromWorker =
   | { kind: "ready" }
@@ -45,7 +50,9 @@ type FromWorker =
   | { kind: "connectFailed"; slot: number; reason: string }
   | { kind: "dump"; direction: Direction; chunk: Uint8Array }
   | { kind: "adopted" }
-  | { kind: "stopped" };
+  | { kind: "stopped" }
+  | { kind: "connections"; records: ConnectionRecord[] }
+  | { kind: "ended" };
 
 /** A running set of workers: a {@link Server} whose layout can be resent. */
 export interface WorkerServer extends Server {
@@ -77,7 +84,7 @@ export async function serveInWorkers(
   workerUrl: URL,
   onConnectFailed?: (slot: number, reason: string) => void,
 ): Promise<WorkerServer> {
-  const { dump, trace, warn, ...serve } = options;
+  const { dump, trace, warn, onConnectionEnd, ...serve } = options;
   const start: Omit<StartMessage, "writer"> = {
     kind: "start",
     state: balancer.state.handle,
@@ -86,10 +93,12 @@ export async function serveInWorkers(
     serve: { ...serve, reusePort: true },
     dump: dump !== undefined,
     trace: trace !== undefined,
+    logConnections: onConnectionEnd !== undefined,
     observe: onConnectFailed !== undefined,
   };
   const workers = Array.from({ length: count }, () => new Worker(workerUrl.href, { type: "module" }));
   const adopted: (() => void)[][] = workers.map(() => []);
+  const ended: (() => void)[][] = workers.map(() => []);
   const stopped: (() => void)[] = [];
   const finished = Promise.all(workers.map((_, w) => new Promise<void>((resolve) => (stopped[w] = resolve))))
     .then(() => {});
@@ -116,6 +125,10 @@ export async function serveInWorkers(
             return adopted[writer].shift()?.();
           case "stopped":
             return stopped[writer]();
+          case "connections":
+            return data.records.forEach((r) => onConnectionEnd?.(r));
+          case "ended":
+            return ended[writer].shift()?.();
         }
       };
       // A worker that dies takes its connections' counts with it: stop
@@ -146,15 +159,29 @@ export async function serveInWorkers(
     async syncLayout() {
       const all = workers.map((_, w) => new Promise<void>((resolve) => adopted[w].push(resolve)));
       post({ kind: "layout", layout: balancer.layout(), connectTimeoutMs: options.connectTimeoutMs });
-      // A worker too busy to answer must not hold every control client.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), LAYOUT_WAIT_MS)));
-      if (await Promise.race([Promise.all(all).then(() => false), late])) {
+      if (!await answered(all)) {
         warn(`not every worker took the new layout within ${LAYOUT_WAIT_MS / 1000}s; answering anyway`);
       }
-      clearTimeout(timer);
+    },
+    async endConnections() {
+      if (!onConnectionEnd) return;
+      // A worker's connection lines come before its `ended`: all are logged once this resolves.
+      const all = workers.map((_, w) => new Promise<void>((resolve) => ended[w].push(resolve)));
+      post({ kind: "end" });
+      await answered(all);
     },
   };
+}
+
+/** Whether every worker answered within {@link LAYOUT_WAIT_MS}: a worker too busy must not hold the caller. */
+async function answered(answers: Promise<void>[]): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), LAYOUT_WAIT_MS)));
+  try {
+    return await Promise.race([Promise.all(answers).then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The parts of a worker's global scope used here (Deno and Bun both have them). */
@@ -179,6 +206,7 @@ export function runWorker(adapter: Adapter): void {
   let balancer: Balancer | undefined;
   let server: Server | undefined;
   let serving: ServeOptions | undefined;
+  let connections: ConnectionBatch | undefined;
   // Messages sent before a worker's module has finished loading can be lost
   // (Bun): the main thread sends `start` only once asked.
   scope.onmessage = async ({ data }) => {
@@ -192,12 +220,14 @@ export function runWorker(adapter: Adapter): void {
           balancer.onConnectFailed = (channel, reason) =>
             send({ kind: "connectFailed", slot: channel.cells.slot, reason });
         }
+        if (data.logConnections) connections = new ConnectionBatch((records) => send({ kind: "connections", records }));
         try {
           serving = {
             ...data.serve,
             trace,
             warn: (message) => send({ kind: "warn", message }),
             dump: data.dump ? (direction, chunk) => send({ kind: "dump", direction, chunk }) : undefined,
+            onConnectionEnd: data.logConnections ? (record) => connections!.add(record) : undefined,
           };
           server = await adapter.serve(balancer, serving);
           send({ kind: "listening", port: server.port });
@@ -214,6 +244,10 @@ export function runWorker(adapter: Adapter): void {
       case "stop":
         server?.close();
         return send({ kind: "stopped" });
+      case "end":
+        await server?.endConnections();
+        connections?.flush();
+        return send({ kind: "ended" });
     }
   };
   send({ kind: "ready" });

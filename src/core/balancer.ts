@@ -181,16 +181,21 @@ export class Balancer {
 
   /**
    * Connects a client to the first channel that accepts, trying channels in
-   * the order of {@link pickChannels}. A channel is counted (`c`, `totalc`)
-   * before its connect starts and uncounted if the connect fails; with
-   * autodisable it is then disabled. Resolves to `undefined` when no channel
-   * is left: the caller closes the client.
+   * the order of {@link pickChannels}. A channel's `c` is taken before its
+   * connect starts and given back if the connect fails; with autodisable it
+   * is then disabled. Each attempt's time and outcome is counted on its
+   * channel, each client and each one left without a channel in the state.
+   * Resolves to {@link NotConnected} when no channel is left: the caller
+   * closes the client.
    */
   async connect<T>(
     clientAddress: string,
     dial: (channel: Channel) => Promise<T>,
   ): Promise<Connected<T> | NotConnected> {
     const started = performance.now();
+    this.state.countClient();
+    // One clock read per attempt: an attempt ends where the next one's time begins.
+    let attemptStarted = started;
     let tried = false;
     for (const channel of pickChannels(this.groups, clientAddress, this.options.hashFailover)) {
       // Another worker may have filled or disabled it since it was picked.
@@ -199,9 +204,14 @@ export class Balancer {
       tried = true;
       try {
         const conn = await dial(channel);
+        const now = performance.now();
+        channel.countConnect(now - attemptStarted, true);
         this.trace?.(`${clientAddress}: connected to ${this.describe(channel)}`);
-        return { channel, conn, connectMs: performance.now() - started };
+        return { channel, conn, connectMs: now - started };
       } catch (err) {
+        const now = performance.now();
+        channel.countConnect(now - attemptStarted, false);
+        attemptStarted = now;
         channel.unclaim();
         this.state.addOpen(-1);
         // Another client may have disabled it already: say so once.
@@ -221,6 +231,7 @@ export class Balancer {
     }
     this.trace?.(`${clientAddress}: no channel available, closing client`);
     this.warn?.(`no channel available for ${clientAddress}: client closed`, "no channel");
+    this.state.countRejected();
     return { channel: undefined, reason: tried ? "connect-failed" : "no-channel" };
   }
 

@@ -10,6 +10,56 @@ const WEIGHT = 4;
 const TOTALC = 0;
 const SENT = 1;
 const RCVD = 2;
+const CONNECT_FAILURES = 3;
+// Seconds, summed over every connect attempt.
+const CONNECT_SECONDS = 4;
+// One count per bucket of CONNECT_BUCKETS, then one for longer attempts (not cumulative).
+const CONNECT_BUCKET = 5;
+
+/**
+ * The upper bounds, in seconds, of the connect-time histogram's buckets
+ * (`balance_channel_connect_duration_seconds`): 0.5 ms to 10 s.
+ *
+ * @example
+ * ```ts
+ * CONNECT_BUCKETS.at(-1); // 10
+ * ```
+ */
+export const CONNECT_BUCKETS: readonly number[] = [
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+];
+// The same in milliseconds, which connect() measures: no division per attempt.
+const BUCKET_MS = Float64Array.from(CONNECT_BUCKETS, (s) => s * 1000);
+
+/**
+ * A channel's counters since the start, summed over every writer, `reset`
+ * ignored: what metrics export, since a counter there never goes down.
+ */
+export interface ChannelCounts {
+  /** Connections made (successful connects). */
+  connections: number;
+  sent: number;
+  rcvd: number;
+  /** Connect attempts that failed or timed out. */
+  connectFailures: number;
+  /** Seconds spent in connect attempts, failed ones included. */
+  connectSeconds: number;
+  /** Attempts per bucket of {@link CONNECT_BUCKETS}, then those above the last bound; not cumulative. */
+  connectBuckets: number[];
+}
 
 /**
  * One destination of a group, with the counters `show` prints.
@@ -90,7 +140,7 @@ export class Channel {
     Atomics.store(this.cells.flags, MAXC, n);
   }
 
-  /** Connections ever made (a failed connect is taken back). Setting it moves the baseline. */
+  /** Connections ever made (counted once connected). Setting it moves the baseline. */
   get totalc(): number {
     return this.counter(TOTALC);
   }
@@ -143,7 +193,7 @@ export class Channel {
   }
 
   /**
-   * Counts a new connection before connecting, so concurrent picks (in this
+   * Takes a place (`c`) before connecting, so concurrent picks (in this
    * worker or another) see it; `false` when the channel is disabled, down
    * or full. Health is a plain read: it changes at the pace of checks, and a
    * claim a moment after a channel went down only costs that one connect.
@@ -156,16 +206,27 @@ export class Channel {
       const c = Atomics.load(flags, C);
       const maxc = Atomics.load(flags, MAXC);
       if (maxc !== 0 && c >= maxc) return false;
-      if (Atomics.compareExchange(flags, C, c, c + 1) === c) break;
+      if (Atomics.compareExchange(flags, C, c, c + 1) === c) return true;
     }
-    this.cells.mine[TOTALC]++;
-    return true;
+  }
+
+  /**
+   * A claimed connect has ended after `ms`: counts the attempt in the
+   * connect-time histogram, and the connection (`totalc`) or the failure.
+   * Counted only now, so that no counter ever goes back (a metric must not).
+   */
+  countConnect(ms: number, connected: boolean): void {
+    const mine = this.cells.mine;
+    let i = 0;
+    while (i < BUCKET_MS.length && ms > BUCKET_MS[i]) i++;
+    mine[CONNECT_BUCKET + i]++;
+    mine[CONNECT_SECONDS] += ms / 1000;
+    mine[connected ? TOTALC : CONNECT_FAILURES]++;
   }
 
   /** Takes back a claim whose connect failed: it never was a connection. */
   unclaim(): void {
     Atomics.sub(this.cells.flags, C, 1);
-    this.cells.mine[TOTALC]--;
   }
 
   /** A connection to this channel has ended. */
@@ -181,6 +242,22 @@ export class Channel {
   /** Bytes relayed from the channel. */
   countRcvd(n: number): void {
     this.cells.mine[RCVD] += n;
+  }
+
+  /** The counters since the start, for metrics (see {@link ChannelCounts}). */
+  counts(): ChannelCounts {
+    const raw = new Float64Array(CONNECT_BUCKET + BUCKET_MS.length + 1);
+    for (const row of this.cells.rows) {
+      for (let i = 0; i < raw.length; i++) raw[i] += row[i];
+    }
+    return {
+      connections: raw[TOTALC],
+      sent: raw[SENT],
+      rcvd: raw[RCVD],
+      connectFailures: raw[CONNECT_FAILURES],
+      connectSeconds: raw[CONNECT_SECONDS],
+      connectBuckets: Array.from(raw.subarray(CONNECT_BUCKET)),
+    };
   }
 
   private counter(i: number): number {

@@ -27,8 +27,15 @@ export const GROUP_CELLS = 3;
  * checked, 1 = a health check found it down), weight (indexed in channel.ts).
  */
 const CHANNEL_CELLS = 5;
-/** Float64 counters per channel and writer: totalc, sent, rcvd (indexed in channel.ts). */
-const CHANNEL_COUNTERS = 3;
+/**
+ * Float64 counters per channel and writer: totalc, sent, rcvd, connect
+ * failures, the connect-time sum and histogram buckets (indexed in channel.ts).
+ */
+const CHANNEL_COUNTERS = 20;
+/** Float64 counters of the whole balancer per writer: clients, clients rejected. */
+const CLIENTS = 0;
+const REJECTED = 1;
+const GLOBAL_COUNTERS = 2;
 
 /** The cells of one channel, wherever they live. */
 export interface ChannelCells {
@@ -36,9 +43,9 @@ export interface ChannelCells {
   slot: number;
   /** c, enabled, maxc, down, weight. */
   flags: Int32Array;
-  /** This writer's totalc, sent, rcvd. */
+  /** This writer's counters (totalc, sent, rcvd, connect failures and times). */
   mine: Float64Array;
-  /** Every writer's totalc, sent, rcvd, summed for reading. */
+  /** Every writer's counters, summed for reading. */
   rows: Float64Array[];
   /** Subtracted from the sum: moved by `reset` and by setting a counter. */
   baseline: Float64Array;
@@ -67,6 +74,9 @@ export interface StateHandle {
 export class SharedState {
   readonly ints: Int32Array;
   readonly counters: Float64Array;
+  // This writer's balancer-wide counters, and every writer's.
+  private readonly mine: Float64Array;
+  private readonly rows: Float64Array[];
 
   /** A new zeroed state for `channels` channels and `writers` writers; this view is writer 0. */
   static create(size: { groups: number; channels: number; writers: number }): SharedState {
@@ -78,6 +88,37 @@ export class SharedState {
     const { intCount, counterOffset, counterCount } = layoutOf(handle);
     this.ints = new Int32Array(handle.buffer, 0, intCount);
     this.counters = new Float64Array(handle.buffer, counterOffset, counterCount);
+    this.rows = Array.from({ length: handle.writers }, (_, w) => {
+      const from = w * rowLength(handle.channels);
+      return this.counters.subarray(from, from + GLOBAL_COUNTERS);
+    });
+    this.mine = this.rows[writer];
+  }
+
+  /** Counts a client that reached the balancer's connect. */
+  countClient(): void {
+    this.mine[CLIENTS]++;
+  }
+
+  /** Counts a client closed because no channel took it. */
+  countRejected(): void {
+    this.mine[REJECTED]++;
+  }
+
+  /** Clients ever counted by {@link countClient}, all writers together; never reset. */
+  get clients(): number {
+    return this.sum(CLIENTS);
+  }
+
+  /** Clients ever counted by {@link countRejected}, all writers together; never reset. */
+  get rejected(): number {
+    return this.sum(REJECTED);
+  }
+
+  private sum(i: number): number {
+    let sum = 0;
+    for (const row of this.rows) sum += row[i];
+    return sum;
   }
 
   /** The running total of connections open or being connected, all writers together. */
@@ -115,7 +156,7 @@ export class SharedState {
     const { groups, channels, writers } = this.handle;
     const at = HEADER_CELLS + groups * GROUP_CELLS + slot * CHANNEL_CELLS;
     const row = (w: number) => {
-      const from = (w * channels + slot) * CHANNEL_COUNTERS;
+      const from = w * rowLength(channels) + GLOBAL_COUNTERS + slot * CHANNEL_COUNTERS;
       return this.counters.subarray(from, from + CHANNEL_COUNTERS);
     };
     const rows = Array.from({ length: writers }, (_, w) => row(w));
@@ -130,14 +171,18 @@ export class SharedState {
 }
 
 // Int32 cells first, then the Float64 rows (writers, then the baseline),
-// 8-byte aligned.
+// 8-byte aligned. A row: the balancer-wide counters, then each channel's.
 function layoutOf(size: { groups: number; channels: number; writers: number }) {
   const intCount = HEADER_CELLS + size.groups * GROUP_CELLS + size.channels * CHANNEL_CELLS;
   return {
     intCount,
     counterOffset: Math.ceil(intCount / 2) * 8,
-    counterCount: (size.writers + 1) * size.channels * CHANNEL_COUNTERS,
+    counterCount: (size.writers + 1) * rowLength(size.channels),
   };
+}
+
+function rowLength(channels: number): number {
+  return GLOBAL_COUNTERS + channels * CHANNEL_COUNTERS;
 }
 
 /**

@@ -26,6 +26,7 @@ test("reload: a kept channel keeps its object (counters, connections, state); ma
   g0[1].enabled = false;
   assert.ok(g0[1].tryClaim() === false);
   assert.ok(g0[0].tryClaim());
+  g0[0].countConnect(1, true);
   g0[0].countSent(100);
   const generation = balancer.groups[0].generation;
   const groups: ResolvedGroup[] = [{ type: "LC", channels: [ch("10.0.0.2", 80, 5, 3), ch("10.0.0.1", 80, 7, 2)] }];

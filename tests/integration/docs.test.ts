@@ -52,6 +52,7 @@ const DOCS_PAGES = [
   "docs/configuration.md",
   "docs/scaling.md",
   "docs/deviations.md",
+  "docs/metrics.md",
 ];
 
 test("docs: README links docs/ and the man page, and every relative Markdown link resolves in the repository", () => {

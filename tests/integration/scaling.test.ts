@@ -32,7 +32,7 @@ const MAX_OUTAGE_S = 5;
 
 /** The file `packaging/NAME` with every `${VAR}` replaced, as envsubst does. */
 function filled(name: string, vars: Record<string, string>): string {
-  const template = readFileSync(new URL(`../../packaging/${name}`, import.meta.url), "utf8");
+  const template = readFileSync(new URL(`../../packaging/${name}`, import.meta.url).pathname, "utf8");
   return template.replace(/\$\{(\w+)\}/g, (_, v: string) => {
     assert.ok(v in vars, `packaging/${name} uses \${${v}}, which the test does not set`);
     return vars[v];

@@ -24,6 +24,7 @@ export { openSyslogSocket } from "./syslog.ts";
 export { makeProbe } from "./probe.ts";
 import {
   type Attempt,
+  closedUnder,
   drainFlow,
   endFlow,
   forwardChunk,
@@ -54,9 +55,9 @@ const serverHandlers: SocketHandler<Attempt> = {
     const pipe = s.data.pipe;
     if (pipe.server === s) endFlow(pipe, pipe.toClient, pipe.client);
   },
-  close(s) {
+  close(s, error) {
     const pipe = s.data.pipe;
-    if (pipe.server === s) pipe.close();
+    if (pipe.server === s) closedUnder(pipe, "server", error);
   },
   error() {/* close follows */},
   connectError() {/* the connect promise rejects */},
@@ -69,10 +70,26 @@ const serverHandlers: SocketHandler<Attempt> = {
 export function serve(balancer: Balancer, options: ServeOptions): Promise<Server> {
   const idle = options.idleTimeoutMs > 0 ? new IdleTimer(options.idleTimeoutMs) : undefined;
   const trace = options.trace;
+  const onEnd = options.onConnectionEnd;
+  // Only a connection log needs to hear of connections a shutdown ends.
+  const live = onEnd ? new Set<Pipe>() : undefined;
   const hooks: PipeHooks = {
     dump: options.dump,
     onClose(pipe) {
       idle?.delete(pipe);
+      if (live) {
+        live.delete(pipe);
+        onEnd!({
+          clientAddress: pipe.client.remoteAddress,
+          clientPort: pipe.clientPort,
+          channel: pipe.channel && balancer.describe(pipe.channel),
+          connectMs: pipe.connectMs,
+          durationMs: performance.now() - pipe.accepted,
+          sent: pipe.toServer.bytes,
+          rcvd: pipe.toClient.bytes,
+          reason: pipe.reason,
+        });
+      }
       if (pipe.channel) {
         const channel = pipe.channel;
         balancer.release(channel);
@@ -99,6 +116,11 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
       client.setKeepAlive(true);
       const pipe = new Pipe(client, hooks);
       client.data = pipe;
+      if (live) {
+        live.add(pipe);
+        pipe.accepted = performance.now();
+        pipe.clientPort = client.remotePort;
+      }
       trace?.(`accepted ${formatHostPort(client.remoteAddress, client.remotePort)}`);
       connectPipe(pipe, balancer, options, idle);
     },
@@ -116,8 +138,8 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
       const pipe = client.data;
       if (pipe) endFlow(pipe, pipe.toServer, pipe.server);
     },
-    close(client) {
-      client.data?.close();
+    close(client, error) {
+      if (client.data) closedUnder(client.data, "client", error);
     },
     error() {/* close follows */},
   };
@@ -143,15 +165,21 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
       listener.stop(false);
       stop();
     },
+    endConnections() {
+      // Each pipe reports its end as it closes, synchronously.
+      for (const pipe of live ?? []) pipe.abort("shutdown");
+      return Promise.resolve();
+    },
   });
 }
 
 async function connectPipe(pipe: Pipe, balancer: Balancer, options: ServeOptions, idle: IdleTimer | undefined) {
   const connected = await balancer.connect(pipe.client.remoteAddress, (channel) => dial(pipe, channel, options));
   if (!connected.channel) {
-    pipe.close();
+    pipe.abort(connected.reason);
     return;
   }
+  pipe.connectMs = connected.connectMs;
   if (pipe.closed) {
     // The client left while we were connecting.
     connected.conn.end();

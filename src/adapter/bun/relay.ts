@@ -1,6 +1,7 @@
 /// <reference types="bun-types" />
 import type { Socket } from "bun";
 import type { Channel } from "../../core/channel.ts";
+import type { EndReason } from "../../core/connection_log.ts";
 import type { Idleable } from "../../core/idle.ts";
 import type { Direction } from "../../core/packet_dump.ts";
 
@@ -12,6 +13,8 @@ export class Flow {
   ended = false;
   /** FIN passed on to the destination. */
   done = false;
+  /** Bytes the destination has taken. */
+  bytes = 0;
 
   constructor(readonly direction: Direction) {}
 }
@@ -45,6 +48,15 @@ export class Pipe implements Idleable {
   closed = false;
   /** Paused while connecting because it sent too much too early. */
   clientPaused = false;
+  /** Whose FIN came first: how the connection ended unless something tore it down. */
+  fin: EndReason | undefined = undefined;
+  /** What tore the connection down (a reset, the idle timeout, a shutdown, no channel). */
+  torn: EndReason | undefined = undefined;
+  /** Milliseconds until connected, failed attempts included. */
+  connectMs = 0;
+  /** `performance.now()` at accept, and the client's port: set only for `--log-connections`. */
+  accepted = 0;
+  clientPort = 0;
 
   constructor(readonly client: Socket<Pipe>, readonly hooks: PipeHooks) {}
 
@@ -56,6 +68,7 @@ export class Pipe implements Idleable {
   /** Counts `n` bytes that reached the destination of `flow`. */
   count(flow: Flow, n: number): void {
     this.active = true;
+    flow.bytes += n;
     if (flow === this.toServer) this.channel!.countSent(n);
     else this.channel!.countRcvd(n);
   }
@@ -69,8 +82,20 @@ export class Pipe implements Idleable {
     this.hooks.onClose(this);
   }
 
-  closeIdle(): void {
+  /** Ends the connection at once because of `reason`, unless it has ended already. */
+  abort(reason: EndReason): void {
+    if (this.closed) return;
+    this.torn = reason;
     this.close();
+  }
+
+  /** How the connection ended (once it has). */
+  get reason(): EndReason {
+    return this.torn ?? this.fin ?? "client-closed";
+  }
+
+  closeIdle(): void {
+    this.abort("idle-timeout");
   }
 }
 
@@ -138,7 +163,7 @@ export function forwardChunk(
     return;
   }
   const n = dst.write(chunk);
-  if (n < 0) return pipe.close();
+  if (n < 0) return pipe.abort(resetOf(pipe, dst));
   pipe.count(flow, n);
   if (n < chunk.length) {
     // Bun hands each callback a fresh buffer, so keeping a view is safe.
@@ -152,7 +177,7 @@ export function drainFlow(pipe: Pipe, flow: Flow, src: Socket<unknown>, dst: Soc
   const pending = flow.pending;
   if (!pending) return;
   const n = dst.write(pending);
-  if (n < 0) return pipe.close();
+  if (n < 0) return pipe.abort(resetOf(pipe, dst));
   pipe.count(flow, n);
   if (n < pending.length) {
     flow.pending = pending.subarray(n);
@@ -166,6 +191,7 @@ export function drainFlow(pipe: Pipe, flow: Flow, src: Socket<unknown>, dst: Soc
 /** The source of `flow` sent FIN: pass it on once nothing is pending. */
 export function endFlow(pipe: Pipe, flow: Flow, dst: Socket<unknown> | undefined): void {
   flow.ended = true;
+  pipe.fin ??= flow === pipe.toServer ? "client-closed" : "server-closed";
   if (!flow.pending && dst) finishFlow(pipe, flow, dst);
 }
 
@@ -174,4 +200,20 @@ function finishFlow(pipe: Pipe, flow: Flow, dst: Socket<unknown>): void {
   flow.done = true;
   dst.shutdown();
   if (pipe.toServer.done && pipe.toClient.done) pipe.close();
+}
+
+// A socket that takes no more writes has gone away under us: a reset.
+function resetOf(pipe: Pipe, dst: Socket<unknown>): EndReason {
+  return dst === pipe.client ? "client-reset" : "server-reset";
+}
+
+/**
+ * A socket closed without balance closing it. With an error the peer reset;
+ * without, it sent its FIN (Bun reports a FIN that comes after our own as a
+ * close alone, without `end`).
+ */
+export function closedUnder(pipe: Pipe, side: "client" | "server", error: Error | undefined): void {
+  if (error) return pipe.abort(side === "client" ? "client-reset" : "server-reset");
+  pipe.fin ??= side === "client" ? "client-closed" : "server-closed";
+  pipe.close();
 }

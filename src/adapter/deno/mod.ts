@@ -20,7 +20,7 @@ import type { ServeOptions, Server } from "../types.ts";
 export { openSyslogSocket } from "./syslog.ts";
 export { makeProbe } from "../probe.ts";
 import { dialChannel } from "./dial.ts";
-import { relay } from "./relay.ts";
+import { relay, type Stoppable } from "./relay.ts";
 
 /**
  * Listens on `options.hostname:port` and relays every client to a channel
@@ -45,7 +45,9 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
   }
   const idle = options.idleTimeoutMs > 0 ? new IdleTimer(options.idleTimeoutMs) : undefined;
   let closing = false;
-  const finished = acceptLoop(listener, balancer, options, idle, () => closing);
+  // Only a connection log needs to hear of connections a shutdown ends.
+  const live = options.onConnectionEnd ? new Set<Stoppable>() : undefined;
+  const finished = acceptLoop(listener, balancer, options, idle, live, () => closing);
   return Promise.resolve({
     port: listener.addr.port,
     finished,
@@ -53,7 +55,19 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
       closing = true;
       listener.close();
     },
+    endConnections: () => endAll(live),
   });
+}
+
+/** How long {@link endAll} waits for the relays it ended to report. */
+const END_WAIT_MS = 1000;
+
+// Each relay leaves `live` once it has reported its end.
+async function endAll(live: Set<Stoppable> | undefined): Promise<void> {
+  if (!live) return;
+  for (const conn of live) conn.shutdown();
+  const deadline = Date.now() + END_WAIT_MS;
+  while (live.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
 }
 
 /** Pause after an accept that failed for want of descriptors or memory: long enough not to spin, short enough not to be noticed. */
@@ -66,6 +80,7 @@ async function acceptLoop(
   balancer: Balancer,
   options: ServeOptions,
   idle: IdleTimer | undefined,
+  live: Set<Stoppable> | undefined,
   closing: () => boolean,
 ): Promise<void> {
   const acceptFailures = new Throttle(ACCEPT_REPORT_MS);
@@ -95,7 +110,7 @@ async function acceptLoop(
       if (isExhaustion(err)) await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS));
       continue;
     }
-    handleClient(client, balancer, options, idle);
+    handleClient(client, balancer, options, idle, live);
   }
 }
 
@@ -112,11 +127,14 @@ async function handleClient(
   balancer: Balancer,
   options: ServeOptions,
   idle: IdleTimer | undefined,
+  live: Set<Stoppable> | undefined,
 ): Promise<void> {
   client.setNoDelay(true);
   client.setKeepAlive(true);
   const clientAddress = client.remoteAddr.hostname;
   const trace = options.trace;
+  const onEnd = options.onConnectionEnd;
+  const accepted = onEnd ? performance.now() : 0;
   trace?.(`accepted ${formatHostPort(clientAddress, client.remoteAddr.port)}`);
   const connected = await balancer.connect(
     clientAddress,
@@ -124,15 +142,38 @@ async function handleClient(
   );
   if (!connected.channel) {
     client.close();
+    onEnd?.({
+      clientAddress,
+      clientPort: client.remoteAddr.port,
+      connectMs: 0,
+      durationMs: performance.now() - accepted,
+      sent: 0,
+      rcvd: 0,
+      reason: connected.reason,
+    });
     return;
   }
   const { channel, conn: server } = connected;
   const dump = options.dump;
   try {
-    await relay(client, server, {
-      onSent: dump ? (c) => (channel.countSent(c.length), dump("->", c)) : (c) => channel.countSent(c.length),
-      onRcvd: dump ? (c) => (channel.countRcvd(c.length), dump("-<", c)) : (c) => channel.countRcvd(c.length),
-    }, idle);
+    const relayed = await relay(
+      client,
+      server,
+      {
+        onSent: dump ? (c) => (channel.countSent(c.length), dump("->", c)) : (c) => channel.countSent(c.length),
+        onRcvd: dump ? (c) => (channel.countRcvd(c.length), dump("-<", c)) : (c) => channel.countRcvd(c.length),
+      },
+      idle,
+      live,
+    );
+    onEnd?.({
+      clientAddress,
+      clientPort: client.remoteAddr.port,
+      channel: balancer.describe(channel),
+      connectMs: connected.connectMs,
+      durationMs: performance.now() - accepted,
+      ...relayed,
+    });
   } finally {
     balancer.release(channel);
     trace?.(

@@ -1,4 +1,5 @@
 import type { Idleable } from "../../core/idle.ts";
+import type { EndReason } from "../../core/connection_log.ts";
 import type { ByteStream } from "./byte_stream.ts";
 
 /**
@@ -26,27 +27,45 @@ function giveLarge(buffer: Uint8Array): void {
 export type ChunkHook = (chunk: Uint8Array) => void;
 
 /**
+ * How {@link copyBytes} ended: the source's FIN (passed on), or a read or a
+ * write that failed (a reset, or the socket closed under it).
+ */
+export type CopyEnd = "fin" | "read-failed" | "write-failed";
+
+/** What {@link copyBytes} did: how it ended and how many bytes it copied. */
+export interface Copied {
+  end: CopyEnd;
+  bytes: number;
+}
+
+/**
  * Copies bytes from `from` to `to` until `from` ends, then half-closes `to`.
  * A read waits until the previous chunk is fully written, which is the
  * backpressure: a slow reader on `to` stops reads from `from` and nothing
- * piles up in memory.
+ * piles up in memory. Never rejects: a failure is its {@link CopyEnd}.
  *
  * @example
  * ```ts
- * await copyBytes(client, server, (c) => (sent += c.length));
+ * const { end, bytes } = await copyBytes(client, server, (c) => dump(c));
  * ```
  */
-export async function copyBytes(from: ByteStream, to: ByteStream, onChunk: ChunkHook): Promise<void> {
+export async function copyBytes(from: ByteStream, to: ByteStream, onChunk: ChunkHook): Promise<Copied> {
   const small = new Uint8Array(SMALL_BUFFER_SIZE);
   let large: Uint8Array | undefined;
+  let bytes = 0;
+  // Which side failed is where the loop was: a flag, no allocation per chunk.
+  let writing = false;
   try {
     for (;;) {
       const buffer = large ?? small;
       const n = await from.read(buffer);
       if (n === null) break;
       const chunk = buffer.subarray(0, n);
+      writing = true;
       let written = 0;
       while (written < n) written += await to.write(chunk.subarray(written));
+      writing = false;
+      bytes += n;
       onChunk(chunk);
       if (large === undefined && n === SMALL_BUFFER_SIZE) large = takeLarge();
       else if (large !== undefined && n < SMALL_BUFFER_SIZE) {
@@ -54,10 +73,14 @@ export async function copyBytes(from: ByteStream, to: ByteStream, onChunk: Chunk
         large = undefined;
       }
     }
+    writing = true;
+    await to.closeWrite();
+  } catch {
+    return { end: writing ? "write-failed" : "read-failed", bytes };
   } finally {
     if (large !== undefined) giveLarge(large);
   }
-  await to.closeWrite();
+  return { end: "fin", bytes };
 }
 
 /** Per-connection callbacks of {@link relay}. */
@@ -68,16 +91,33 @@ export interface RelayHooks {
   onRcvd: ChunkHook;
 }
 
+/** A relayed connection that balance itself can end (the grace period is over). */
+export interface Stoppable {
+  /** Closes both sockets at once; the relay ends as `shutdown`. */
+  shutdown(): void;
+}
+
+/** How a {@link relay} ended and the bytes it moved each way. */
+export interface Relayed {
+  reason: EndReason;
+  /** Client → server. */
+  sent: number;
+  /** Server → client. */
+  rcvd: number;
+}
+
 /**
  * Relays both directions independently until both have ended, then closes
  * both sockets. A FIN from one side is passed on as a half-close and the
  * other direction keeps flowing; an error in either direction (a reset)
  * closes both at once. Registers with `idle` (if given) so that the idle
- * timeout can close the connection.
+ * timeout can close the connection, and in `live` (if given) so that a
+ * shutdown can. Resolves to how it ended: the first FIN, unless a reset, the
+ * idle timeout or a shutdown tore it down.
  *
  * @example
  * ```ts
- * await relay(client, server, { onSent, onRcvd });
+ * const { reason, sent, rcvd } = await relay(client, server, { onSent, onRcvd });
  * ```
  */
 export async function relay(
@@ -85,11 +125,14 @@ export async function relay(
   server: ByteStream,
   hooks: RelayHooks,
   idle?: { add(c: Idleable): void; delete(c: Idleable): void },
-): Promise<void> {
+  live?: Set<Stoppable>,
+): Promise<Relayed> {
   let closed = false;
-  const closeBoth = () => {
+  let torn: EndReason | undefined;
+  const closeBoth = (reason: EndReason) => {
     if (closed) return;
     closed = true;
+    torn = reason;
     for (const s of [client, server]) {
       try {
         s.close();
@@ -100,7 +143,7 @@ export async function relay(
   let onRcvd = hooks.onRcvd;
   let watch: Idleable | undefined;
   if (idle) {
-    const w: Idleable = { active: false, closeIdle: closeBoth };
+    const w: Idleable = { active: false, closeIdle: () => closeBoth("idle-timeout") };
     watch = w;
     idle.add(w);
     onSent = (c) => {
@@ -112,9 +155,23 @@ export async function relay(
       hooks.onRcvd(c);
     };
   }
-  const up = copyBytes(client, server, onSent).catch(closeBoth);
-  const down = copyBytes(server, client, onRcvd).catch(closeBoth);
-  await Promise.all([up, down]);
+  const stoppable = live && { shutdown: () => closeBoth("shutdown") };
+  if (stoppable) live.add(stoppable);
+  let fin: EndReason | undefined;
+  const up = copyBytes(client, server, onSent).then((r) => {
+    if (r.end === "fin") fin ??= "client-closed";
+    else closeBoth(r.end === "read-failed" ? "client-reset" : "server-reset");
+    return r.bytes;
+  });
+  const down = copyBytes(server, client, onRcvd).then((r) => {
+    if (r.end === "fin") fin ??= "server-closed";
+    else closeBoth(r.end === "read-failed" ? "server-reset" : "client-reset");
+    return r.bytes;
+  });
+  const [sent, rcvd] = await Promise.all([up, down]);
   if (watch) idle!.delete(watch);
-  closeBoth();
+  if (stoppable) live!.delete(stoppable);
+  const reason = torn ?? fin ?? "client-closed";
+  closeBoth(reason);
+  return { reason, sent, rcvd };
 }
