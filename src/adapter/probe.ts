@@ -14,6 +14,7 @@ import type { CheckResult } from "../core/health.ts";
 import type { HealthSettings } from "../core/health.ts";
 import type { Probe, ProbeTarget } from "../core/health_checker.ts";
 import { TimerQueue } from "../core/timer_queue.ts";
+import { concatBytes } from "../core/bytes.ts";
 
 /**
  * The timeouts of every check under way, on one runtime timer: a timer per
@@ -84,7 +85,7 @@ export function tcpProbe(target: ProbeTarget, options: ProbeOptions): Promise<Ch
     if (!expect) return;
     socket.on("data", (chunk: Uint8Array) => {
       // Kept only as long as the expected bytes may still end in it.
-      received = concat(received, chunk).slice(-Math.max(expect.length, 64 * 1024));
+      received = concatBytes(received, chunk).slice(-Math.max(expect.length, 64 * 1024));
       if (indexOf(received, expect) >= 0) done(true, "expected reply received");
     });
     socket.once("end", () => done(false, "closed before the expected reply"));
@@ -173,13 +174,6 @@ const ERROR_WORDS: Record<string, string> = {
  */
 export function socketErrorText(err: Error & { code?: string }): string {
   return (err.code && ERROR_WORDS[err.code]) ?? err.message;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 function indexOf(haystack: Uint8Array, needle: Uint8Array): number {

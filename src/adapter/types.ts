@@ -26,6 +26,10 @@ export interface ServeOptions {
   dump?: (direction: Direction, chunk: Uint8Array) => void;
   /** `-d`: receives every decision; absent when not tracing. */
   trace?: (message: string) => void;
+  /** `--proxy-protocol`: the PROXY header version written to channels first; absent, none. */
+  proxyProtocol?: 1 | 2;
+  /** `--accept-proxy`: every client must begin with a PROXY header, within `connectTimeoutMs`. */
+  acceptProxy?: boolean;
   /** Set SO_REUSEPORT: several workers listen on the port (Linux spreads clients over them). */
   reusePort?: boolean;
   /** Most proxied connections at once (descriptors allow); undefined = no limit. */

@@ -70,6 +70,8 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
         "resolve-interval": { type: "string" },
         resolver: { type: "string" },
         metrics: { type: "string" },
+        "proxy-protocol": { type: "string" },
+        "accept-proxy": { type: "boolean" },
         "check-config": { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
@@ -130,6 +132,8 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
       : parseSeconds(v["resolve-interval"], "resolve interval (--resolve-interval)", 0, MAX_TIMEOUT_SEC),
     resolver: v.resolver === undefined ? undefined : parseResolver(v.resolver, lookup),
     metrics: v.metrics === undefined ? undefined : parseMetricsAddress(v.metrics, lookup),
+    proxyProtocol: v["proxy-protocol"] === undefined ? undefined : parseProxyVersion(v["proxy-protocol"]),
+    acceptProxy: v["accept-proxy"] ?? false,
     groups: mode === "serve" ? withLeastConnection(parseGroups(channelArgs, listenPort, lookup), v.L ?? false) : [],
     checkConfig: v["check-config"] ?? false,
     configFiles: [],
@@ -276,6 +280,13 @@ function parseMetricsAddress(text: string, lookup: ServiceLookup): { host: strin
     throw usageError(`invalid metrics address (--metrics) '${shown(text)}': must be [ADDR:]PORT`);
   }
   return { host, port: parsePort(port, lookup, "metrics port (--metrics)") };
+}
+
+// `--proxy-protocol v1|v2`, as HAProxy's send-proxy and send-proxy-v2.
+function parseProxyVersion(text: string): 1 | 2 {
+  if (text === "v1") return 1;
+  if (text === "v2") return 2;
+  throw usageError(`invalid PROXY protocol version (--proxy-protocol) '${shown(text)}': must be v1 or v2`);
 }
 
 /** More threads than this only add contention on any machine we know of. */

@@ -49,6 +49,10 @@ export interface Config {
   metrics?: { host: string; port: number };
   /** `--resolver ADDR[:PORT]`: the DNS server to ask; undefined = the system's resolver. */
   resolver?: { host: string; port: number };
+  /** `--proxy-protocol v1|v2`: the PROXY header version sent to channels; undefined = none. */
+  proxyProtocol?: 1 | 2;
+  /** `--accept-proxy`: every client must begin with a PROXY header. */
+  acceptProxy: boolean;
   groups: GroupSpec[];
   /** `--check-config`: parse and resolve, then exit 0 without serving. */
   checkConfig: boolean;
@@ -76,6 +80,7 @@ export const DEFAULTS: Omit<Config, "mode" | "listenPort" | "groups"> = {
   logConnections: false,
   workers: 1,
   resolveInterval: 30,
+  acceptProxy: false,
   checkConfig: false,
   configFiles: [],
   optionWords: [],

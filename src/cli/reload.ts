@@ -50,6 +50,8 @@ const FLAGS: Partial<Record<keyof Config, string>> = {
   resolveInterval: "--resolve-interval",
   resolver: "--resolver",
   metrics: "--metrics",
+  proxyProtocol: "--proxy-protocol",
+  acceptProxy: "--accept-proxy",
 };
 
 /**

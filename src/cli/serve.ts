@@ -12,6 +12,11 @@ import { HealthChecker } from "../core/health_checker.ts";
 import { type NameResolver, NameWatch } from "../core/name_watch.ts";
 import { makeResolver } from "../adapter/resolver.ts";
 import type { Adapter, ServeOptions } from "../adapter/types.ts";
+import type { ProbeOptions } from "../adapter/probe.ts";
+import type { HealthSettings } from "../core/health.ts";
+import { concatBytes } from "../core/bytes.ts";
+import { encodeProxyHeader } from "../core/proxy_protocol.ts";
+import type { ProxySettings } from "../core/proxy_header_reader.ts";
 import { controlAddress, ensurePrivateDirectory } from "../control/address.ts";
 import { claimControlAddress, startControlServer } from "../control/server.ts";
 import { type MetricsServer, startMetricsServer } from "../control/metrics_server.ts";
@@ -123,11 +128,14 @@ export async function serveUntilStopped(
     trace,
     warn: (message, key) => log.throttled(message, key),
     onConnectionEnd: connectionLog && ((record) => connectionLog.add(record)),
+    proxyProtocol: config.proxyProtocol,
+    acceptProxy: config.acceptProxy,
   };
+  const proxy: ProxySettings = { send: config.proxyProtocol, accept: config.acceptProxy };
   // Checks run here, in the thread that owns control; workers see the
   // health through the shared state and tell of failed connects.
   const checker = config.check &&
-    new HealthChecker(balancer, config.check, adapter.makeProbe({ ...config.check, sourceAddress }), {
+    new HealthChecker(balancer, config.check, adapter.makeProbe(probeOptions(config.check, sourceAddress, proxy)), {
       info: (m) => log.info(m),
       warning: (m) => log.warning(m),
       trace,
@@ -176,6 +184,7 @@ export async function serveUntilStopped(
         lookupPort,
         log: (line) => log.info(line),
         health: checker,
+        proxy,
         configuration: () => ({ options: running.optionWords, port: running.listenPort }),
       },
       control,
@@ -195,7 +204,7 @@ export async function serveUntilStopped(
       metricsServer = await startMetricsServer(config.metrics.host, config.metrics.port, {
         metricsContentType: METRICS_CONTENT_TYPE,
         metrics: () => renderMetrics({ balancer, version: VERSION, runtime: RUNTIME, process: processFigures() }),
-        status: () => JSON.stringify(showJson(balancer, checker || undefined)),
+        status: () => JSON.stringify(showJson(balancer, checker || undefined, proxy)),
       });
     }
   } catch (err) {
@@ -226,6 +235,14 @@ export async function serveUntilStopped(
   );
   await server.finished;
   return EX_OK;
+}
+
+// With --proxy-protocol a check begins with the header that names no client
+// (v2 LOCAL, v1 UNKNOWN), so that a channel requiring one accepts it.
+function probeOptions(check: HealthSettings, sourceAddress: string | undefined, proxy: ProxySettings): ProbeOptions {
+  if (!proxy.send) return { ...check, sourceAddress };
+  const header = encodeProxyHeader(proxy.send);
+  return { ...check, sourceAddress, send: check.send ? concatBytes(header, check.send) : header };
 }
 
 /** The addresses a configuration names, resolved as a start resolves them. */

@@ -44,6 +44,7 @@ export const USAGE = `usage:
   balance [-b addr] [-B addr] [-t sec] [-T sec] [-w N] [-adfpHM6] [-L] [--grace sec] \\
           [-F file] [--check-config] [--log-file file] [--syslog host[:port]] [--log-connections] \\
           [--resolve-interval sec] [--resolver addr[:port]] [--metrics [addr:]port] \\
+          [--proxy-protocol v1|v2] [--accept-proxy] \\
           [--check [--check-interval sec] [--check-timeout sec] [--rise N] [--fall N] \\
            [--check-send str] [--check-expect str] [--check-exec cmd]] \\
           port [h1[:p1[:maxc1[:weight1[:dis]]]] [!%+]] [ ... hN[:pN[:maxcN[:weightN[:dis]]]]]
@@ -91,6 +92,10 @@ export const USAGE = `usage:
   --resolver ADDR[:PORT]  ask this DNS server (default: the system's resolver; port 53)
   --metrics [ADDR:]PORT   serve Prometheus metrics (GET /metrics) and the show --json
                    document (GET /status) over HTTP (default address 127.0.0.1)
+  --proxy-protocol v1|v2  start every connection to a channel with a PROXY header
+                   (v1 text, v2 binary) carrying the client's address and port
+  --accept-proxy   every client must start with a PROXY header (v1 or v2) within -t,
+                   whose address is then the client's; others are closed
   --help    this text
   --version the version
 

@@ -235,6 +235,21 @@ export class Balancer {
     return { channel: undefined, reason: tried ? "connect-failed" : "no-channel" };
   }
 
+  /**
+   * `--accept-proxy`: the client at `address`:`port` sent no valid PROXY
+   * header (`reason` says how). Counts it and warns, throttled as one kind;
+   * the caller closes it. It never reached {@link connect}.
+   *
+   * @example
+   * ```ts
+   * balancer.refuseProxyHeader("127.0.0.1", 50000, "PROXY v2: wrong signature");
+   * ```
+   */
+  refuseProxyHeader(address: string, port: number, reason: string): void {
+    this.state.countProxyRefused();
+    this.warn?.(`PROXY header refused from ${formatHostPort(address, port)}: ${reason}`, "PROXY header refused");
+  }
+
   /** Connections open or being connected right now, over all channels and workers. */
   openConnections(): number {
     return this.state.open;

@@ -13,7 +13,8 @@ import { shown } from "./shown.ts";
  * sent the first one; otherwise what tore it down: a reset (or a failed
  * write) from one side, the `-T` idle timeout, or the end of the grace
  * period (`shutdown`). `connect-failed`: every channel tried refused or timed
- * out; `no-channel`: none was usable, none was tried.
+ * out; `no-channel`: none was usable, none was tried; `proxy-refused`: with
+ * `--accept-proxy`, the client sent no valid PROXY header and reached no channel.
  *
  * @example
  * ```ts
@@ -28,6 +29,7 @@ export type EndReason =
   | "idle-timeout"
   | "connect-failed"
   | "no-channel"
+  | "proxy-refused"
   | "shutdown";
 
 /**

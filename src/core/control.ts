@@ -1,3 +1,4 @@
+import type { ProxySettings } from "./proxy_header_reader.ts";
 import type { Balancer } from "./balancer.ts";
 import { formatHostPort, MAX_CHANNELS, MAX_GROUPS } from "./balancer.ts";
 import type { GroupType } from "./group.ts";
@@ -111,6 +112,8 @@ export interface ControlContext {
   log?: (line: string) => void;
   /** The health checks (`--check`); absent without them. */
   health?: HealthView;
+  /** `--proxy-protocol` and `--accept-proxy`, for `show --json`; absent, both off. */
+  proxy?: ProxySettings;
   /** For `dump`: the option words in force and the listen port; absent, `dump` writes the channels alone. */
   configuration?: () => { options: readonly string[]; port: number };
 }
@@ -248,7 +251,7 @@ export function executeCommand(
       return answer(`This is balance ${ctx.version}\nMAXGROUPS=${MAX_GROUPS}\nMAXCHANNELS=${MAX_CHANNELS}`);
     case "show":
       if (args.length === 1 && args[0] !== "--json") return fail(SYNTAX_ERROR);
-      return answer(args.length ? JSON.stringify(showJson(balancer, ctx.health)) : showTable(balancer));
+      return answer(args.length ? JSON.stringify(showJson(balancer, ctx.health, ctx.proxy)) : showTable(balancer));
     case "health":
       return answer(healthTable(balancer, ctx.health));
     case "group": {
@@ -378,6 +381,10 @@ export interface ChannelStatus {
   checkFailures: number;
   /** The last check's result as text; `null` before the first. */
   lastCheck: string | null;
+  /** `--proxy-protocol`: the PROXY header the channel gets, or `none`; the same for every channel. */
+  proxyProtocol: "v1" | "v2" | "none";
+  /** `--accept-proxy`: clients must send a PROXY header; the same for every channel. */
+  acceptProxy: boolean;
 }
 
 /**
@@ -389,7 +396,9 @@ export interface ChannelStatus {
  * showJson(balancer, checker)[0].health; // "up"
  * ```
  */
-export function showJson(balancer: Balancer, health?: HealthView): ChannelStatus[] {
+export function showJson(balancer: Balancer, health?: HealthView, proxy?: ProxySettings): ChannelStatus[] {
+  const proxyProtocol = proxy?.send ? (`v${proxy.send}` as const) : "none";
+  const acceptProxy = proxy?.accept ?? false;
   return balancer.groups.flatMap((g, gi) =>
     g.channels.map((c, ci) => ({
       group: gi,
@@ -405,6 +414,8 @@ export function showJson(balancer: Balancer, health?: HealthView): ChannelStatus
       sent: c.sent,
       rcvd: c.rcvd,
       ...healthFields(health?.status(c)),
+      proxyProtocol,
+      acceptProxy,
     }))
   );
 }

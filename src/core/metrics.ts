@@ -106,6 +106,12 @@ export function renderMetrics(sources: MetricsSources): string {
   const singles: [name: string, type: string, help: string, value: number | undefined, labels?: string][] = [
     ["balance_clients_total", "counter", "Clients accepted.", state.clients],
     ["balance_clients_rejected_total", "counter", "Clients closed because no channel took them.", state.rejected],
+    [
+      "balance_clients_proxy_refused_total",
+      "counter",
+      "Clients closed for a missing or malformed PROXY header (--accept-proxy).",
+      state.proxyRefused,
+    ],
     ["balance_open_connections", "gauge", "Proxied connections open or connecting now.", state.open],
     ["balance_build_info", "gauge", "Always 1: the version and runtime as labels.", 1, build],
     ["process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", process.residentBytes],

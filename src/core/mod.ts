@@ -31,6 +31,8 @@ export * from "./idle.ts";
 export * from "./metrics.ts";
 export * from "./packet_dump.ts";
 export * from "./proxy_protocol.ts";
+export * from "./proxy_header_reader.ts";
+export * from "./bytes.ts";
 export * from "./select.ts";
 export * from "./schedule/least_connection.ts";
 export * from "./schedule/round_robin.ts";

@@ -32,10 +32,14 @@ const CHANNEL_CELLS = 5;
  * failures, the connect-time sum and histogram buckets (indexed in channel.ts).
  */
 const CHANNEL_COUNTERS = 20;
-/** Float64 counters of the whole balancer per writer: clients, clients rejected. */
+/**
+ * Float64 counters of the whole balancer per writer: clients, clients
+ * rejected, clients refused for their PROXY header.
+ */
 const CLIENTS = 0;
 const REJECTED = 1;
-const GLOBAL_COUNTERS = 2;
+const PROXY_REFUSED = 2;
+const GLOBAL_COUNTERS = 3;
 
 /** The cells of one channel, wherever they live. */
 export interface ChannelCells {
@@ -105,6 +109,11 @@ export class SharedState {
     this.mine[REJECTED]++;
   }
 
+  /** Counts a client closed for a missing or malformed PROXY header (`--accept-proxy`). */
+  countProxyRefused(): void {
+    this.mine[PROXY_REFUSED]++;
+  }
+
   /** Clients ever counted by {@link countClient}, all writers together; never reset. */
   get clients(): number {
     return this.sum(CLIENTS);
@@ -113,6 +122,11 @@ export class SharedState {
   /** Clients ever counted by {@link countRejected}, all writers together; never reset. */
   get rejected(): number {
     return this.sum(REJECTED);
+  }
+
+  /** Clients ever counted by {@link countProxyRefused}, all writers together; never reset. */
+  get proxyRefused(): number {
+    return this.sum(PROXY_REFUSED);
   }
 
   private sum(i: number): number {

@@ -10,6 +10,7 @@ import {
   MAX_CHANNELS,
   parseServices,
   resolveCommand,
+  showJson,
 } from "../../src/core/mod.ts";
 
 function setup() {
@@ -122,8 +123,17 @@ test("control: show --json gives the same as data", () => {
     health: "none",
     checkFailures: 0,
     lastCheck: null,
+    proxyProtocol: "none",
+    acceptProxy: false,
   });
   assert.equal(run("show --xml").output, "syntax error");
+});
+
+test("control: show --json tells on every channel which PROXY options are on", () => {
+  const { balancer } = setup();
+  const rows = showJson(balancer, undefined, { send: 2, accept: true });
+  assert.deepEqual(rows.map((r) => [r.proxyProtocol, r.acceptProxy]), [["v2", true], ["v2", true], ["v2", true]]);
+  assert.equal(showJson(balancer, undefined, { send: 1, accept: false })[0].proxyProtocol, "v1");
 });
 
 test("control: enable and disable answer as balance does", () => {

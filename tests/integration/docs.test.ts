@@ -53,6 +53,7 @@ const DOCS_PAGES = [
   "docs/scaling.md",
   "docs/deviations.md",
   "docs/metrics.md",
+  "docs/proxy-protocol.md",
 ];
 
 test("docs: README links docs/ and the man page, and every relative Markdown link resolves in the repository", () => {

@@ -19,6 +19,8 @@ import { ExitError } from "../../core/exit_error.ts";
 import { IdleTimer } from "../../core/idle.ts";
 import { Throttle } from "../../core/throttle.ts";
 import { EX_NOPERM, EX_OSERR } from "../../core/sysexits.ts";
+import { encodeProxyHeader, type ProxyVersion } from "../../core/proxy_protocol.ts";
+import { describeProxied, proxiedEndpoints, ProxyHeaderReader } from "../../core/proxy_header_reader.ts";
 import type { ServeOptions, Server } from "../types.ts";
 export { openSyslogSocket } from "./syslog.ts";
 export { makeProbe } from "./probe.ts";
@@ -77,10 +79,11 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
     dump: options.dump,
     onClose(pipe) {
       idle?.delete(pipe);
+      if (pipe.header) clearTimeout(pipe.headerTimer);
       if (live) {
         live.delete(pipe);
         onEnd!({
-          clientAddress: pipe.client.remoteAddress,
+          clientAddress: pipe.clientAddress,
           clientPort: pipe.clientPort,
           channel: pipe.channel && balancer.describe(pipe.channel),
           connectMs: pipe.connectMs,
@@ -94,7 +97,7 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
         const channel = pipe.channel;
         balancer.release(channel);
         trace?.(
-          `${pipe.client.remoteAddress}: closed ${
+          `${pipe.clientAddress}: closed ${
             balancer.describe(channel)
           }, channel sent ${channel.sent} rcvd ${channel.rcvd}`,
         );
@@ -116,18 +119,20 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
       client.setKeepAlive(true);
       const pipe = new Pipe(client, hooks);
       client.data = pipe;
+      pipe.clientPort = client.remotePort;
       if (live) {
         live.add(pipe);
         pipe.accepted = performance.now();
-        pipe.clientPort = client.remotePort;
       }
-      trace?.(`accepted ${formatHostPort(client.remoteAddress, client.remotePort)}`);
-      connectPipe(pipe, balancer, options, idle);
+      trace?.(`accepted ${formatHostPort(pipe.clientAddress, pipe.clientPort)}`);
+      if (options.acceptProxy) awaitProxyHeader(pipe, balancer, options);
+      else connectPipe(pipe, balancer, options, idle);
     },
     data(client, chunk) {
       const pipe = client.data;
       if (!pipe) return;
       if (pipe.server) forwardChunk(pipe, pipe.toServer, client, pipe.server, chunk);
+      else if (pipe.header) takeProxyHeader(pipe, chunk, balancer, options, idle);
       else holdEarlyChunk(pipe, chunk);
     },
     drain(client) {
@@ -136,10 +141,12 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
     },
     end(client) {
       const pipe = client.data;
-      if (pipe) endFlow(pipe, pipe.toServer, pipe.server);
+      if (pipe?.header) headerCut(pipe, balancer);
+      else if (pipe) endFlow(pipe, pipe.toServer, pipe.server);
     },
     close(client, error) {
-      if (client.data) closedUnder(client.data, "client", error);
+      if (client.data?.header) headerCut(client.data, balancer);
+      else if (client.data) closedUnder(client.data, "client", error);
     },
     error() {/* close follows */},
   };
@@ -173,8 +180,66 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
   });
 }
 
+// --accept-proxy: the connect waits for the header, at most -t.
+function awaitProxyHeader(pipe: Pipe, balancer: Balancer, options: ServeOptions): void {
+  pipe.header = new ProxyHeaderReader();
+  const seconds = options.connectTimeoutMs / 1000;
+  pipe.headerTimer = setTimeout(
+    () => refuseProxyHeader(pipe, balancer, `none within ${seconds}s`),
+    options.connectTimeoutMs,
+  );
+}
+
+function takeProxyHeader(
+  pipe: Pipe,
+  chunk: Uint8Array,
+  balancer: Balancer,
+  options: ServeOptions,
+  idle: IdleTimer | undefined,
+): void {
+  const read = pipe.header!.push(chunk);
+  if (read.kind === "incomplete") return;
+  if (read.kind === "error") return refuseProxyHeader(pipe, balancer, read.reason);
+  stopAwaitingHeader(pipe);
+  const client = pipe.client;
+  pipe.proxied = proxiedEndpoints(
+    read.header,
+    { address: pipe.clientAddress, port: pipe.clientPort },
+    { address: client.localAddress, port: client.localPort },
+  );
+  options.trace?.(
+    `${formatHostPort(pipe.clientAddress, pipe.clientPort)}: ${describeProxied(read.header, pipe.proxied)}`,
+  );
+  pipe.clientAddress = pipe.proxied.src.address;
+  pipe.clientPort = pipe.proxied.src.port;
+  if (read.rest.length > 0) holdEarlyChunk(pipe, read.rest);
+  connectPipe(pipe, balancer, options, idle);
+}
+
+// The client ended (FIN or reset) before its header did: after part of one
+// it is refused; having sent nothing it was a mere connect (a front
+// balancer's check), which is no fault.
+function headerCut(pipe: Pipe, balancer: Balancer): void {
+  const held = pipe.header!.held;
+  if (held > 0) return refuseProxyHeader(pipe, balancer, `client closed after ${held} bytes`);
+  stopAwaitingHeader(pipe);
+  pipe.close();
+}
+
+function refuseProxyHeader(pipe: Pipe, balancer: Balancer, reason: string): void {
+  stopAwaitingHeader(pipe);
+  balancer.refuseProxyHeader(pipe.clientAddress, pipe.clientPort, reason);
+  pipe.abort("proxy-refused");
+}
+
+// Once: the socket's close that follows finds no header pending.
+function stopAwaitingHeader(pipe: Pipe): void {
+  clearTimeout(pipe.headerTimer);
+  pipe.header = undefined;
+}
+
 async function connectPipe(pipe: Pipe, balancer: Balancer, options: ServeOptions, idle: IdleTimer | undefined) {
-  const connected = await balancer.connect(pipe.client.remoteAddress, (channel) => dial(pipe, channel, options));
+  const connected = await balancer.connect(pipe.clientAddress, (channel) => dial(pipe, channel, options));
   if (!connected.channel) {
     pipe.abort(connected.reason);
     return;
@@ -186,9 +251,19 @@ async function connectPipe(pipe: Pipe, balancer: Balancer, options: ServeOptions
     balancer.release(connected.channel);
     return;
   }
-  // Bytes and a FIN that came while connecting are passed on now.
-  sendEarlyChunks(pipe);
+  // Bytes and a FIN that came while connecting are passed on now, after
+  // the PROXY header if one is sent.
+  sendEarlyChunks(pipe, options.proxyProtocol && proxyHeaderOf(pipe, options.proxyProtocol));
   idle?.add(pipe);
+}
+
+// The received header's endpoints, or the client's connection's own.
+function proxyHeaderOf(pipe: Pipe, version: ProxyVersion): Uint8Array {
+  const { src, dst } = pipe.proxied ?? {
+    src: { address: pipe.clientAddress, port: pipe.clientPort },
+    dst: { address: pipe.client.localAddress, port: pipe.client.localPort },
+  };
+  return encodeProxyHeader(version, src, dst);
 }
 
 function dial(pipe: Pipe, channel: Channel, options: ServeOptions): Promise<Socket<Attempt>> {

@@ -1,8 +1,9 @@
 /**
  * Health checks under Bun: a plain connect check (`--check` alone, the one
- * that runs for every channel of a large balancer) through `Bun.connect`,
- * which costs a third of the CPU of `node:net`'s; checks that send, expect
- * or run a program use the shared ones.
+ * that runs for every channel of a large balancer, or with bytes to send and
+ * none to expect: a PROXY header) through `Bun.connect`, which costs a third
+ * of the CPU of `node:net`'s; checks that expect a reply or run a program
+ * use the shared ones.
  *
  * @module
  */
@@ -20,8 +21,8 @@ import { deadlines, makeProbe as sharedProbe, type ProbeOptions, socketErrorText
  */
 export function makeProbe(options: ProbeOptions): Probe {
   const shared = sharedProbe(options);
-  if (options.exec || options.send || options.expect) return shared;
-  const { timeout, sourceAddress } = options;
+  if (options.exec || options.expect) return shared;
+  const { timeout, sourceAddress, send } = options;
   // A Bun.connect cannot be cancelled: one that timed out (a host that drops
   // SYNs) goes on until the kernel gives up, minutes later. While one is
   // pending for a channel, its checks use node:net, which closes at the
@@ -50,8 +51,14 @@ export function makeProbe(options: ProbeOptions): Probe {
         ...(sourceAddress ? { localAddress: sourceAddress } : {}),
         socket: {
           open(socket) {
-            socket.terminate();
-            done(true, "connected");
+            if (!send) {
+              socket.terminate();
+              return done(true, "connected");
+            }
+            // A few bytes on a new connection: the kernel takes them whole.
+            const sent = socket.write(send) === send.length;
+            socket.end();
+            done(sent, sent ? "connected and sent" : "send failed");
           },
           data() {},
           error() {},

@@ -4,6 +4,9 @@ import type { Channel } from "../../core/channel.ts";
 import type { EndReason } from "../../core/connection_log.ts";
 import type { Idleable } from "../../core/idle.ts";
 import type { Direction } from "../../core/packet_dump.ts";
+import type { ProxyEndpoint } from "../../core/proxy_protocol.ts";
+import type { ProxyHeaderReader } from "../../core/proxy_header_reader.ts";
+import { concatBytes } from "../../core/bytes.ts";
 
 /** One direction of a {@link Pipe}: bytes the destination has not taken yet. */
 export class Flow {
@@ -15,6 +18,8 @@ export class Flow {
   done = false;
   /** Bytes the destination has taken. */
   bytes = 0;
+  /** PROXY header bytes still at the front of `pending`: not the client's, so not counted. */
+  uncounted = 0;
 
   constructor(readonly direction: Direction) {}
 }
@@ -54,11 +59,20 @@ export class Pipe implements Idleable {
   torn: EndReason | undefined = undefined;
   /** Milliseconds until connected, failed attempts included. */
   connectMs = 0;
-  /** `performance.now()` at accept, and the client's port: set only for `--log-connections`. */
+  /** `performance.now()` at accept: set only for `--log-connections`. */
   accepted = 0;
+  /** The client as balance names it: the peer, or the one a PROXY header named (`--accept-proxy`). */
+  clientAddress: string;
   clientPort = 0;
+  /** `--accept-proxy`: the header being read; undefined once it is in. */
+  header: ProxyHeaderReader | undefined = undefined;
+  headerTimer: ReturnType<typeof setTimeout> | undefined = undefined;
+  /** The endpoints a received PROXY header named, to pass on with `--proxy-protocol`. */
+  proxied: { src: ProxyEndpoint; dst: ProxyEndpoint } | undefined = undefined;
 
-  constructor(readonly client: Socket<Pipe>, readonly hooks: PipeHooks) {}
+  constructor(readonly client: Socket<Pipe>, readonly hooks: PipeHooks) {
+    this.clientAddress = client.remoteAddress;
+  }
 
   attach(channel: Channel, server: Socket<Attempt>): void {
     this.channel = channel;
@@ -116,19 +130,23 @@ export const EARLY_BYTES_MAX = 64 * 1024;
 /** Client bytes that came before the server connection: keep them, in order. */
 export function holdEarlyChunk(pipe: Pipe, chunk: Uint8Array): void {
   const flow = pipe.toServer;
-  flow.pending = flow.pending ? concat(flow.pending, chunk) : chunk;
+  flow.pending = flow.pending ? concatBytes(flow.pending, chunk) : chunk;
   if (flow.pending.length >= EARLY_BYTES_MAX && !pipe.clientPaused) {
     pipe.client.pause();
     pipe.clientPaused = true;
   }
 }
 
-/** The server is connected: send what the client sent meanwhile, and its FIN. */
-export function sendEarlyChunks(pipe: Pipe): void {
+/**
+ * The server is connected: send what the client sent meanwhile, and its FIN.
+ * A PROXY `header` (`--proxy-protocol`) goes first, in the same write.
+ */
+export function sendEarlyChunks(pipe: Pipe, header?: Uint8Array): void {
   const flow = pipe.toServer;
   const early = flow.pending;
   flow.pending = undefined;
-  if (early) forwardChunk(pipe, flow, pipe.client, pipe.server!, early);
+  if (header) sendHeader(pipe, header, early);
+  else if (early) forwardChunk(pipe, flow, pipe.client, pipe.server!, early);
   if (flow.pending) return;
   if (pipe.clientPaused) {
     pipe.client.resume();
@@ -137,11 +155,20 @@ export function sendEarlyChunks(pipe: Pipe): void {
   if (flow.ended) endFlow(pipe, flow, pipe.server);
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const joined = new Uint8Array(a.length + b.length);
-  joined.set(a);
-  joined.set(b, a.length);
-  return joined;
+// Counts only the client's bytes: a write that ends inside the header leaves
+// the rest of it uncounted in `pending` for drainFlow.
+function sendHeader(pipe: Pipe, header: Uint8Array, early: Uint8Array | undefined): void {
+  const flow = pipe.toServer;
+  if (early) pipe.hooks.dump?.(flow.direction, early);
+  const bytes = early ? concatBytes(header, early) : header;
+  const n = pipe.server!.write(bytes);
+  if (n < 0) return pipe.abort("server-reset");
+  if (n > header.length) pipe.count(flow, n - header.length);
+  if (n < bytes.length) {
+    flow.pending = bytes.subarray(n);
+    flow.uncounted = Math.max(0, header.length - n);
+    pipe.client.pause();
+  }
 }
 
 /**
@@ -158,7 +185,7 @@ export function forwardChunk(
   pipe.hooks.dump?.(flow.direction, chunk);
   if (flow.pending) {
     // Only reachable if data raced a pause: keep order, hold it too.
-    flow.pending = concat(flow.pending, chunk);
+    flow.pending = concatBytes(flow.pending, chunk);
     src.pause();
     return;
   }
@@ -178,7 +205,9 @@ export function drainFlow(pipe: Pipe, flow: Flow, src: Socket<unknown>, dst: Soc
   if (!pending) return;
   const n = dst.write(pending);
   if (n < 0) return pipe.abort(resetOf(pipe, dst));
-  pipe.count(flow, n);
+  const header = Math.min(flow.uncounted, n);
+  flow.uncounted -= header;
+  pipe.count(flow, n - header);
   if (n < pending.length) {
     flow.pending = pending.subarray(n);
     return;

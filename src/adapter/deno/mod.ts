@@ -21,6 +21,12 @@ export { openSyslogSocket } from "./syslog.ts";
 export { makeProbe } from "../probe.ts";
 import { dialChannel } from "./dial.ts";
 import { relay, type Stoppable } from "./relay.ts";
+import type { ByteStream } from "./byte_stream.ts";
+import { readProxyHeader } from "./proxy_header.ts";
+import type { EndReason } from "../../core/connection_log.ts";
+import { encodeProxyHeader, type ProxyEndpoint } from "../../core/proxy_protocol.ts";
+import { describeProxied, proxiedEndpoints } from "../../core/proxy_header_reader.ts";
+import { concatBytes } from "../../core/bytes.ts";
 
 /**
  * Listens on `options.hostname:port` and relays every client to a channel
@@ -131,31 +137,58 @@ async function handleClient(
 ): Promise<void> {
   client.setNoDelay(true);
   client.setKeepAlive(true);
-  const clientAddress = client.remoteAddr.hostname;
+  let clientAddress = client.remoteAddr.hostname;
+  let clientPort = client.remoteAddr.port;
   const trace = options.trace;
   const onEnd = options.onConnectionEnd;
   const accepted = onEnd ? performance.now() : 0;
-  trace?.(`accepted ${formatHostPort(clientAddress, client.remoteAddr.port)}`);
-  const connected = await balancer.connect(
-    clientAddress,
-    (channel) => dialChannel(channel, { timeoutMs: options.connectTimeoutMs, sourceAddress: options.sourceAddress }),
-  );
-  if (!connected.channel) {
-    client.close();
+  trace?.(`accepted ${formatHostPort(clientAddress, clientPort)}`);
+  const unconnected = (reason: EndReason) => {
+    closeQuietly(client);
     onEnd?.({
       clientAddress,
-      clientPort: client.remoteAddr.port,
+      clientPort,
       connectMs: 0,
       durationMs: performance.now() - accepted,
       sent: 0,
       rcvd: 0,
-      reason: connected.reason,
+      reason,
     });
-    return;
+  };
+  let proxied: { src: ProxyEndpoint; dst: ProxyEndpoint } | undefined;
+  // Client bytes that came with the PROXY header: written before the relay.
+  let early: Uint8Array | undefined;
+  if (options.acceptProxy) {
+    const outcome = await readProxyHeader(client, options.connectTimeoutMs);
+    if (outcome.kind === "closed") return unconnected("client-closed");
+    if (outcome.kind === "error") {
+      balancer.refuseProxyHeader(clientAddress, clientPort, outcome.reason);
+      return unconnected("proxy-refused");
+    }
+    const own = endpointsOf(client);
+    proxied = proxiedEndpoints(outcome.header, own.src, own.dst);
+    trace?.(`${formatHostPort(clientAddress, clientPort)}: ${describeProxied(outcome.header, proxied)}`);
+    ({ address: clientAddress, port: clientPort } = proxied.src);
+    if (outcome.rest.length > 0) early = outcome.rest;
   }
+  const connected = await balancer.connect(
+    clientAddress,
+    (channel) => dialChannel(channel, { timeoutMs: options.connectTimeoutMs, sourceAddress: options.sourceAddress }),
+  );
+  if (!connected.channel) return unconnected(connected.reason);
   const { channel, conn: server } = connected;
   const dump = options.dump;
   try {
+    const version = options.proxyProtocol;
+    const ends = version && (proxied ?? endpointsOf(client));
+    const header = ends && encodeProxyHeader(version, ends.src, ends.dst);
+    if (header || early) {
+      if (early) {
+        channel.countSent(early.length);
+        dump?.("->", early);
+      }
+      await writeAll(server, header && early ? concatBytes(header, early) : header || early!).catch(() => {});
+    }
     const relayed = await relay(
       client,
       server,
@@ -168,11 +201,12 @@ async function handleClient(
     );
     onEnd?.({
       clientAddress,
-      clientPort: client.remoteAddr.port,
+      clientPort,
       channel: balancer.describe(channel),
       connectMs: connected.connectMs,
       durationMs: performance.now() - accepted,
       ...relayed,
+      sent: relayed.sent + (early?.length ?? 0),
     });
   } finally {
     balancer.release(channel);
@@ -180,6 +214,26 @@ async function handleClient(
       `${clientAddress}: closed ${balancer.describe(channel)}, channel sent ${channel.sent} rcvd ${channel.rcvd}`,
     );
   }
+}
+
+// The client and the address it connected to, as its connection has them.
+function endpointsOf(conn: Deno.TcpConn): { src: ProxyEndpoint; dst: ProxyEndpoint } {
+  return {
+    src: { address: conn.remoteAddr.hostname, port: conn.remoteAddr.port },
+    dst: { address: conn.localAddr.hostname, port: conn.localAddr.port },
+  };
+}
+
+// A client the timeout of its PROXY header closed already.
+function closeQuietly(conn: Deno.TcpConn): void {
+  try {
+    conn.close();
+  } catch { /* closed */ }
+}
+
+// Before the relay starts: a failure here shows in the relay's first read or write.
+async function writeAll(to: ByteStream, bytes: Uint8Array): Promise<void> {
+  for (let written = 0; written < bytes.length;) written += await to.write(bytes.subarray(written));
 }
 
 /** `deno run` of this same main module, with the permissions it runs with. */

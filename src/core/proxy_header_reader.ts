@@ -1,0 +1,131 @@
+/**
+ * `--accept-proxy`: what a listener does with a client's first bytes until
+ * they hold a whole PROXY header. The adapter feeds each read to a
+ * {@link ProxyHeaderReader}; the codec ({@link parseProxyHeader}) decides.
+ *
+ * @module
+ */
+import { formatHostPort } from "./balancer.ts";
+import { parseProxyHeader, type ProxyEndpoint, type ProxyHeader } from "./proxy_protocol.ts";
+
+/**
+ * What a {@link ProxyHeaderReader} makes of the bytes so far: need more, a
+ * malformed header (one line for a log), or the header and the client's
+ * bytes that came after it in the same reads.
+ *
+ * @example
+ * ```ts
+ * const r: ProxyRead = new ProxyHeaderReader().push(chunk);
+ * if (r.kind === "header") forward(r.rest);
+ * ```
+ */
+export type ProxyRead =
+  | { kind: "incomplete" }
+  | { kind: "error"; reason: string }
+  | { kind: "header"; header: ProxyHeader; rest: Uint8Array };
+
+/**
+ * Collects one client's reads until they hold a whole PROXY header. Bytes
+ * are kept in one buffer that doubles as needed, so a client that dribbles
+ * its header costs linear copying, and the codec bounds how much it can make
+ * the reader hold (at most `PROXY_V2_MAX_LENGTH` bytes).
+ *
+ * @example
+ * ```ts
+ * const reader = new ProxyHeaderReader();
+ * const r = reader.push(new TextEncoder().encode("PROXY TCP4 10.9.8.7 10.0.0.1 4000 80\r\nGET /"));
+ * r.kind === "header" && r.header.src?.address; // "10.9.8.7"; r.rest holds "GET /"
+ * ```
+ */
+export class ProxyHeaderReader {
+  private buffer: Uint8Array | undefined;
+  private length = 0;
+
+  /**
+   * Adds a read. A `header` answer's `rest` may be a view of `chunk`: use
+   * it before the caller reads into `chunk` again.
+   */
+  push(chunk: Uint8Array): ProxyRead {
+    const bytes = this.length === 0 ? chunk : this.append(chunk);
+    const parsed = parseProxyHeader(bytes);
+    if (parsed.kind === "incomplete") {
+      if (bytes === chunk) this.append(chunk);
+      return parsed;
+    }
+    this.buffer = undefined;
+    this.length = 0;
+    if (parsed.kind === "error") return parsed;
+    return { kind: "header", header: parsed, rest: bytes.subarray(parsed.length) };
+  }
+
+  /** Bytes held while the header is incomplete: 0 means the client has sent nothing yet. */
+  get held(): number {
+    return this.length;
+  }
+
+  private append(chunk: Uint8Array): Uint8Array {
+    const needed = this.length + chunk.length;
+    if (this.buffer === undefined || needed > this.buffer.length) {
+      const grown = new Uint8Array(Math.max(needed, 2 * (this.buffer?.length ?? 64)));
+      if (this.buffer) grown.set(this.buffer.subarray(0, this.length));
+      this.buffer = grown;
+    }
+    this.buffer.set(chunk, this.length);
+    this.length = needed;
+    return this.buffer.subarray(0, needed);
+  }
+}
+
+/**
+ * The client and the address it connected to, as a received header tells
+ * them, or the real connection's (`peer`, `local`) when the header is
+ * `LOCAL` or `UNKNOWN`: the endpoints balance hashes on, logs, and passes on
+ * with `--proxy-protocol`.
+ *
+ * @example
+ * ```ts
+ * const { src, dst } = proxiedEndpoints(r.header, { address: "127.0.0.1", port: 50000 }, { address: "127.0.0.1", port: 80 });
+ * ```
+ */
+export function proxiedEndpoints(
+  header: ProxyHeader,
+  peer: ProxyEndpoint,
+  local: ProxyEndpoint,
+): { src: ProxyEndpoint; dst: ProxyEndpoint } {
+  return header.src && header.dst ? { src: header.src, dst: header.dst } : { src: peer, dst: local };
+}
+
+/**
+ * How `-d` traces a received header: the endpoints it named, or that it
+ * named none.
+ *
+ * @example
+ * ```ts
+ * describeProxied(header, proxiedEndpoints(header, peer, local));
+ * // "PROXY v2 header: client 10.9.8.7:4000 to 10.0.0.1:80"
+ * ```
+ */
+export function describeProxied(header: ProxyHeader, endpoints: { src: ProxyEndpoint; dst: ProxyEndpoint }): string {
+  const { src, dst } = endpoints;
+  return header.local
+    ? `PROXY v${header.version} header without a client: using the connection's addresses`
+    : `PROXY v${header.version} header: client ${formatHostPort(src.address, src.port)} to ${
+      formatHostPort(dst.address, dst.port)
+    }`;
+}
+
+/**
+ * What `--proxy-protocol` and `--accept-proxy` set for a whole balancer,
+ * as `show --json` reports them.
+ *
+ * @example
+ * ```ts
+ * const settings: ProxySettings = { send: 2, accept: false };
+ * ```
+ */
+export interface ProxySettings {
+  /** `--proxy-protocol`: the header version sent to channels; absent, none is sent. */
+  send?: 1 | 2;
+  /** `--accept-proxy`: every client must begin with a header. */
+  accept: boolean;
+}
