@@ -226,7 +226,9 @@ export async function serveUntilStopped(
   checker?.start();
   names.start();
   log.info(
-    `balance ${VERSION} started: listening on ${hostname} port ${server.port} in ${workers} thread(s), ${balancer.groups.length} group(s), control ${control}`,
+    `balance ${VERSION} started: listening on ${hostname} port ${server.port} in ${workers} thread(s), ${balancer.groups.length} group(s)${
+      proxy.accept ? ", PROXY header required from clients" : ""
+    }${proxy.send ? `, PROXY v${proxy.send} header sent to channels` : ""}, control ${control}`,
   );
   trace?.(
     maxConnections === undefined

@@ -260,6 +260,19 @@ test("command line: --resolver ADDR[:PORT] names a DNS server by address; port 5
   fails(["--resolver", "127.0.0.1:70000", "80", "web"], /resolver port \(--resolver\)/);
 });
 
+test("command line: --proxy-protocol v1|v2 and --accept-proxy; both off by default", () => {
+  assert.deepEqual([parse("80", "a").proxyProtocol, parse("80", "a").acceptProxy], [undefined, false]);
+  assert.equal(parse("--proxy-protocol", "v1", "80", "a").proxyProtocol, 1);
+  assert.equal(parse("--proxy-protocol=v2", "80", "a").proxyProtocol, 2);
+  assert.equal(parse("--accept-proxy", "80", "a").acceptProxy, true);
+  for (const bad of ["v3", "2", "V2", ""]) {
+    fails(
+      ["--proxy-protocol", bad, "80", "a"],
+      /^invalid PROXY protocol version \(--proxy-protocol\) '.*': must be v1 or v2$/,
+    );
+  }
+});
+
 test("args: the options in force as words for dump: each once (the last), -f -d -L left out, values quoted when needed", () => {
   const config = parseCommandLine(
     ["-fd", "-t", "3", "-L", "--check", "--check-exec", "/bin/check -q", "-t4", "--check-expect", "#ok", "80", "a"],

@@ -188,7 +188,7 @@ test("reload: a client connecting in a tight loop across 20 reloads (control and
     assert.ok(served > 20, `the loop ran (${served})`);
   }));
 
-test("reload: a bad file, an unknown host or a changed listen port leave the running configuration; -c exits 65", () =>
+test("reload: a bad file, an unknown host or a changed listen port (or -w, --accept-proxy, --proxy-protocol) leave the running configuration; -c exits 65", () =>
   withConfigured(["a", "b"], (port, [a]) => `${port}\n${at(a)}\n`, async (lb, file, port, [a, b]) => {
     const other = await freePort();
     for (
@@ -200,6 +200,8 @@ test("reload: a bad file, an unknown host or a changed listen port leave the run
         ],
         [`${other}\n${at(b)}\n`, /reload failed: the listen port cannot change without a restart/],
         [`-w 3 ${port}\n${at(b)}\n`, /reload failed: -w cannot change without a restart/],
+        [`--accept-proxy ${port}\n${at(b)}\n`, /reload failed: --accept-proxy cannot change without a restart/],
+        [`--proxy-protocol v1 ${port}\n${at(b)}\n`, /reload failed: --proxy-protocol cannot change without a restart/],
       ] as const
     ) {
       writeFileSync(file, text);
@@ -221,14 +223,33 @@ test("dump: the running configuration as a file; -F of it starts the same balanc
     const port = await freePort();
     let lb: Running | undefined;
     try {
-      lb = await startBalance(["-t", "3", String(port), `${at(a)}:10:3`, at(b), "!", at(c), "!", at(d), "%"], port);
+      lb = await startBalance(
+        [
+          "-t",
+          "3",
+          "--proxy-protocol",
+          "v2",
+          "--accept-proxy",
+          String(port),
+          `${at(a)}:10:3`,
+          at(b),
+          "!",
+          at(c),
+          "!",
+          at(d),
+          "%",
+        ],
+        port,
+      );
       await control(port, "disable 1");
       await control(port, "weight 0 2");
       const shell = await runBalance(["-i", String(port)], { input: "group 1\nleastconn\nquit\n" });
       assert.match(shell.stdout, /group 1 set to least connection/);
       const answer = await runBalance(["-c", "dump", String(port)]);
       assert.equal(answer.code, 0, answer.stderr);
+      assert.match(answer.stdout, /^-t 3 --proxy-protocol v2 --accept-proxy$/m);
       const before = configured(await status(port));
+      assert.deepEqual([before[0].proxyProtocol, before[0].acceptProxy], ["v2", true]);
       await lb.stop();
       lb = undefined;
       writeFileSync(join(dir, "dumped.conf"), answer.stdout);

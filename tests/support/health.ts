@@ -194,6 +194,10 @@ export interface StatusRow {
   checkFailures: number;
   /** The last result as text; empty or null before the first check. */
   lastCheck: string | null;
+  /** `--proxy-protocol`: the header channels get, or "none". */
+  proxyProtocol: "v1" | "v2" | "none";
+  /** `--accept-proxy`. */
+  acceptProxy: boolean;
 }
 
 /**

@@ -1,0 +1,96 @@
+/**
+ * Real third-party servers (nginx, HAProxy) as test fixtures: each runs in
+ * the foreground as the current user, from a generated configuration in a
+ * private temporary directory that also holds its pid file, logs and temp
+ * files; it is killed and the directory removed when the test is done, or
+ * when it times out, or when the test process exits.
+ *
+ * @module
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { pidsListeningOn } from "./balance.ts";
+import { freePort } from "./net.ts";
+import { onTimeout } from "./test.ts";
+import { until, within } from "./wait.ts";
+
+/** A server started by {@link startDaemon}. */
+export interface Daemon {
+  /** The loopback port it listens on (127.0.0.1). */
+  port: number;
+  /** Its private directory: configuration, pid file, logs. */
+  dir: string;
+  /** What it wrote on stdout and stderr so far. */
+  output(): string;
+  /** Kills it (SIGTERM, then SIGKILL), waits for the exit, removes its directory. */
+  stop(): Promise<void>;
+}
+
+/** How to run one server: its configuration files and its command line, both given its directory and port. */
+export interface DaemonSpec {
+  /** For messages and the directory's name: `nginx`, `haproxy`. */
+  name: string;
+  program: string;
+  /** File name (in the directory) → contents. */
+  files(dir: string, port: number): Record<string, string>;
+  args(dir: string): string[];
+}
+
+/**
+ * Starts `spec.program` on a free port of 127.0.0.1 and resolves once that
+ * very process listens on it (read from /proc, so no probe connection
+ * reaches it); rejects with its output if it exits or is not listening
+ * within 10 s.
+ *
+ * @example
+ * ```ts
+ * const d = await startDaemon({ name: "x", program: "/usr/sbin/x", files: (dir, port) => ({ "x.conf": `port ${port}` }), args: (dir) => ["-c", `${dir}/x.conf`] });
+ * try { ... } finally { await d.stop(); }
+ * ```
+ */
+export async function startDaemon(spec: DaemonSpec): Promise<Daemon> {
+  const dir = mkdtempSync(join(tmpdir(), `balance-test-${spec.name}-`));
+  const port = await freePort();
+  for (const [file, text] of Object.entries(spec.files(dir, port))) writeFileSync(join(dir, file), text);
+  const child: ChildProcess = spawn(spec.program, spec.args(dir), { stdio: ["ignore", "pipe", "pipe"], cwd: dir });
+  const kill = () => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL");
+  onTimeout(kill);
+  process.on("exit", kill);
+  let output = "";
+  child.stdout!.on("data", (d) => (output += d));
+  child.stderr!.on("data", (d) => (output += d));
+  const exited = new Promise<void>((r) => child.on("close", () => r()));
+  child.on("error", (err) => (output += `\n${err.message}`));
+  const daemon: Daemon = {
+    port,
+    dir,
+    output: () => output,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      const killer = setTimeout(kill, 5000);
+      try {
+        await within(exited, 10_000, `${spec.name} to exit`);
+      } finally {
+        clearTimeout(killer);
+        process.off("exit", kill);
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+  try {
+    await until(
+      () => child.exitCode === null && child.signalCode === null && pidsListeningOn(port).includes(child.pid!),
+      (listening) => listening || child.exitCode !== null,
+      `${spec.name} to listen on 127.0.0.1:${port}`,
+      { everyMs: 50 },
+    );
+    if (child.exitCode !== null) throw new Error(`exited ${child.exitCode}`);
+  } catch (err) {
+    await daemon.stop();
+    throw new Error(`${spec.name} did not start (${(err as Error).message}):\n${output}`);
+  }
+  return daemon;
+}
