@@ -77,22 +77,31 @@ export class ProxyHeaderReader {
 }
 
 /**
- * The client and the address it connected to, as a received header tells
- * them, or the real connection's (`peer`, `local`) when the header is
- * `LOCAL` or `UNKNOWN`: the endpoints balance hashes on, logs, and passes on
- * with `--proxy-protocol`.
+ * A client and the address it connected to.
  *
  * @example
  * ```ts
- * const { src, dst } = proxiedEndpoints(r.header, { address: "127.0.0.1", port: 50000 }, { address: "127.0.0.1", port: 80 });
+ * const ends: ProxyEndpoints = { src: { address: "10.9.8.7", port: 4000 }, dst: { address: "10.0.0.1", port: 80 } };
  * ```
  */
-export function proxiedEndpoints(
-  header: ProxyHeader,
-  peer: ProxyEndpoint,
-  local: ProxyEndpoint,
-): { src: ProxyEndpoint; dst: ProxyEndpoint } {
-  return header.src && header.dst ? { src: header.src, dst: header.dst } : { src: peer, dst: local };
+export interface ProxyEndpoints {
+  src: ProxyEndpoint;
+  dst: ProxyEndpoint;
+}
+
+/**
+ * The client and the address it connected to, as a received header tells
+ * them, or the real connection's (`own()`, asked only then: it costs the
+ * adapter system calls) when the header is `LOCAL` or `UNKNOWN`: the
+ * endpoints balance hashes on, logs, and passes on with `--proxy-protocol`.
+ *
+ * @example
+ * ```ts
+ * const { src, dst } = proxiedEndpoints(r.header, () => ({ src: peer, dst: local }));
+ * ```
+ */
+export function proxiedEndpoints(header: ProxyHeader, own: () => ProxyEndpoints): ProxyEndpoints {
+  return header.src && header.dst ? { src: header.src, dst: header.dst } : own();
 }
 
 /**
@@ -101,11 +110,11 @@ export function proxiedEndpoints(
  *
  * @example
  * ```ts
- * describeProxied(header, proxiedEndpoints(header, peer, local));
+ * describeProxied(header, proxiedEndpoints(header, () => ({ src: peer, dst: local })));
  * // "PROXY v2 header: client 10.9.8.7:4000 to 10.0.0.1:80"
  * ```
  */
-export function describeProxied(header: ProxyHeader, endpoints: { src: ProxyEndpoint; dst: ProxyEndpoint }): string {
+export function describeProxied(header: ProxyHeader, endpoints: ProxyEndpoints): string {
   const { src, dst } = endpoints;
   return header.local
     ? `PROXY v${header.version} header without a client: using the connection's addresses`

@@ -265,19 +265,25 @@ test("proxiedEndpoints: a header's endpoints; LOCAL and UNKNOWN give the real co
     return r.header;
   };
   const proxied = read(ascii("PROXY TCP4 10.9.8.7 192.0.2.1 5555 443\r\n"));
-  assert.deepEqual(proxiedEndpoints(proxied, peer, local), { src: at("10.9.8.7", 5555), dst: at("192.0.2.1", 443) });
+  assert.deepEqual(proxiedEndpoints(proxied, () => ({ src: peer, dst: local })), {
+    src: at("10.9.8.7", 5555),
+    dst: at("192.0.2.1", 443),
+  });
   assert.equal(
-    describeProxied(proxied, proxiedEndpoints(proxied, peer, local)),
+    describeProxied(proxied, proxiedEndpoints(proxied, () => ({ src: peer, dst: local }))),
     "PROXY v1 header: client 10.9.8.7:5555 to 192.0.2.1:443",
   );
   const six = read(encodeProxyHeader(2, at("2001:db8::7", 4000), at("::1", 443)));
   assert.equal(
-    describeProxied(six, proxiedEndpoints(six, peer, local)),
+    describeProxied(six, proxiedEndpoints(six, () => ({ src: peer, dst: local }))),
     "PROXY v2 header: client [2001:db8::7]:4000 to [::1]:443",
   );
   for (const bytes of [encodeProxyV2Local(), ascii("PROXY UNKNOWN\r\n")]) {
     const h = read(bytes);
-    assert.deepEqual(proxiedEndpoints(h, peer, local), { src: peer, dst: local });
-    assert.match(describeProxied(h, proxiedEndpoints(h, peer, local)), /header without a client: using the connection/);
+    assert.deepEqual(proxiedEndpoints(h, () => ({ src: peer, dst: local })), { src: peer, dst: local });
+    assert.match(
+      describeProxied(h, proxiedEndpoints(h, () => ({ src: peer, dst: local }))),
+      /header without a client: using the connection/,
+    );
   }
 });

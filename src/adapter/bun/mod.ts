@@ -19,8 +19,13 @@ import { ExitError } from "../../core/exit_error.ts";
 import { IdleTimer } from "../../core/idle.ts";
 import { Throttle } from "../../core/throttle.ts";
 import { EX_NOPERM, EX_OSERR } from "../../core/sysexits.ts";
-import { encodeProxyHeader, type ProxyVersion } from "../../core/proxy_protocol.ts";
-import { describeProxied, proxiedEndpoints, ProxyHeaderReader } from "../../core/proxy_header_reader.ts";
+import { encodeProxyHeader } from "../../core/proxy_protocol.ts";
+import {
+  describeProxied,
+  proxiedEndpoints,
+  type ProxyEndpoints,
+  ProxyHeaderReader,
+} from "../../core/proxy_header_reader.ts";
 import type { ServeOptions, Server } from "../types.ts";
 export { openSyslogSocket } from "./syslog.ts";
 export { makeProbe } from "./probe.ts";
@@ -119,20 +124,21 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
       client.setKeepAlive(true);
       const pipe = new Pipe(client, hooks);
       client.data = pipe;
-      pipe.clientPort = client.remotePort;
+      // Each read of remotePort is a getpeername: only when something shows it.
+      if (live || trace || options.acceptProxy) pipe.clientPort = client.remotePort;
       if (live) {
         live.add(pipe);
         pipe.accepted = performance.now();
       }
       trace?.(`accepted ${formatHostPort(pipe.clientAddress, pipe.clientPort)}`);
       if (options.acceptProxy) awaitProxyHeader(pipe, balancer, options);
-      else connectPipe(pipe, balancer, options, idle);
+      else connectPipe(pipe, balancer, options, idle, listenPort);
     },
     data(client, chunk) {
       const pipe = client.data;
       if (!pipe) return;
       if (pipe.server) forwardChunk(pipe, pipe.toServer, client, pipe.server, chunk);
-      else if (pipe.header) takeProxyHeader(pipe, chunk, balancer, options, idle);
+      else if (pipe.header) takeProxyHeader(pipe, chunk, balancer, options, idle, listenPort);
       else holdEarlyChunk(pipe, chunk);
     },
     drain(client) {
@@ -151,6 +157,8 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
     error() {/* close follows */},
   };
   let listener;
+  // Every accepted connection's local port: no getsockname needed for it.
+  let listenPort = options.port;
   try {
     listener = Bun.listen<Pipe>({
       hostname: options.hostname,
@@ -163,6 +171,7 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
   } catch (err) {
     throw listenError(err, formatHostPort(options.hostname, options.port));
   }
+  listenPort = listener.port;
   let stop!: () => void;
   const finished = new Promise<void>((resolve) => (stop = resolve));
   return Promise.resolve({
@@ -196,24 +205,20 @@ function takeProxyHeader(
   balancer: Balancer,
   options: ServeOptions,
   idle: IdleTimer | undefined,
+  listenPort: number,
 ): void {
   const read = pipe.header!.push(chunk);
   if (read.kind === "incomplete") return;
   if (read.kind === "error") return refuseProxyHeader(pipe, balancer, read.reason);
   stopAwaitingHeader(pipe);
-  const client = pipe.client;
-  pipe.proxied = proxiedEndpoints(
-    read.header,
-    { address: pipe.clientAddress, port: pipe.clientPort },
-    { address: client.localAddress, port: client.localPort },
-  );
+  pipe.proxied = proxiedEndpoints(read.header, () => endpointsOf(pipe, listenPort));
   options.trace?.(
     `${formatHostPort(pipe.clientAddress, pipe.clientPort)}: ${describeProxied(read.header, pipe.proxied)}`,
   );
   pipe.clientAddress = pipe.proxied.src.address;
   pipe.clientPort = pipe.proxied.src.port;
   if (read.rest.length > 0) holdEarlyChunk(pipe, read.rest);
-  connectPipe(pipe, balancer, options, idle);
+  connectPipe(pipe, balancer, options, idle, listenPort);
 }
 
 // The client ended (FIN or reset) before its header did: after part of one
@@ -238,7 +243,13 @@ function stopAwaitingHeader(pipe: Pipe): void {
   pipe.header = undefined;
 }
 
-async function connectPipe(pipe: Pipe, balancer: Balancer, options: ServeOptions, idle: IdleTimer | undefined) {
+async function connectPipe(
+  pipe: Pipe,
+  balancer: Balancer,
+  options: ServeOptions,
+  idle: IdleTimer | undefined,
+  listenPort: number,
+) {
   const connected = await balancer.connect(pipe.clientAddress, (channel) => dial(pipe, channel, options));
   if (!connected.channel) {
     pipe.abort(connected.reason);
@@ -253,17 +264,22 @@ async function connectPipe(pipe: Pipe, balancer: Balancer, options: ServeOptions
   }
   // Bytes and a FIN that came while connecting are passed on now, after
   // the PROXY header if one is sent.
-  sendEarlyChunks(pipe, options.proxyProtocol && proxyHeaderOf(pipe, options.proxyProtocol));
+  let header: Uint8Array | undefined;
+  if (options.proxyProtocol) {
+    const { src, dst } = pipe.proxied ?? endpointsOf(pipe, listenPort);
+    header = encodeProxyHeader(options.proxyProtocol, src, dst);
+  }
+  sendEarlyChunks(pipe, header);
   idle?.add(pipe);
 }
 
-// The received header's endpoints, or the client's connection's own.
-function proxyHeaderOf(pipe: Pipe, version: ProxyVersion): Uint8Array {
-  const { src, dst } = pipe.proxied ?? {
-    src: { address: pipe.clientAddress, port: pipe.clientPort },
-    dst: { address: pipe.client.localAddress, port: pipe.client.localPort },
+// The client and the address it connected to, as its connection has them.
+function endpointsOf(pipe: Pipe, listenPort: number): ProxyEndpoints {
+  const client = pipe.client;
+  return {
+    src: { address: client.remoteAddress, port: client.remotePort },
+    dst: { address: client.localAddress, port: listenPort },
   };
-  return encodeProxyHeader(version, src, dst);
 }
 
 function dial(pipe: Pipe, channel: Channel, options: ServeOptions): Promise<Socket<Attempt>> {

@@ -4,8 +4,7 @@ import type { Channel } from "../../core/channel.ts";
 import type { EndReason } from "../../core/connection_log.ts";
 import type { Idleable } from "../../core/idle.ts";
 import type { Direction } from "../../core/packet_dump.ts";
-import type { ProxyEndpoint } from "../../core/proxy_protocol.ts";
-import type { ProxyHeaderReader } from "../../core/proxy_header_reader.ts";
+import type { ProxyEndpoints, ProxyHeaderReader } from "../../core/proxy_header_reader.ts";
 import { concatBytes } from "../../core/bytes.ts";
 
 /** One direction of a {@link Pipe}: bytes the destination has not taken yet. */
@@ -63,12 +62,13 @@ export class Pipe implements Idleable {
   accepted = 0;
   /** The client as balance names it: the peer, or the one a PROXY header named (`--accept-proxy`). */
   clientAddress: string;
+  /** Its port: 0 unless a log, a trace or `--accept-proxy` needs it (a system call to read). */
   clientPort = 0;
   /** `--accept-proxy`: the header being read; undefined once it is in. */
   header: ProxyHeaderReader | undefined = undefined;
   headerTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   /** The endpoints a received PROXY header named, to pass on with `--proxy-protocol`. */
-  proxied: { src: ProxyEndpoint; dst: ProxyEndpoint } | undefined = undefined;
+  proxied: ProxyEndpoints | undefined = undefined;
 
   constructor(readonly client: Socket<Pipe>, readonly hooks: PipeHooks) {
     this.clientAddress = client.remoteAddress;

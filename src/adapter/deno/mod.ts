@@ -24,8 +24,8 @@ import { relay, type Stoppable } from "./relay.ts";
 import type { ByteStream } from "./byte_stream.ts";
 import { readProxyHeader } from "./proxy_header.ts";
 import type { EndReason } from "../../core/connection_log.ts";
-import { encodeProxyHeader, type ProxyEndpoint } from "../../core/proxy_protocol.ts";
-import { describeProxied, proxiedEndpoints } from "../../core/proxy_header_reader.ts";
+import { encodeProxyHeader } from "../../core/proxy_protocol.ts";
+import { describeProxied, proxiedEndpoints, type ProxyEndpoints } from "../../core/proxy_header_reader.ts";
 import { concatBytes } from "../../core/bytes.ts";
 
 /**
@@ -155,7 +155,7 @@ async function handleClient(
       reason,
     });
   };
-  let proxied: { src: ProxyEndpoint; dst: ProxyEndpoint } | undefined;
+  let proxied: ProxyEndpoints | undefined;
   // Client bytes that came with the PROXY header: written before the relay.
   let early: Uint8Array | undefined;
   if (options.acceptProxy) {
@@ -165,8 +165,7 @@ async function handleClient(
       balancer.refuseProxyHeader(clientAddress, clientPort, outcome.reason);
       return unconnected("proxy-refused");
     }
-    const own = endpointsOf(client);
-    proxied = proxiedEndpoints(outcome.header, own.src, own.dst);
+    proxied = proxiedEndpoints(outcome.header, () => endpointsOf(client));
     trace?.(`${formatHostPort(clientAddress, clientPort)}: ${describeProxied(outcome.header, proxied)}`);
     ({ address: clientAddress, port: clientPort } = proxied.src);
     if (outcome.rest.length > 0) early = outcome.rest;
@@ -217,7 +216,7 @@ async function handleClient(
 }
 
 // The client and the address it connected to, as its connection has them.
-function endpointsOf(conn: Deno.TcpConn): { src: ProxyEndpoint; dst: ProxyEndpoint } {
+function endpointsOf(conn: Deno.TcpConn): ProxyEndpoints {
   return {
     src: { address: conn.remoteAddr.hostname, port: conn.remoteAddr.port },
     dst: { address: conn.localAddr.hostname, port: conn.localAddr.port },
