@@ -16,7 +16,7 @@ import type { ProbeOptions } from "../adapter/probe.ts";
 import type { HealthSettings } from "../core/health.ts";
 import { concatBytes } from "../core/bytes.ts";
 import { encodeProxyHeader } from "../core/proxy_protocol.ts";
-import type { ProxySettings } from "../core/proxy_header_reader.ts";
+import type { ProxySettings } from "../core/proxy_protocol.ts";
 import { controlAddress, ensurePrivateDirectory } from "../control/address.ts";
 import { claimControlAddress, startControlServer } from "../control/server.ts";
 import { type MetricsServer, startMetricsServer } from "../control/metrics_server.ts";

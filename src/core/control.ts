@@ -1,4 +1,4 @@
-import type { ProxySettings } from "./proxy_header_reader.ts";
+import type { ProxySettings } from "./proxy_protocol.ts";
 import type { Balancer } from "./balancer.ts";
 import { formatHostPort, MAX_CHANNELS, MAX_GROUPS } from "./balancer.ts";
 import type { GroupType } from "./group.ts";

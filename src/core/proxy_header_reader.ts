@@ -6,7 +6,7 @@
  * @module
  */
 import { formatHostPort } from "./balancer.ts";
-import { parseProxyHeader, type ProxyEndpoint, type ProxyHeader } from "./proxy_protocol.ts";
+import { parseProxyHeader, PROXY_V2_MAX_LENGTH, type ProxyEndpoint, type ProxyHeader } from "./proxy_protocol.ts";
 
 /**
  * What a {@link ProxyHeaderReader} makes of the bytes so far: need more, a
@@ -21,14 +21,42 @@ import { parseProxyHeader, type ProxyEndpoint, type ProxyHeader } from "./proxy_
  */
 export type ProxyRead =
   | { kind: "incomplete" }
-  | { kind: "error"; reason: string }
+  | ProxyRefusal
   | { kind: "header"; header: ProxyHeader; rest: Uint8Array };
+
+/**
+ * Why a client is refused: one line for the log, after `PROXY header
+ * refused from ADDR:PORT: `.
+ *
+ * @example
+ * ```ts
+ * const refusal: ProxyRefusal = { kind: "error", reason: "PROXY v2: wrong signature" };
+ * ```
+ */
+export interface ProxyRefusal {
+  kind: "error";
+  reason: string;
+}
+
+/**
+ * The refusal of a client that sent no whole header within the connect
+ * timeout (`-t`).
+ *
+ * @example
+ * ```ts
+ * proxyHeaderTimedOut(5000).reason; // "none within 5s"
+ * ```
+ */
+export function proxyHeaderTimedOut(timeoutMs: number): ProxyRefusal {
+  return { kind: "error", reason: `none within ${timeoutMs / 1000}s` };
+}
 
 /**
  * Collects one client's reads until they hold a whole PROXY header. Bytes
  * are kept in one buffer that doubles as needed, so a client that dribbles
  * its header costs linear copying, and the codec bounds how much it can make
- * the reader hold (at most `PROXY_V2_MAX_LENGTH` bytes).
+ * the reader hold: at most {@link PROXY_V2_MAX_LENGTH} bytes, in a buffer
+ * never larger.
  *
  * @example
  * ```ts
@@ -63,10 +91,19 @@ export class ProxyHeaderReader {
     return this.length;
   }
 
+  /**
+   * The client ended (FIN or reset) before its header did: after part of
+   * one it is refused; having sent nothing (`closed`) it was a bare connect,
+   * a front balancer's check, which is no fault.
+   */
+  ended(): ProxyRefusal | { kind: "closed" } {
+    return this.length > 0 ? { kind: "error", reason: `client closed after ${this.length} bytes` } : { kind: "closed" };
+  }
+
   private append(chunk: Uint8Array): Uint8Array {
     const needed = this.length + chunk.length;
     if (this.buffer === undefined || needed > this.buffer.length) {
-      const grown = new Uint8Array(Math.max(needed, 2 * (this.buffer?.length ?? 64)));
+      const grown = new Uint8Array(Math.max(needed, Math.min(2 * (this.buffer?.length ?? 64), PROXY_V2_MAX_LENGTH)));
       if (this.buffer) grown.set(this.buffer.subarray(0, this.length));
       this.buffer = grown;
     }
@@ -105,36 +142,21 @@ export function proxiedEndpoints(header: ProxyHeader, own: () => ProxyEndpoints)
 }
 
 /**
- * How `-d` traces a received header: the endpoints it named, or that it
- * named none.
+ * How `-d` traces a header received from `peer`: the endpoints it named, or
+ * that it named none.
  *
  * @example
  * ```ts
- * describeProxied(header, proxiedEndpoints(header, () => ({ src: peer, dst: local })));
- * // "PROXY v2 header: client 10.9.8.7:4000 to 10.0.0.1:80"
+ * describeProxied(peer, header, proxiedEndpoints(header, own));
+ * // "127.0.0.1:50000: PROXY v2 header: client 10.9.8.7:4000 to 10.0.0.1:80"
  * ```
  */
-export function describeProxied(header: ProxyHeader, endpoints: ProxyEndpoints): string {
+export function describeProxied(peer: ProxyEndpoint, header: ProxyHeader, endpoints: ProxyEndpoints): string {
   const { src, dst } = endpoints;
+  const from = formatHostPort(peer.address, peer.port);
   return header.local
-    ? `PROXY v${header.version} header without a client: using the connection's addresses`
-    : `PROXY v${header.version} header: client ${formatHostPort(src.address, src.port)} to ${
+    ? `${from}: PROXY v${header.version} header without a client: using the connection's addresses`
+    : `${from}: PROXY v${header.version} header: client ${formatHostPort(src.address, src.port)} to ${
       formatHostPort(dst.address, dst.port)
     }`;
-}
-
-/**
- * What `--proxy-protocol` and `--accept-proxy` set for a whole balancer,
- * as `show --json` reports them.
- *
- * @example
- * ```ts
- * const settings: ProxySettings = { send: 2, accept: false };
- * ```
- */
-export interface ProxySettings {
-  /** `--proxy-protocol`: the header version sent to channels; absent, none is sent. */
-  send?: 1 | 2;
-  /** `--accept-proxy`: every client must begin with a header. */
-  accept: boolean;
 }

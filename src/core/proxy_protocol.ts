@@ -542,3 +542,19 @@ function v1Port(text: string): number | undefined {
   const port = Number(text);
   return port <= 0xffff ? port : undefined;
 }
+
+/**
+ * What `--proxy-protocol` and `--accept-proxy` set for a whole balancer,
+ * as `show --json` reports them.
+ *
+ * @example
+ * ```ts
+ * const settings: ProxySettings = { send: 2, accept: false };
+ * ```
+ */
+export interface ProxySettings {
+  /** `--proxy-protocol`: the header version sent to channels; absent, none is sent. */
+  send?: ProxyVersion;
+  /** `--accept-proxy`: every client must begin with a header. */
+  accept: boolean;
+}

@@ -14,6 +14,7 @@ import {
   describeProxied,
   proxiedEndpoints,
   ProxyHeaderReader,
+  proxyHeaderTimedOut,
   type ProxyRead,
 } from "../../src/core/proxy_header_reader.ts";
 
@@ -270,20 +271,28 @@ test("proxiedEndpoints: a header's endpoints; LOCAL and UNKNOWN give the real co
     dst: at("192.0.2.1", 443),
   });
   assert.equal(
-    describeProxied(proxied, proxiedEndpoints(proxied, () => ({ src: peer, dst: local }))),
-    "PROXY v1 header: client 10.9.8.7:5555 to 192.0.2.1:443",
+    describeProxied(peer, proxied, proxiedEndpoints(proxied, () => ({ src: peer, dst: local }))),
+    "127.0.0.21:50000: PROXY v1 header: client 10.9.8.7:5555 to 192.0.2.1:443",
   );
   const six = read(encodeProxyHeader(2, at("2001:db8::7", 4000), at("::1", 443)));
   assert.equal(
-    describeProxied(six, proxiedEndpoints(six, () => ({ src: peer, dst: local }))),
-    "PROXY v2 header: client [2001:db8::7]:4000 to [::1]:443",
+    describeProxied(peer, six, proxiedEndpoints(six, () => ({ src: peer, dst: local }))),
+    "127.0.0.21:50000: PROXY v2 header: client [2001:db8::7]:4000 to [::1]:443",
   );
   for (const bytes of [encodeProxyV2Local(), ascii("PROXY UNKNOWN\r\n")]) {
     const h = read(bytes);
     assert.deepEqual(proxiedEndpoints(h, () => ({ src: peer, dst: local })), { src: peer, dst: local });
     assert.match(
-      describeProxied(h, proxiedEndpoints(h, () => ({ src: peer, dst: local }))),
+      describeProxied(peer, h, proxiedEndpoints(h, () => ({ src: peer, dst: local }))),
       /header without a client: using the connection/,
     );
   }
+});
+
+test("ProxyHeaderReader: ended() refuses a client that left after part of a header, not one that sent nothing", () => {
+  const reader = new ProxyHeaderReader();
+  assert.deepEqual(reader.ended(), { kind: "closed" });
+  assert.equal(reader.push(ascii("PROXY TCP4 ")).kind, "incomplete");
+  assert.deepEqual(reader.ended(), { kind: "error", reason: "client closed after 11 bytes" });
+  assert.deepEqual(proxyHeaderTimedOut(2500), { kind: "error", reason: "none within 2.5s" });
 });

@@ -761,3 +761,17 @@ for (const send of ["send-proxy-v2", "send-proxy"] as const) {
     },
   );
 }
+
+test("accept proxy: a stop ends a client still sending its header as shutdown, not as a refusal", () =>
+  withGuarded(["--log-connections"], async ({ port, lb, backend }) => {
+    const c = await connect(port, "127.0.0.1", "127.0.0.9");
+    const from = c.socket.localPort!;
+    c.socket.write("PROXY TCP4 10.9.");
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await lb.stop(), 0);
+    c.socket.destroy();
+    const line = lb.stderr().split("\n").find((l) => l.includes(`connection 127.0.0.9:${from} -> `));
+    assert.match(line ?? lb.stderr(), /-> none: [\d.]+ s, 0 bytes sent, 0 rcvd, shutdown$/);
+    assert.doesNotMatch(lb.stderr(), /PROXY header refused/);
+    assert.equal(backend.peers.length, 0);
+  }));

@@ -25,6 +25,8 @@ import {
   proxiedEndpoints,
   type ProxyEndpoints,
   ProxyHeaderReader,
+  proxyHeaderTimedOut,
+  type ProxyRefusal,
 } from "../../core/proxy_header_reader.ts";
 import type { ServeOptions, Server } from "../types.ts";
 export { openSyslogSocket } from "./syslog.ts";
@@ -76,6 +78,7 @@ const serverHandlers: SocketHandler<Attempt> = {
  */
 export function serve(balancer: Balancer, options: ServeOptions): Promise<Server> {
   const idle = options.idleTimeoutMs > 0 ? new IdleTimer(options.idleTimeoutMs) : undefined;
+  const serving: Serving = { balancer, options, idle, listenPort: options.port, awaitingHeader: 0 };
   const trace = options.trace;
   const onEnd = options.onConnectionEnd;
   // Only a connection log needs to hear of connections a shutdown ends.
@@ -84,7 +87,7 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
     dump: options.dump,
     onClose(pipe) {
       idle?.delete(pipe);
-      if (pipe.header) clearTimeout(pipe.headerTimer);
+      if (pipe.headerReader) stopAwaitingHeader(pipe, serving);
       if (live) {
         live.delete(pipe);
         onEnd!({
@@ -115,7 +118,7 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
     open(client) {
       // Bun accepts on its own, so the descriptor budget is kept here: a
       // client beyond it is turned away at once rather than failing later.
-      if (balancer.openConnections() >= max) {
+      if (balancer.openConnections() + serving.awaitingHeader >= max) {
         const held = atLimit.pass();
         if (held !== undefined) options.warn(`at the limit of ${max} connections: turning new clients away`);
         client.terminate();
@@ -131,14 +134,14 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
         pipe.accepted = performance.now();
       }
       trace?.(`accepted ${formatHostPort(pipe.clientAddress, pipe.clientPort)}`);
-      if (options.acceptProxy) awaitProxyHeader(pipe, balancer, options);
-      else connectPipe(pipe, balancer, options, idle, listenPort);
+      if (options.acceptProxy) awaitProxyHeader(pipe, serving);
+      else connectPipe(pipe, serving);
     },
     data(client, chunk) {
       const pipe = client.data;
       if (!pipe) return;
       if (pipe.server) forwardChunk(pipe, pipe.toServer, client, pipe.server, chunk);
-      else if (pipe.header) takeProxyHeader(pipe, chunk, balancer, options, idle, listenPort);
+      else if (pipe.headerReader) takeProxyHeader(pipe, chunk, serving);
       else holdEarlyChunk(pipe, chunk);
     },
     drain(client) {
@@ -147,18 +150,18 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
     },
     end(client) {
       const pipe = client.data;
-      if (pipe?.header) headerCut(pipe, balancer);
+      if (pipe?.headerReader) headerCut(pipe, serving);
       else if (pipe) endFlow(pipe, pipe.toServer, pipe.server);
     },
     close(client, error) {
-      if (client.data?.header) headerCut(client.data, balancer);
-      else if (client.data) closedUnder(client.data, "client", error);
+      const pipe = client.data;
+      // Closed by balance itself (a shutdown) while the header was awaited: no refusal.
+      if (pipe?.headerReader && !pipe.closed) headerCut(pipe, serving);
+      else if (pipe) closedUnder(pipe, "client", error);
     },
     error() {/* close follows */},
   };
   let listener;
-  // Every accepted connection's local port: no getsockname needed for it.
-  let listenPort = options.port;
   try {
     listener = Bun.listen<Pipe>({
       hostname: options.hostname,
@@ -171,7 +174,7 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
   } catch (err) {
     throw listenError(err, formatHostPort(options.hostname, options.port));
   }
-  listenPort = listener.port;
+  serving.listenPort = listener.port;
   let stop!: () => void;
   const finished = new Promise<void>((resolve) => (stop = resolve));
   return Promise.resolve({
@@ -189,67 +192,61 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
   });
 }
 
-// --accept-proxy: the connect waits for the header, at most -t.
-function awaitProxyHeader(pipe: Pipe, balancer: Balancer, options: ServeOptions): void {
-  pipe.header = new ProxyHeaderReader();
-  const seconds = options.connectTimeoutMs / 1000;
-  pipe.headerTimer = setTimeout(
-    () => refuseProxyHeader(pipe, balancer, `none within ${seconds}s`),
-    options.connectTimeoutMs,
-  );
+/** What every connection of one listener shares. */
+interface Serving {
+  balancer: Balancer;
+  options: ServeOptions;
+  idle: IdleTimer | undefined;
+  /** Every accepted connection's local port: no getsockname needed for it. */
+  listenPort: number;
+  /** Clients waiting for their PROXY header: they hold descriptors too. */
+  awaitingHeader: number;
 }
 
-function takeProxyHeader(
-  pipe: Pipe,
-  chunk: Uint8Array,
-  balancer: Balancer,
-  options: ServeOptions,
-  idle: IdleTimer | undefined,
-  listenPort: number,
-): void {
-  const read = pipe.header!.push(chunk);
+// --accept-proxy: the connect waits for the header, at most -t.
+function awaitProxyHeader(pipe: Pipe, serving: Serving): void {
+  const timeoutMs = serving.options.connectTimeoutMs;
+  pipe.headerReader = new ProxyHeaderReader();
+  pipe.headerTimer = setTimeout(() => refuseProxyHeader(pipe, serving, proxyHeaderTimedOut(timeoutMs)), timeoutMs);
+  serving.awaitingHeader++;
+}
+
+function takeProxyHeader(pipe: Pipe, chunk: Uint8Array, serving: Serving): void {
+  const read = pipe.headerReader!.push(chunk);
   if (read.kind === "incomplete") return;
-  if (read.kind === "error") return refuseProxyHeader(pipe, balancer, read.reason);
-  stopAwaitingHeader(pipe);
-  pipe.proxied = proxiedEndpoints(read.header, () => endpointsOf(pipe, listenPort));
-  options.trace?.(
-    `${formatHostPort(pipe.clientAddress, pipe.clientPort)}: ${describeProxied(read.header, pipe.proxied)}`,
-  );
+  if (read.kind === "error") return refuseProxyHeader(pipe, serving, read);
+  stopAwaitingHeader(pipe, serving);
+  const peer = { address: pipe.clientAddress, port: pipe.clientPort };
+  pipe.proxied = proxiedEndpoints(read.header, () => endpointsOf(pipe, serving.listenPort));
+  serving.options.trace?.(describeProxied(peer, read.header, pipe.proxied));
   pipe.clientAddress = pipe.proxied.src.address;
   pipe.clientPort = pipe.proxied.src.port;
   if (read.rest.length > 0) holdEarlyChunk(pipe, read.rest);
-  connectPipe(pipe, balancer, options, idle, listenPort);
+  connectPipe(pipe, serving);
 }
 
-// The client ended (FIN or reset) before its header did: after part of one
-// it is refused; having sent nothing it was a mere connect (a front
-// balancer's check), which is no fault.
-function headerCut(pipe: Pipe, balancer: Balancer): void {
-  const held = pipe.header!.held;
-  if (held > 0) return refuseProxyHeader(pipe, balancer, `client closed after ${held} bytes`);
-  stopAwaitingHeader(pipe);
+function headerCut(pipe: Pipe, serving: Serving): void {
+  const ended = pipe.headerReader!.ended();
+  if (ended.kind === "error") return refuseProxyHeader(pipe, serving, ended);
+  stopAwaitingHeader(pipe, serving);
   pipe.close();
 }
 
-function refuseProxyHeader(pipe: Pipe, balancer: Balancer, reason: string): void {
-  stopAwaitingHeader(pipe);
-  balancer.refuseProxyHeader(pipe.clientAddress, pipe.clientPort, reason);
+function refuseProxyHeader(pipe: Pipe, serving: Serving, refusal: ProxyRefusal): void {
+  stopAwaitingHeader(pipe, serving);
+  serving.balancer.refuseProxyHeader(pipe.clientAddress, pipe.clientPort, refusal.reason);
   pipe.abort("proxy-refused");
 }
 
-// Once: the socket's close that follows finds no header pending.
-function stopAwaitingHeader(pipe: Pipe): void {
+// Once: the socket's close that follows finds no header awaited.
+function stopAwaitingHeader(pipe: Pipe, serving: Serving): void {
   clearTimeout(pipe.headerTimer);
-  pipe.header = undefined;
+  pipe.headerReader = undefined;
+  serving.awaitingHeader--;
 }
 
-async function connectPipe(
-  pipe: Pipe,
-  balancer: Balancer,
-  options: ServeOptions,
-  idle: IdleTimer | undefined,
-  listenPort: number,
-) {
+async function connectPipe(pipe: Pipe, serving: Serving) {
+  const { balancer, options } = serving;
   const connected = await balancer.connect(pipe.clientAddress, (channel) => dial(pipe, channel, options));
   if (!connected.channel) {
     pipe.abort(connected.reason);
@@ -266,18 +263,19 @@ async function connectPipe(
   // the PROXY header if one is sent.
   let header: Uint8Array | undefined;
   if (options.proxyProtocol) {
-    const { src, dst } = pipe.proxied ?? endpointsOf(pipe, listenPort);
+    const { src, dst } = pipe.proxied ?? endpointsOf(pipe, serving.listenPort);
     header = encodeProxyHeader(options.proxyProtocol, src, dst);
   }
   sendEarlyChunks(pipe, header);
-  idle?.add(pipe);
+  // Unless a failed write has closed it already.
+  if (!pipe.closed) serving.idle?.add(pipe);
 }
 
 // The client and the address it connected to, as its connection has them.
 function endpointsOf(pipe: Pipe, listenPort: number): ProxyEndpoints {
   const client = pipe.client;
   return {
-    src: { address: client.remoteAddress, port: client.remotePort },
+    src: { address: client.remoteAddress, port: pipe.clientPort || client.remotePort },
     dst: { address: client.localAddress, port: listenPort },
   };
 }

@@ -12,6 +12,12 @@ import type { Probe } from "../../core/health_checker.ts";
 import { deadlines, makeProbe as sharedProbe, type ProbeOptions, socketErrorText } from "../probe.ts";
 
 /**
+ * The most a native check sends: bytes a new connection's empty send buffer
+ * takes whole in one write (a PROXY header, a short request).
+ */
+const NATIVE_SEND_MAX = 4096;
+
+/**
  * The probe `options` ask for, native when it only connects.
  *
  * @example
@@ -21,7 +27,7 @@ import { deadlines, makeProbe as sharedProbe, type ProbeOptions, socketErrorText
  */
 export function makeProbe(options: ProbeOptions): Probe {
   const shared = sharedProbe(options);
-  if (options.exec || options.expect) return shared;
+  if (options.exec || options.expect || (options.send?.length ?? 0) > NATIVE_SEND_MAX) return shared;
   const { timeout, sourceAddress, send } = options;
   // A Bun.connect cannot be cancelled: one that timed out (a host that drops
   // SYNs) goes on until the kernel gives up, minutes later. While one is

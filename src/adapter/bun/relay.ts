@@ -65,7 +65,7 @@ export class Pipe implements Idleable {
   /** Its port: 0 unless a log, a trace or `--accept-proxy` needs it (a system call to read). */
   clientPort = 0;
   /** `--accept-proxy`: the header being read; undefined once it is in. */
-  header: ProxyHeaderReader | undefined = undefined;
+  headerReader: ProxyHeaderReader | undefined = undefined;
   headerTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   /** The endpoints a received PROXY header named, to pass on with `--proxy-protocol`. */
   proxied: ProxyEndpoints | undefined = undefined;

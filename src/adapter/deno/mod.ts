@@ -53,7 +53,7 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
   let closing = false;
   // Only a connection log needs to hear of connections a shutdown ends.
   const live = options.onConnectionEnd ? new Set<Stoppable>() : undefined;
-  const finished = acceptLoop(listener, balancer, options, idle, live, () => closing);
+  const finished = acceptLoop(listener, { balancer, options, idle, live, awaitingHeader: 0 }, () => closing);
   return Promise.resolve({
     port: listener.addr.port,
     finished,
@@ -81,21 +81,26 @@ const ACCEPT_RETRY_MS = 100;
 /** At most one accept-failure report per this interval. */
 const ACCEPT_REPORT_MS = 10_000;
 
-async function acceptLoop(
-  listener: Deno.TcpListener,
-  balancer: Balancer,
-  options: ServeOptions,
-  idle: IdleTimer | undefined,
-  live: Set<Stoppable> | undefined,
-  closing: () => boolean,
-): Promise<void> {
+/** What every connection of one listener shares. */
+interface Serving {
+  balancer: Balancer;
+  options: ServeOptions;
+  idle: IdleTimer | undefined;
+  /** Connections a shutdown must end; only kept for a connection log. */
+  live: Set<Stoppable> | undefined;
+  /** Clients waiting for their PROXY header: they hold descriptors too. */
+  awaitingHeader: number;
+}
+
+async function acceptLoop(listener: Deno.TcpListener, serving: Serving, closing: () => boolean): Promise<void> {
+  const { balancer, options } = serving;
   const acceptFailures = new Throttle(ACCEPT_REPORT_MS);
   const atLimit = new Throttle(ACCEPT_REPORT_MS);
   const max = options.maxConnections ?? Infinity;
   for (;;) {
     // At the descriptor budget, leave new clients in the kernel's queue
     // until a connection ends.
-    while (balancer.openConnections() >= max && !closing()) {
+    while (balancer.openConnections() + serving.awaitingHeader >= max && !closing()) {
       const held = atLimit.pass();
       if (held !== undefined) options.warn(`at the limit of ${max} connections: new clients wait`);
       await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS));
@@ -116,7 +121,7 @@ async function acceptLoop(
       if (isExhaustion(err)) await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS));
       continue;
     }
-    handleClient(client, balancer, options, idle, live);
+    handleClient(client, serving);
   }
 }
 
@@ -128,13 +133,8 @@ function isExhaustion(err: unknown): boolean {
   return EXHAUSTION.test((err as Error).message);
 }
 
-async function handleClient(
-  client: Deno.TcpConn,
-  balancer: Balancer,
-  options: ServeOptions,
-  idle: IdleTimer | undefined,
-  live: Set<Stoppable> | undefined,
-): Promise<void> {
+async function handleClient(client: Deno.TcpConn, serving: Serving): Promise<void> {
+  const { balancer, options, idle, live } = serving;
   client.setNoDelay(true);
   client.setKeepAlive(true);
   let clientAddress = client.remoteAddr.hostname;
@@ -158,15 +158,24 @@ async function handleClient(
   let proxied: ProxyEndpoints | undefined;
   // Client bytes that came with the PROXY header: written before the relay.
   let early: Uint8Array | undefined;
+  let earlySent = 0;
   if (options.acceptProxy) {
+    // A shutdown ends a client still sending its header too.
+    let stopped = false;
+    const waiting = live && { shutdown: () => (stopped = true, closeQuietly(client)) };
+    if (waiting) live.add(waiting);
+    serving.awaitingHeader++;
     const outcome = await readProxyHeader(client, options.connectTimeoutMs);
+    serving.awaitingHeader--;
+    if (waiting) live!.delete(waiting);
+    if (stopped) return unconnected("shutdown");
     if (outcome.kind === "closed") return unconnected("client-closed");
     if (outcome.kind === "error") {
       balancer.refuseProxyHeader(clientAddress, clientPort, outcome.reason);
       return unconnected("proxy-refused");
     }
     proxied = proxiedEndpoints(outcome.header, () => endpointsOf(client));
-    trace?.(`${formatHostPort(clientAddress, clientPort)}: ${describeProxied(outcome.header, proxied)}`);
+    trace?.(describeProxied({ address: clientAddress, port: clientPort }, outcome.header, proxied));
     ({ address: clientAddress, port: clientPort } = proxied.src);
     if (outcome.rest.length > 0) early = outcome.rest;
   }
@@ -182,11 +191,14 @@ async function handleClient(
     const ends = version && (proxied ?? endpointsOf(client));
     const header = ends && encodeProxyHeader(version, ends.src, ends.dst);
     if (header || early) {
-      if (early) {
-        channel.countSent(early.length);
+      const bytes = header && early ? concatBytes(header, early) : header || early!;
+      // A failed write shows in the relay's first read or write.
+      const written = await writeAll(server, bytes).then(() => true, () => false);
+      if (early && written) {
+        earlySent = early.length;
+        channel.countSent(earlySent);
         dump?.("->", early);
       }
-      await writeAll(server, header && early ? concatBytes(header, early) : header || early!).catch(() => {});
     }
     const relayed = await relay(
       client,
@@ -205,7 +217,7 @@ async function handleClient(
       connectMs: connected.connectMs,
       durationMs: performance.now() - accepted,
       ...relayed,
-      sent: relayed.sent + (early?.length ?? 0),
+      sent: relayed.sent + earlySent,
     });
   } finally {
     balancer.release(channel);
@@ -230,7 +242,6 @@ function closeQuietly(conn: Deno.TcpConn): void {
   } catch { /* closed */ }
 }
 
-// Before the relay starts: a failure here shows in the relay's first read or write.
 async function writeAll(to: ByteStream, bytes: Uint8Array): Promise<void> {
   for (let written = 0; written < bytes.length;) written += await to.write(bytes.subarray(written));
 }

@@ -1,4 +1,4 @@
-import { ProxyHeaderReader, type ProxyRead } from "../../core/proxy_header_reader.ts";
+import { ProxyHeaderReader, proxyHeaderTimedOut, type ProxyRead } from "../../core/proxy_header_reader.ts";
 import type { ByteStream } from "./byte_stream.ts";
 
 /** Read size while a header is awaited: a v1 line or a v2 header with its usual TLVs in one read. */
@@ -8,6 +8,12 @@ const HEADER_READ_SIZE = 4 * 1024;
  * How {@link readProxyHeader} ended: a header (with the bytes after it), a
  * refusal with its reason, or `closed`: the client left without sending a
  * byte, which is no fault (a front balancer's connect check).
+ *
+ * @example
+ * ```ts
+ * const outcome: HeaderOutcome = await readProxyHeader(client, 5000);
+ * if (outcome.kind === "error") log(outcome.reason);
+ * ```
  */
 export type HeaderOutcome = Exclude<ProxyRead, { kind: "incomplete" }> | { kind: "closed" };
 
@@ -34,12 +40,8 @@ export async function readProxyHeader(client: ByteStream, timeoutMs: number): Pr
   try {
     for (;;) {
       const n = await client.read(buffer).catch(() => null);
-      if (timedOut) return { kind: "error", reason: `none within ${timeoutMs / 1000}s` };
-      if (n === null) {
-        return reader.held > 0
-          ? { kind: "error", reason: `client closed after ${reader.held} bytes` }
-          : { kind: "closed" };
-      }
+      if (timedOut) return proxyHeaderTimedOut(timeoutMs);
+      if (n === null) return reader.ended();
       const read = reader.push(buffer.subarray(0, n));
       if (read.kind !== "incomplete") return read;
     }
