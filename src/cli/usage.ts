@@ -93,7 +93,8 @@ export const USAGE = `usage:
   --metrics [ADDR:]PORT   serve Prometheus metrics (GET /metrics) and the show --json
                    document (GET /status) over HTTP (default address 127.0.0.1)
   --proxy-protocol v1|v2  start every connection to a channel with a PROXY header
-                   (v1 text, v2 binary) carrying the client's address and port
+                   (v1 text, v2 binary) carrying the client's address and port;
+                   e.g. to nginx channels that have "listen 8080 proxy_protocol;"
   --accept-proxy   every client must start with a PROXY header (v1 or v2) within -t,
                    whose address is then the client's; others are closed
   --help    this text
