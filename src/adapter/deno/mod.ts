@@ -143,18 +143,6 @@ async function handleClient(client: Deno.TcpConn, serving: Serving): Promise<voi
   const onEnd = options.onConnectionEnd;
   const accepted = onEnd ? performance.now() : 0;
   trace?.(`accepted ${formatHostPort(clientAddress, clientPort)}`);
-  const unconnected = (reason: EndReason) => {
-    closeQuietly(client);
-    onEnd?.({
-      clientAddress,
-      clientPort,
-      connectMs: 0,
-      durationMs: performance.now() - accepted,
-      sent: 0,
-      rcvd: 0,
-      reason,
-    });
-  };
   let proxied: ProxyEndpoints | undefined;
   // Client bytes that came with the PROXY header: written before the relay.
   let early: Uint8Array | undefined;
@@ -168,11 +156,13 @@ async function handleClient(client: Deno.TcpConn, serving: Serving): Promise<voi
     const outcome = await readProxyHeader(client, options.connectTimeoutMs);
     serving.awaitingHeader--;
     if (waiting) live!.delete(waiting);
-    if (stopped) return unconnected("shutdown");
-    if (outcome.kind === "closed") return unconnected("client-closed");
+    if (stopped) return unconnected(client, onEnd, clientAddress, clientPort, accepted, "shutdown");
+    if (outcome.kind === "closed") {
+      return unconnected(client, onEnd, clientAddress, clientPort, accepted, "client-closed");
+    }
     if (outcome.kind === "error") {
       balancer.refuseProxyHeader(clientAddress, clientPort, outcome.reason);
-      return unconnected("proxy-refused");
+      return unconnected(client, onEnd, clientAddress, clientPort, accepted, "proxy-refused");
     }
     proxied = proxiedEndpoints(outcome.header, () => endpointsOf(client));
     trace?.(describeProxied({ address: clientAddress, port: clientPort }, outcome.header, proxied));
@@ -183,7 +173,9 @@ async function handleClient(client: Deno.TcpConn, serving: Serving): Promise<voi
     clientAddress,
     (channel) => dialChannel(channel, { timeoutMs: options.connectTimeoutMs, sourceAddress: options.sourceAddress }),
   );
-  if (!connected.channel) return unconnected(connected.reason);
+  if (!connected.channel) {
+    return unconnected(client, onEnd, clientAddress, clientPort, accepted, connected.reason);
+  }
   const { channel, conn: server } = connected;
   const dump = options.dump;
   try {
@@ -225,6 +217,27 @@ async function handleClient(client: Deno.TcpConn, serving: Serving): Promise<voi
       `${clientAddress}: closed ${balancer.describe(channel)}, channel sent ${channel.sent} rcvd ${channel.rcvd}`,
     );
   }
+}
+
+// Closes a client that got no channel, and reports it to the connection log.
+function unconnected(
+  client: Deno.TcpConn,
+  onEnd: ServeOptions["onConnectionEnd"],
+  clientAddress: string,
+  clientPort: number,
+  accepted: number,
+  reason: EndReason,
+): void {
+  closeQuietly(client);
+  onEnd?.({
+    clientAddress,
+    clientPort,
+    connectMs: 0,
+    durationMs: performance.now() - accepted,
+    sent: 0,
+    rcvd: 0,
+    reason,
+  });
 }
 
 // The client and the address it connected to, as its connection has them.
