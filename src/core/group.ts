@@ -66,13 +66,30 @@ export class Group {
   /**
    * Round robin position: where the next pick starts looking, in the
    * smooth-WRR cycle of an RR group (with all weights 1, a channel index),
-   * among the channels of an LC group (where ties go). Plain reads and writes: two threads picking at once may start at the same
-   * channel, which the claim settles; no lock on every connection for that.
+   * among the channels of an LC group (where ties go). A plain read: a pick
+   * that acts on it moves it with {@link advance}, which settles a race.
    */
   get current(): number {
     return this.cells[CURRENT];
   }
   set current(index: number) {
-    this.cells[CURRENT] = index;
+    Atomics.store(this.cells, CURRENT, index);
+  }
+
+  /**
+   * Moves the position from `expected` to `next` only if no other thread
+   * moved it since `expected` was read, and returns what it was: `expected`
+   * on success. Two workers picking at once would otherwise both take the
+   * channel at the same position, and round robin would not be exact.
+   *
+   * @example
+   * ```ts
+   * const g = new Group("RR", [a, b]);
+   * g.advance(0, 1); // 0: moved, the next pick starts at b
+   * g.advance(0, 1); // 1: another pick moved it first; start again from 1
+   * ```
+   */
+  advance(expected: number, next: number): number {
+    return Atomics.compareExchange(this.cells, CURRENT, expected, next);
   }
 }

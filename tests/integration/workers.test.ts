@@ -60,6 +60,34 @@ test("workers: -w 2 accepts in both threads and keeps one round robin over them"
     assert.deepEqual(show.map((r: { totalc: number; rcvd: number }) => [r.totalc, r.rcvd]), [[20, 40], [20, 40]]);
   }));
 
+for (
+  const [kind, weights, expected] of [["round robin", ["", ""], [100, 100]], ["weighted", [":0:3", ":0:1"], [
+    150,
+    50,
+  ]]] as const
+) {
+  test(`workers: 200 clients at once over -w 2 split exactly ${expected.join("/")} (${kind})`, () =>
+    withWorkers(["a", "b"], ([a, b]) => [at(a) + weights[0], at(b) + weights[1]], async ({ port, lb, ctl }) => {
+      // Both threads pick at the same moment: without a compare-and-swap on
+      // the shared position, two of them take the same turn (99/101 was seen).
+      for (let round = 0; round < 3; round++) {
+        const clients: Client[] = await Promise.all(Array.from({ length: 200 }, () => connect(port)));
+        try {
+          await Promise.all(clients.map((c) => c.waitFor((d) => d.includes(10))));
+          const answers = clients.map((c) => c.received().toString().trim());
+          const split = [answers.filter((x) => x === "a").length, answers.filter((x) => x === "b").length];
+          assert.deepEqual(split, expected, `round ${round}`);
+        } finally {
+          clients.forEach((c) => c.socket.destroy());
+        }
+      }
+      const [w0, w1] = await until(() => acceptedBy(lb), ([x, y]) => x + y === 600, "600 accepted traces");
+      assert.ok(w0 > 0 && w1 > 0, `both workers accepted (${w0}, ${w1})`);
+      const show = JSON.parse(await ctl("show --json"));
+      assert.deepEqual(show.map((r: { totalc: number }) => r.totalc), expected.map((n) => 3 * n));
+    }));
+}
+
 test("workers: maxc holds across threads: of maxc+k concurrent clients exactly maxc reach the channel", () =>
   withWorkers(["a", "b"], ([a, b]) => [at(a, 10), "!", at(b)], async ({ port, lb, backends: [a, b], ctl }) => {
     const clients: Client[] = await Promise.all(Array.from({ length: 30 }, () => connect(port)));

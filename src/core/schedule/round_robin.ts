@@ -51,18 +51,34 @@ export function roundRobinChannels(group: Group): Generator<Channel, void, undef
   return cycle.inOrder ? inOrderChannels(group) : weightedChannels(group, cycle);
 }
 
+// Both walks claim a position with a compare-and-swap before they offer
+// its channel. When another thread moved the position first, a walk that has
+// offered nothing yet starts again from where that thread left it, so
+// concurrent picks never take the same turn; once a channel was offered (and
+// found full), the walk goes on without moving a position it no longer owns.
+
 function* inOrderChannels(group: Group): Generator<Channel, void, undefined> {
   const channels = group.channels;
   const n = channels.length;
-  const start = group.current % n;
+  let expected = group.current;
+  let start = expected % n;
+  let offered = false;
   for (let step = 0; step < n; step++) {
     const index = start + step < n ? start + step : start + step - n;
     // undefined: a reload shrank the group while this client's connect was pending.
     const channel = channels[index];
-    if (channel?.isUsable()) {
-      group.current = index + 1 === n ? 0 : index + 1;
-      yield channel;
+    if (!channel?.isUsable()) continue;
+    const next = index + 1 === n ? 0 : index + 1;
+    const found = group.advance(expected, next);
+    if (found !== expected && !offered) {
+      expected = found;
+      start = found % n;
+      step = -1;
+      continue;
     }
+    expected = next;
+    offered = true;
+    yield channel;
   }
 }
 
@@ -71,17 +87,28 @@ function* weightedChannels(group: Group, cycle: RoundRobinCycle): Generator<Chan
   const channels = group.channels;
   const len = order.length;
   if (len === 0) return;
-  const start = group.current % len;
+  let expected = group.current;
+  let start = expected % len;
+  let offered = false;
   let met = 0;
   for (let step = 0; step < len && met < distinct; step++) {
     const at = start + step < len ? start + step : start + step - len;
     if (gaps[at] <= step) continue;
     met++;
     const channel = channels[order[at]];
-    if (channel?.isUsable()) {
-      group.current = at + 1 === len ? 0 : at + 1;
-      yield channel;
+    if (!channel?.isUsable()) continue;
+    const next = at + 1 === len ? 0 : at + 1;
+    const found = group.advance(expected, next);
+    if (found !== expected && !offered) {
+      expected = found;
+      start = found % len;
+      step = -1;
+      met = 0;
+      continue;
     }
+    expected = next;
+    offered = true;
+    yield channel;
   }
 }
 
