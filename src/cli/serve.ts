@@ -17,7 +17,7 @@ import type { HealthSettings } from "../core/health.ts";
 import { concatBytes } from "../core/bytes.ts";
 import { encodeProxyHeader } from "../core/proxy_protocol.ts";
 import type { ProxySettings } from "../core/proxy_protocol.ts";
-import { controlAddress, ensurePrivateDirectory } from "../control/address.ts";
+import { controlAddress, ensureControlDirectory } from "../control/address.ts";
 import { claimControlAddress, startControlServer } from "../control/server.ts";
 import { type MetricsServer, startMetricsServer } from "../control/metrics_server.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics } from "../core/metrics.ts";
@@ -66,7 +66,7 @@ export async function serveUntilStopped(
   balancer.warn = (message, key) => log.throttled(message, key);
 
   const control = controlAddress(config.listenPort, config.bindAddress);
-  ensurePrivateDirectory(dirname(control));
+  ensureControlDirectory(dirname(control));
   await claimControlAddress(control, config.listenPort);
 
   // Stopping: no new clients at once, open connections get the grace period,

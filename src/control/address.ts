@@ -1,6 +1,6 @@
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import process from "node:process";
 import { ExitError } from "../core/exit_error.ts";
 import { EX_NOPERM, EX_OSERR } from "../core/sysexits.ts";
@@ -14,11 +14,11 @@ import { EX_NOPERM, EX_OSERR } from "../core/sysexits.ts";
  * - root: `/run/balance/`, the system's runtime directory;
  * - a user with `XDG_RUNTIME_DIR` (systemd logins): `$XDG_RUNTIME_DIR/balance/`,
  *   private to the user and cleaned at logout;
- * - otherwise `<tmpdir>/balance-<uid>/`, created `0700`.
+ * - otherwise `<tmpdir>/balance-<uid>/`.
  *
  * On Unix the socket is `<dir>/<addr>-<port>.sock` with `<addr>` = `any`
- * without `-b`. The directory is owner-only, so no other user can reach
- * the socket; root can, as with any file.
+ * without `-b`, owner-only, so no other user can reach it; root can, as
+ * with any file. See {@link ensureControlDirectory} for the directory.
  *
  * @example
  * ```ts
@@ -71,21 +71,30 @@ export function controlDirectory(): string {
 }
 
 /**
- * Creates the control directory owner-only, or checks that an existing one
- * is a real directory of ours that nobody else can enter. A directory in a
- * shared place (`/tmp`) made by someone else is refused, never used.
+ * Creates the control directory if it is missing, or checks that an existing
+ * one is a real directory of ours. A directory in a shared place (`/tmp`)
+ * made by someone else is refused, never used.
+ *
+ * Only a directory balance creates gets a mode: `0700`, except
+ * {@link SYSTEMD_CONTROL_ROOT} (`0755`), which holds the directories of the
+ * systemd instances, each of another user that must reach its own. An
+ * existing directory is used as it is: it may be systemd's
+ * (`RuntimeDirectory=`) or the administrator's, and the socket is
+ * owner-only by itself.
  *
  * @example
  * ```ts
- * ensurePrivateDirectory("/tmp/balance-1000");
+ * ensureControlDirectory("/tmp/balance-1000");
  * ```
  */
-export function ensurePrivateDirectory(dir: string): void {
+export function ensureControlDirectory(dir: string): void {
   if (process.platform === "win32") return;
+  const mode = dir === SYSTEMD_CONTROL_ROOT ? 0o755 : 0o700;
+  let created: string | undefined;
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    created = mkdirSync(dir, { recursive: true, mode });
   } catch (err) {
-    throw new ExitError(`cannot create control directory ${dir}: ${(err as Error).message}`, EX_OSERR);
+    throw new ExitError(`cannot create control directory ${dir}: ${whyNotCreated(dir, err as Error)}`, EX_OSERR);
   }
   const st = lstatSync(dir);
   const uid = process.getuid?.();
@@ -95,5 +104,28 @@ export function ensurePrivateDirectory(dir: string): void {
   if (uid !== undefined && st.uid !== uid) {
     throw new ExitError(`control directory ${dir} belongs to another user`, EX_NOPERM);
   }
-  if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+  // The umask may have taken bits that the systemd instances need.
+  if (created !== undefined) chmodSync(dir, mode);
+}
+
+// In words, not node's `EACCES: permission denied, mkdir '/run/balance/web'`.
+const MKDIR_ERRORS: Record<string, string> = {
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EEXIST: "not a directory",
+  ENOTDIR: "not a directory",
+  EROFS: "read-only file system",
+};
+
+// mkdir names the directory it was asked for, also when a parent refused;
+// the deepest one that can be looked at is the one that did.
+function whyNotCreated(dir: string, err: Error & { code?: string }): string {
+  const why = (err.code && MKDIR_ERRORS[err.code]) ?? err.message;
+  for (let path = dir; path !== dirname(path); path = dirname(path)) {
+    try {
+      const st = statSync(path);
+      return `${why} on ${path} (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")}, owner uid ${st.uid})`;
+    } catch { /* not there, or not reachable: its parent is looked at */ }
+  }
+  return why;
 }

@@ -141,7 +141,7 @@ export function startControlServer(
       (err) => reject(new ExitError(`cannot create control socket ${address}: ${err.message}`, EX_OSERR)),
     );
     server.listen(address, () => {
-      // The directory already keeps others out; the mode says so too.
+      // Owner-only by itself: the directory may be shared (/run/balance holds the systemd instances').
       if (process.platform !== "win32") chmodSync(address, 0o600);
       let closed = false;
       const close = () => {

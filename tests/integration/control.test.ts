@@ -1,13 +1,21 @@
 import { onTimeout, test } from "../support/test.ts";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as net from "node:net";
 import process from "node:process";
 import { type Backend, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
 import { type Nobody, prepareNobody } from "../support/nobody.ts";
-import { balanceCommand, pidsListeningOn, runBalance, type Running, startBalance } from "../support/balance.ts";
+import {
+  balanceCommand,
+  pidsListeningOn,
+  runBalance,
+  type Running,
+  type RunOptions,
+  startBalance,
+} from "../support/balance.ts";
+import { privateRun } from "../support/private_run.ts";
 import { until, within } from "../support/wait.ts";
 
 const at = (b: Backend) => `${b.host}:${b.port}`;
@@ -257,6 +265,123 @@ test(
       const pointed = await asNobody(["-c", "disable 0", String(port)], { BALANCE_CONTROL_DIR: dir });
       assert.equal(pointed.code, 77, pointed.stderr);
       assert.match(pointed.stderr, /permission denied/);
+    }),
+);
+
+/** {@link withRootBesideUnit}: root's balancer runs; how to run the unit's. */
+interface BesideUnit {
+  /** `/run/balance` and `/run/balance/example`, seen from outside. */
+  rootDir: string;
+  unitDir: string;
+  /** Root's control socket. */
+  rootSocket: string;
+  /** balance as the unit's user, with the unit's `BALANCE_CONTROL_DIR`: a command and its options. */
+  unit: RunOptions & { args: string[]; port: number };
+  /** balance as root: a command and its options. */
+  root: RunOptions;
+}
+
+/**
+ * Root's balancer (default directory, `/run/balance`, started with `umask`)
+ * beside `balance@example` (the unit's user, `BALANCE_CONTROL_DIR=
+ * /run/balance/example`) in a private `/run`; `before` makes `/run` as found.
+ * The unit's directory is made as systemd makes it, if `before` did not.
+ */
+async function withRootBesideUnit(
+  before: (rootDir: string, unitDir: string) => void,
+  umask: string,
+  fn: (it: BesideUnit) => Promise<void>,
+): Promise<void> {
+  const run = await privateRun();
+  if (typeof run === "string") throw new Error(run);
+  const backend = await startBackend("a");
+  const rootPort = await freePort();
+  const unitPort = await freePort();
+  let lb: Running | undefined;
+  try {
+    const rootDir = join(run.dir, "balance");
+    const unitDir = join(rootDir, "example");
+    before(rootDir, unitDir);
+    const root = {
+      command: [...run.command, "sh", "-c", `umask ${umask} && exec "$@"`, "sh", ...balanceCommand()],
+      env: { BALANCE_CONTROL_DIR: "" },
+    };
+    lb = await startBalance([String(rootPort), at(backend)], rootPort, root);
+    if (!existsSync(unitDir)) {
+      mkdirSync(unitDir, { mode: 0o700 });
+      chownSync(unitDir, 65534, 65534);
+    }
+    const { command, env } = nobody as Nobody;
+    const unit = {
+      args: [String(unitPort), at(backend)],
+      port: unitPort,
+      command: [...run.command, ...command],
+      env: { ...env, BALANCE_CONTROL_DIR: "/run/balance/example" },
+    };
+    await fn({ rootDir, unitDir, rootSocket: join(rootDir, `any-${rootPort}.sock`), unit, root });
+  } finally {
+    await lb?.stop();
+    await backend.close();
+    run.cleanup();
+  }
+}
+
+// What systemd makes for balance@example: /run/balance, and the unit's own directory.
+const asSystemdMakes = (rootMode: number) => (rootDir: string, unitDir: string) => {
+  mkdirSync(rootDir, { mode: rootMode });
+  chmodSync(rootDir, rootMode);
+  mkdirSync(unitDir, { mode: 0o700 });
+  chownSync(unitDir, 65534, 65534);
+};
+
+// The unit's balancer serves, and root's -c finds it in /run/balance/example.
+async function unitServes({ unit, root }: BesideUnit): Promise<void> {
+  const lb = await startBalance(unit.args, unit.port, unit);
+  try {
+    const show = await runBalance(["-c", "show", String(unit.port)], root);
+    assert.equal(show.code, 0, show.stderr);
+    assert.match(show.stdout, /^ {2}0 RR {4}0 ENA/m);
+  } finally {
+    assert.equal(await lb.stop(), 0);
+  }
+}
+
+test(
+  "control: root's balancer leaves /run/balance as systemd made it; balance@NAME starts beside it",
+  { skip: nobodySkip },
+  () =>
+    withRootBesideUnit(asSystemdMakes(0o755), "022", async (it) => {
+      assert.equal(statSync(it.rootDir).mode & 0o777, 0o755, "/run/balance as it was");
+      assert.equal(statSync(it.rootSocket).mode & 0o777, 0o600, "root's socket owner-only by itself");
+      await unitServes(it);
+      assert.equal(statSync(it.unitDir).mode & 0o777, 0o700, "the unit's directory as it was");
+    }),
+);
+
+test(
+  "control: root's balancer makes a missing /run/balance 0755 whatever its umask; balance@NAME starts after it",
+  { skip: nobodySkip },
+  () =>
+    withRootBesideUnit(() => {}, "077", async (it) => {
+      assert.equal(statSync(it.rootDir).mode & 0o777, 0o755);
+      assert.equal(statSync(it.rootSocket).mode & 0o777, 0o600);
+      await unitServes(it);
+    }),
+);
+
+test(
+  "control: a control directory that cannot be made: exit 71 naming the directory that refused",
+  { skip: nobodySkip },
+  // /run/balance as an older balance left it: owner-only.
+  () =>
+    withRootBesideUnit(asSystemdMakes(0o700), "022", async ({ unit }) => {
+      const r = await runBalance(["-f", ...unit.args], unit);
+      assert.equal(r.code, 71, r.stderr);
+      assert.equal(
+        r.stderr,
+        "balance: cannot create control directory /run/balance/example: permission denied on /run/balance " +
+          "(mode 0700, owner uid 0)\n",
+      );
     }),
 );
 
