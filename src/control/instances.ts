@@ -160,7 +160,8 @@ export function formatInstances(instances: Instance[]): string {
 
 /**
  * What `-c`/`-i` says when nothing answers at `address`: no instance on
- * `port`, and the instances that do run, with the `-b` (and, for another
+ * `port` (or, when a socket is there, that a killed balancer left it), and
+ * the instances that do run, with the `-b` (and, for another
  * directory, `BALANCE_CONTROL_DIR`) that reaches one on this port.
  *
  * @example
@@ -171,7 +172,10 @@ export function formatInstances(instances: Instance[]): string {
  */
 export async function noInstanceMessage(port: number, address: string): Promise<string> {
   const running = await findInstances();
-  if (running.length === 0) return `no balance instance running on port ${port} (no control socket at ${address})`;
+  const stale = isSocket(address) ? `no balancer answers at ${address} (left by one that was killed)` : undefined;
+  if (running.length === 0) {
+    return stale ?? `no balance instance running on port ${port} (no control socket at ${address})`;
+  }
   const here = dirname(address);
   // Those on the asked port first: one of them is most likely meant.
   running.sort((a, b) => Number(b.port === port) - Number(a.port === port));
@@ -187,5 +191,5 @@ export async function noInstanceMessage(port: number, address: string): Promise<
     return use.length ? `${at} (use ${use.join(" ")})` : at;
   });
   if (running.length > shownMax) described.push(`${running.length - shownMax} more (balance --list)`);
-  return `no balance instance running on port ${port}; running: ${described.join(", ")}`;
+  return `${stale ?? `no balance instance running on port ${port}`}; running: ${described.join(", ")}`;
 }

@@ -410,6 +410,9 @@ test("control: a stale socket after kill -9 is detected, not obeyed, and replace
     assert.ok(existsSync(socketPath), "kill -9 leaves the socket file behind");
     const r = await runBalance(["-c", "show", String(port)], { env });
     assert.equal(r.code, 69, "a dead socket is no instance");
+    // Then the instances that do run, if any (root sees other users' too).
+    const stale = `balance: no balancer answers at ${socketPath} (left by one that was killed)`;
+    assert.ok(r.stderr === `${stale}\n` || r.stderr.startsWith(`${stale}; running: `), r.stderr);
     const second = await startBalance([String(port), at(backend)], port, { env });
     let code;
     try {
