@@ -1,6 +1,6 @@
 import { dirname } from "node:path";
 import process from "node:process";
-import { Balancer } from "../core/balancer.ts";
+import { Balancer, formatHostPort } from "../core/balancer.ts";
 import { ExitError } from "../core/exit_error.ts";
 import type { ServiceLookup } from "../core/grammar.ts";
 import { addressBytes } from "../core/hash.ts";
@@ -236,7 +236,9 @@ export async function serveUntilStopped(
   log.info(
     `balance ${VERSION} started: listening on ${hostname} port ${server.port} in ${workers} thread(s), ${balancer.groups.length} group(s)${
       proxy.accept ? ", PROXY header required from clients" : ""
-    }${proxy.send ? `, PROXY v${proxy.send} header sent to channels` : ""}, control ${control}`,
+    }${proxy.send ? `, PROXY v${proxy.send} header sent to channels` : ""}${
+      metricsServer ? `, metrics ${formatHostPort(config.metrics!.host, metricsServer.port)}` : ""
+    }, control ${control}`,
   );
   trace?.(
     maxConnections === undefined
