@@ -15,16 +15,21 @@ const READY_TIMEOUT_MS = 30_000;
  * detached (a new session, no terminal), and returns only once that copy
  * serves its control channel: exit 0 means "running". If the copy fails
  * first (address in use, bad host, a log file it cannot open), its one-line
- * error is passed through to this terminal with its exit code; what it wrote
- * before it was ready (no syslog socket) is passed through too. Under
- * systemd the copy keeps this stderr, the journal.
+ * error is passed through to this terminal with its exit code, alone. Once
+ * it serves, `notice` (its log is discarded: `discardedLog` in log.ts) is
+ * printed. Under systemd the copy keeps this stderr, the journal.
  *
  * @example
  * ```ts
- * return await startInBackground(["deno", "run", "-A", "src/main.ts"], argv, controlSocket);
+ * return await startInBackground(["deno", "run", "-A", "src/main.ts"], argv, controlSocket, undefined);
  * ```
  */
-export async function startInBackground(self: string[], argv: string[], control: string): Promise<number> {
+export async function startInBackground(
+  self: string[],
+  argv: string[],
+  control: string,
+  notice: string | undefined,
+): Promise<number> {
   const [cmd, ...pre] = self;
   const child = spawn(cmd, [...pre, ...argv], {
     detached: true,
@@ -51,7 +56,7 @@ export async function startInBackground(self: string[], argv: string[], control:
       throw new ExitError("the background balancer did not start within 30 s", EX_SOFTWARE);
     }
   }
-  process.stderr.write(errors);
+  process.stderr.write(errors + (notice ? `balance: ${notice}\n` : ""));
   child.stderr?.destroy();
   child.unref();
   return EX_OK;

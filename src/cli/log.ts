@@ -33,9 +33,10 @@ export const SYSLOG_SOCKET_ENV = "BALANCE_SYSLOG_SOCKET";
 
 /**
  * Where a balancer logs: in the foreground (`-f`) and under systemd (whose
- * journal reads stderr) on stderr, otherwise in the local syslog; Windows
- * has no syslog. `--log-file` and `--syslog` add their target, and in the
- * background replace the default one.
+ * journal reads stderr) on stderr, otherwise in the local syslog.
+ * `--log-file` and `--syslog` add their target, and in the background
+ * replace the default one. A background balancer on Windows, which has no
+ * syslog, has none: its stderr would be the starting process's, gone.
  *
  * @example
  * ```ts
@@ -52,9 +53,40 @@ export function logTargets(
   if (config.syslog) asked.push({ kind: "remote", ...config.syslog });
   if (config.foreground) return [{ kind: "stderr" }, ...asked];
   if (asked.length) return asked;
-  if (underSystemd(env) || platform === "win32") return [{ kind: "stderr" }];
+  if (underSystemd(env)) return [{ kind: "stderr" }];
+  if (platform === "win32") return [];
   const socket = env[SYSLOG_SOCKET_ENV] || (platform === "darwin" ? "/var/run/syslog" : "/dev/log");
   return [{ kind: "syslog", socket }];
+}
+
+/**
+ * The one line a background start prints when the balancer it leaves behind
+ * will have no log: `targets` (see {@link logTargets}) are none, or a local
+ * syslog socket that cannot be connected to (missing, or nobody reads it).
+ * Asked before detaching, so that the terminal hears it; undefined when the
+ * log has somewhere to go.
+ *
+ * @example
+ * ```ts
+ * discardedLog([{ kind: "syslog", socket: "/dev/log" }], adapter.openSyslogSocket);
+ * // "no syslog at /dev/log: the background balancer's log is discarded; use --log-file FILE or --syslog HOST[:PORT]"
+ * ```
+ */
+export function discardedLog(
+  targets: LogTarget[],
+  openSyslogSocket: (path: string) => DatagramSender,
+): string | undefined {
+  const discarded = "the background balancer's log is discarded; use --log-file FILE or --syslog HOST[:PORT]";
+  if (targets.length === 0) return `Windows has no syslog: ${discarded}`;
+  for (const target of targets) {
+    if (target.kind !== "syslog") continue;
+    try {
+      openSyslogSocket(target.socket).close();
+    } catch {
+      return `no syslog at ${shown(target.socket)}: ${discarded}`;
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -152,8 +184,9 @@ function fileSink(path: string): { sink: Sink; bulk: BulkSink; reopen(): void } 
 /**
  * Sets up balance's log on `targets` (see {@link logTargets}); `-d` adds the
  * debug traces. Throws an {@link ExitError} (exit 73) when the log file
- * cannot be opened. A local syslog socket that cannot be reached gives one
- * warning and stderr instead.
+ * cannot be opened. Lines for a local syslog socket that cannot be reached
+ * are dropped: only a detached balancer logs there, whose stderr nobody
+ * reads, and the start said so (see {@link discardedLog}).
  *
  * @example
  * ```ts
@@ -169,7 +202,6 @@ export async function setupLog(
   const sinks: Record<string, Sink> = {};
   const bulks: BulkSink[] = [];
   const files: { reopen(): void }[] = [];
-  let fallback: string | undefined;
   for (const [i, target] of targets.entries()) {
     const name = `${target.kind}${i}`;
     switch (target.kind) {
@@ -188,10 +220,7 @@ export async function setupLog(
         let socket: DatagramSender;
         try {
           socket = openSyslogSocket(target.socket);
-        } catch (err) {
-          fallback = `no syslog at ${shown(target.socket)} (${(err as Error).message}): logging to stderr`;
-          sinks[name] = stderrSink();
-          bulks.push(stderrBulk);
+        } catch {
           break;
         }
         sinks[name] = (record) => {
@@ -224,7 +253,6 @@ export async function setupLog(
     ],
   });
   const logger = getLogger("balance");
-  if (fallback) logger.warning(literal(fallback));
   const throttles = new Map<string, Throttle>();
   return {
     debug: (message) => logger.debug(literal(message)),

@@ -11,6 +11,7 @@ import { runControlCommand, runControlShell } from "../control/client.ts";
 import { findInstances, formatInstances } from "../control/instances.ts";
 import { parseCommandLine } from "./args.ts";
 import { DETACHED_ENV, startInBackground } from "./background.ts";
+import { discardedLog, logTargets } from "./log.ts";
 import { resolveConfig, serveUntilStopped } from "./serve.ts";
 import type { Config } from "./config.ts";
 import { USAGE, versionLine } from "./usage.ts";
@@ -68,7 +69,12 @@ export async function run(argv: string[], adapter: Adapter, workerUrl: URL): Pro
           process.stderr.on("error", () => {});
           return await serveUntilStopped(config, adapter, workerUrl, lookupPort, read);
         }
-        return await startInBackground(adapter.selfCommand(), argv, control());
+        return await startInBackground(
+          adapter.selfCommand(),
+          argv,
+          control(),
+          discardedLog(logTargets(config), adapter.openSyslogSocket),
+        );
     }
   } catch (err) {
     if (err instanceof ExitError) {

@@ -1,6 +1,6 @@
 import { dirname } from "node:path";
 import process from "node:process";
-import { Balancer } from "../core/balancer.ts";
+import { Balancer, formatHostPort } from "../core/balancer.ts";
 import { ExitError } from "../core/exit_error.ts";
 import type { ServiceLookup } from "../core/grammar.ts";
 import { addressBytes } from "../core/hash.ts";
@@ -70,21 +70,29 @@ export async function serveUntilStopped(
   await claimControlAddress(control, config.listenPort);
 
   // Stopping: no new clients at once, open connections get the grace period,
-  // then whatever is left is closed. A second signal stops at once.
+  // then whatever is left is closed. A second signal ends the grace period
+  // (the operator will not wait): the same close and last line, exit 0.
   let stopListening = () => Promise.resolve();
   let endConnections = () => Promise.resolve();
   const connectionLog = config.logConnections
     ? new ConnectionBatch((records) => log.infoLines(records.map(formatConnectionLine)))
     : undefined;
   let stopping = false;
+  let hurried = false;
   const stop = async (signal: string) => {
-    if (stopping) return exitLogged(log, EX_OK);
+    if (stopping) {
+      if (!hurried) log.info(`second ${signal}: closing ${balancer.openConnections()} open connection(s) now`);
+      hurried = true;
+      return;
+    }
     stopping = true;
     await stopListening();
     const open = balancer.openConnections();
     log.info(`${signal}: stopped accepting; ${open} open connection(s), grace ${running.graceSeconds}s`);
     const deadline = Date.now() + running.graceSeconds * 1000;
-    while (balancer.openConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    while (balancer.openConnections() > 0 && Date.now() < deadline && !hurried) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
     const left = balancer.openConnections();
     // With --log-connections, each one left gets its line before the exit.
     await endConnections();
@@ -228,7 +236,9 @@ export async function serveUntilStopped(
   log.info(
     `balance ${VERSION} started: listening on ${hostname} port ${server.port} in ${workers} thread(s), ${balancer.groups.length} group(s)${
       proxy.accept ? ", PROXY header required from clients" : ""
-    }${proxy.send ? `, PROXY v${proxy.send} header sent to channels` : ""}, control ${control}`,
+    }${proxy.send ? `, PROXY v${proxy.send} header sent to channels` : ""}${
+      metricsServer ? `, metrics ${formatHostPort(config.metrics!.host, metricsServer.port)}` : ""
+    }, control ${control}`,
   );
   trace?.(
     maxConnections === undefined

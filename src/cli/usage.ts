@@ -75,7 +75,8 @@ export const USAGE = `usage:
   --syslog HOST[:PORT]  log to this syslog server over UDP (default port 514)
   --log-connections  log one line per connection when it ends (client, channel, connect
                    time, duration, bytes each way, how it ended)
-  --grace SEC      on SIGTERM/SIGINT let open connections finish for SEC (default 10)
+  --grace SEC      on SIGTERM/SIGINT let open connections finish for SEC (default 10);
+                   a second signal closes them at once
   --list           the running instances this user may control (port, address, pid, user)
   --check-config   parse and resolve everything, print nothing, exit 0 (or the error)
   --check          health checks: connect to every channel; skip the down ones until they answer

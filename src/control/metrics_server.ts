@@ -50,7 +50,7 @@ export const METRICS_LIMITS = {
  *
  * @example
  * ```ts
- * const server = await startMetricsServer("127.0.0.1", 9100, pages);
+ * const server = await startMetricsServer("127.0.0.1", 8421, pages);
  * server.close();
  * ```
  */

@@ -5,10 +5,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { balanceCommand, balanceEnv, runBalance } from "../support/balance.ts";
+import { balanceCommand, balanceEnv, runBalance, startBalance } from "../support/balance.ts";
 import { connect, freePort, startBackend } from "../support/net.ts";
 import { until, within } from "../support/wait.ts";
-import { logTargets } from "../../src/cli/log.ts";
+import { discardedLog, logTargets } from "../../src/cli/log.ts";
 
 const RSYSLOGD = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"].find((p) => existsSync(p));
 
@@ -148,18 +148,52 @@ test(
   },
 );
 
-test("logging: no local syslog socket: one warning on the terminal, stderr instead, exit 0", async () => {
+const DISCARDED = "the background balancer's log is discarded; use --log-file FILE or --syslog HOST[:PORT]";
+
+test("logging: no local syslog: a background start says in one line that its log is discarded, exit 0", async () => {
+  // A socket file nobody reads: the control socket a killed balancer left.
+  const stalePort = await freePort();
+  const stale = await startBalance([String(stalePort), "127.0.0.1:9"], stalePort, { debug: false });
+  process.kill(stale.child.pid!, "SIGKILL");
+  await stale.exited;
+  const leftover = join(stale.controlDir, `any-${stale.port}.sock`);
+  assert.ok(existsSync(leftover), leftover);
+  for (const socket of ["/nonexistent/balance-test.sock", leftover]) {
+    const port = await freePort();
+    const started = await runBalance([String(port), "127.0.0.1:9"], { env: { BALANCE_SYSLOG_SOCKET: socket } });
+    try {
+      assert.equal(started.code, 0, started.stderr);
+      assert.equal(started.stderr, `balance: no syslog at ${socket}: ${DISCARDED}\n`);
+    } finally {
+      assert.equal((await runBalance(["-c", "kill", String(port)])).code, 0);
+    }
+  }
+  assert.deepEqual(logTargets({ foreground: false }, {}, "win32"), []);
+  assert.equal(discardedLog([], () => assert.fail("no socket to open")), `Windows has no syslog: ${DISCARDED}`);
+});
+
+test("logging: no local syslog: the detached balancer writes nothing to its stderr, from start to exit", async () => {
   const port = await freePort();
-  const dead = await freePort(); // nothing listens there: connects are refused at once;
-  const started = await runBalance([String(port), `127.0.0.1:${dead}`], {
-    env: { BALANCE_SYSLOG_SOCKET: "/nonexistent/balance-test.sock" },
+  // The detached copy as a background start runs it, but with its stderr kept, to see what it writes there.
+  const [cmd, ...pre] = balanceCommand();
+  const child = spawn(cmd, [...pre, String(port), "127.0.0.1:9"], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: balanceEnv({ BALANCE_DETACHED: "1", BALANCE_SYSLOG_SOCKET: "/nonexistent/balance-test.sock" }),
   });
+  onTimeout(() => child.kill("SIGKILL"));
+  let stderr = "";
+  child.stderr!.on("data", (d) => (stderr += d));
+  const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
   try {
-    assert.equal(started.code, 0, started.stderr);
-    assert.equal(started.stderr.split("\n").filter((l) => /no syslog at/.test(l)).length, 1, started.stderr);
-    assert.match(started.stderr, /no syslog at \/nonexistent\/balance-test\.sock .*: logging to stderr/);
-  } finally {
+    await until(() => runBalance(["-c", "show", String(port)]), (r) => r.code === 0, "the balancer to answer", {
+      ms: 30_000,
+    });
+    await failedClient(port); // a warning, and with -a it would disable: lines the log would get
     assert.equal((await runBalance(["-c", "kill", String(port)])).code, 0);
+    assert.equal(await within(exited, 15_000, "balance to exit after kill"), 0);
+    assert.equal(stderr, "");
+  } finally {
+    if (child.exitCode === null) child.kill("SIGKILL");
   }
 });
 

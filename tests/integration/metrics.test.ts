@@ -7,10 +7,11 @@
 import { onTimeout, test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { type Backend, connect, freePort, startBackend } from "../support/net.ts";
 import { runBalance, type Running, startBalance } from "../support/balance.ts";
 import { control, status } from "../support/health.ts";
@@ -74,8 +75,9 @@ async function exchange(port: number): Promise<string> {
   }
 }
 
-test("metrics: /metrics and /status answer GET and HEAD; other paths 404, other methods 405", () =>
-  withMetrics(["a"], ([a]) => [at(a)], async ({ metricsPort }) => {
+test("metrics: the start line names the listener; /metrics and /status answer GET and HEAD; others 404, 405", () =>
+  withMetrics(["a"], ([a]) => [at(a)], async ({ metricsPort, lb }) => {
+    assert.match(lb.stderr(), new RegExp(` 1 group\\(s\\), metrics 127\\.0\\.0\\.1:${metricsPort}, control `));
     const base = `http://127.0.0.1:${metricsPort}`;
     const get = await fetch(`${base}/metrics`);
     assert.equal(get.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
@@ -358,7 +360,8 @@ test("metrics: an IPv6 listener; the address label brackets an IPv6 channel", ()
   withMetrics(
     ["a"],
     ([a]) => [`[::1]:${a.port}`, at(a)],
-    async ({ metricsPort, backends: [a] }) => {
+    async ({ metricsPort, lb, backends: [a] }) => {
+      assert.match(lb.stderr(), new RegExp(`, metrics \\[::1\\]:${metricsPort}, control `));
       const text = await (await fetch(`http://[::1]:${metricsPort}/metrics`)).text();
       assert.match(
         text,
@@ -386,4 +389,19 @@ test("metrics: a scrape of 1,000 channels over HTTP", async () => {
     assert.match(text, /^balance_channel_weight\{group="9",channel="99",address="127\.0\.0\.1:20999"\} 1$/m);
     assert.ok(best < 200, `a scrape took ${best.toFixed(1)} ms`);
   });
+});
+
+test("metrics: the docs' examples listen outside the ports Prometheus allocates (9090-9999: node exporter 9100)", () => {
+  const root = fileURLToPath(import.meta.resolve("../.."));
+  const files = ["README.md", "packaging/balance.1", ...readdirSync(join(root, "docs")).map((f) => `docs/${f}`)];
+  // `--metrics [ADDR:]PORT`, `ADDR:PORT/metrics` (curl) and `targets: ["ADDR:PORT"]` (a scrape configuration).
+  const example = /-?-metrics (?:\S+:)?(\d+)|:(\d+)\/metrics|targets: \["[^"]*:(\d+)"\]/g;
+  const ports = files.flatMap((file) =>
+    [...readFileSync(join(root, file), "utf8").replaceAll("\\-", "-").matchAll(example)].map((m) => ({
+      file,
+      port: Number(m[1] ?? m[2] ?? m[3]),
+    }))
+  );
+  assert.ok(ports.length >= 4, JSON.stringify(ports));
+  assert.deepEqual(ports.filter(({ port }) => port >= 9090 && port <= 9999), []);
 });

@@ -42,3 +42,28 @@ test("shutdown: connections still open after the grace period are closed, exit 0
     await held.ended();
     assert.match(lb.stderr(), /exiting, 1 connection\(s\) closed/);
   }));
+
+test("shutdown: a second SIGINT in the grace period closes the open connections at once, logs it, exit 0", () =>
+  withProxy("g", undefined, ["--grace", "60"], async ({ port, lb }) => {
+    const held = await connect(port);
+    try {
+      await held.waitFor((d) => d.toString() === "g\n");
+      process.kill(lb.child.pid!, "SIGINT");
+      await lb.waitForTrace("SIGINT: stopped accepting; 1 open connection(s), grace 60s");
+      const started = Date.now();
+      process.kill(lb.child.pid!, "SIGINT");
+      assert.equal(await within(lb.exited, 15_000, "balance to exit after the second SIGINT"), 0);
+      assert.ok(Date.now() - started < 10_000, "not after the grace period");
+      await held.ended();
+      const lines = lb.stderr().split("\n").filter((l) => /SIGINT|exiting/.test(l)).map((l) =>
+        l.replace(/^.* INF: /, "")
+      );
+      assert.deepEqual(lines, [
+        "SIGINT: stopped accepting; 1 open connection(s), grace 60s",
+        "second SIGINT: closing 1 open connection(s) now",
+        "exiting, 1 connection(s) closed",
+      ]);
+    } finally {
+      held.socket.destroy();
+    }
+  }));
