@@ -120,6 +120,7 @@ export async function reload(ctx: ReloadContext): Promise<ReloadAnswer> {
     type: g.type,
     channels: g.channels.map((c) => ({
       address: addresses.get(c.host)!,
+      host: c.host,
       port: c.port,
       maxc: c.maxc,
       weight: c.weight ?? 1,

@@ -104,7 +104,8 @@ export class Balancer {
       const group = balancer.group(g);
       group.type = spec.type;
       for (const c of spec.channels) {
-        balancer.addChannel(g, resolve(c.host), c.port, c.maxc, c.enabled ?? true, c.weight);
+        const channel = balancer.addChannel(g, resolve(c.host), c.port, c.maxc, c.enabled ?? true, c.weight);
+        if (channel) channel.host = c.host;
       }
     });
     return balancer;

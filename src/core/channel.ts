@@ -101,6 +101,14 @@ export class Channel {
   /** Where the numbers live. */
   readonly cells: ChannelCells;
 
+  /**
+   * The host as the configuration names it (a DNS name, or an address),
+   * which `dump` writes so that a start from the dump follows the name
+   * again; `undefined` for an address set by `create` or `assign`. Only the
+   * control thread's channels carry it: workers connect to {@link address}.
+   */
+  host?: string;
+
   /** Current connections, over all workers; changed only by claims and releases. */
   get c(): number {
     return Atomics.load(this.cells.flags, C);

@@ -342,6 +342,7 @@ export function executeCommand(
       const port = parsePortArg(args[2], ctx.lookupPort);
       if (address === undefined || port === undefined) return fail("invalid address");
       channel.address = address;
+      channel.host = undefined;
       channel.port = port;
       balancer.group(group).changed();
       changed(`${which} reassigned to ${formatHostPort(address, port)}`);

@@ -1,7 +1,8 @@
 /**
  * `dump`: the running configuration written as a configuration file, so
- * that `balance -c dump 80 > web.conf` keeps what control commands changed
- * and `balance -F web.conf` starts the same balancer.
+ * that `balance -c dump 80 > web.conf.new && mv web.conf.new web.conf`
+ * keeps what control commands changed and `balance -F web.conf` starts the
+ * same balancer, following the same host names.
  *
  * @module
  */
@@ -12,7 +13,8 @@ import { DISABLED, GROUP_SEPARATORS } from "./grammar.ts";
 
 /**
  * A channel as a command-line word: `host:port:maxc:weight`, and `:dis`
- * when it is disabled.
+ * when it is disabled. The host is the one configured (a name stays a
+ * name, to be resolved and followed again), else the address.
  *
  * @example
  * ```ts
@@ -20,7 +22,7 @@ import { DISABLED, GROUP_SEPARATORS } from "./grammar.ts";
  * ```
  */
 export function channelWord(channel: Channel): string {
-  const word = `${formatHostPort(channel.address, channel.port)}:${channel.maxc}:${channel.weight}`;
+  const word = `${formatHostPort(channel.host ?? channel.address, channel.port)}:${channel.maxc}:${channel.weight}`;
   return channel.enabled ? word : `${word}:${DISABLED}`;
 }
 

@@ -39,6 +39,21 @@ export interface ProxyRefusal {
 }
 
 /**
+ * A client that left without sending a byte: a front balancer's connect
+ * check (see {@link ProxyHeaderReader.ended}).
+ *
+ * @example
+ * ```ts
+ * if (reader.ended().kind === "probe") client.close(); // and nothing else
+ * ```
+ */
+export interface ProxyProbe {
+  kind: "probe";
+}
+
+const PROBE: ProxyProbe = { kind: "probe" };
+
+/**
  * The refusal of a client that sent no whole header within the connect
  * timeout (`-t`).
  *
@@ -93,11 +108,13 @@ export class ProxyHeaderReader {
 
   /**
    * The client ended (FIN or reset) before its header did: after part of
-   * one it is refused; having sent nothing (`closed`) it was a bare connect,
-   * a front balancer's check, which is no fault.
+   * one it is refused; having sent nothing it was a bare connect, a front
+   * balancer's health check (`probe`), which is no fault. Both adapters
+   * close a probe and say nothing: it is neither counted nor logged (not
+   * even with `--log-connections`), so checks every second bury nothing.
    */
-  ended(): ProxyRefusal | { kind: "closed" } {
-    return this.length > 0 ? { kind: "error", reason: `client closed after ${this.length} bytes` } : { kind: "closed" };
+  ended(): ProxyRefusal | ProxyProbe {
+    return this.length > 0 ? { kind: "error", reason: `client closed after ${this.length} bytes` } : PROBE;
   }
 
   private append(chunk: Uint8Array): Uint8Array {

@@ -13,6 +13,8 @@ import type { GroupType } from "./group.ts";
 /** A channel of the new configuration, its host resolved. */
 export interface ResolvedChannel {
   address: string;
+  /** The host as the file names it, which `dump` writes (see {@link Channel.host}). */
+  host?: string;
   port: number;
   maxc: number;
   weight: number;
@@ -39,7 +41,7 @@ export interface ReloadSummary {
  * Makes `balancer`'s groups those of `groups`:
  * - a channel in the same group with the same address and port as before is
  *   kept: its counters, open connections and administrative state stay;
- *   maxc and weight come from the new configuration;
+ *   host name, maxc and weight come from the new configuration;
  * - a new channel joins enabled (or as the file says);
  * - a channel that is gone leaves its group, so it takes no new connection;
  *   its open connections keep their channel and finish normally;
@@ -82,6 +84,7 @@ export function reloadGroups(balancer: Balancer, groups: readonly ResolvedGroup[
         channel = balancer.addChannel(g, c.address, c.port, c.maxc, c.enabled, c.weight)!;
         summary.added++;
       }
+      channel.host = c.host;
       channel.maxc = c.maxc;
       channel.weight = c.weight;
       channels.push(channel);

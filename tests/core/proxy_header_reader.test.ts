@@ -289,9 +289,9 @@ test("proxiedEndpoints: a header's endpoints; LOCAL and UNKNOWN give the real co
   }
 });
 
-test("ProxyHeaderReader: ended() refuses a client that left after part of a header, not one that sent nothing", () => {
+test("ProxyHeaderReader: ended() refuses a client that left after part of a header; one that sent nothing is a probe", () => {
   const reader = new ProxyHeaderReader();
-  assert.deepEqual(reader.ended(), { kind: "closed" });
+  assert.deepEqual(reader.ended(), { kind: "probe" });
   assert.equal(reader.push(ascii("PROXY TCP4 ")).kind, "incomplete");
   assert.deepEqual(reader.ended(), { kind: "error", reason: "client closed after 11 bytes" });
   assert.deepEqual(proxyHeaderTimedOut(2500), { kind: "error", reason: "none within 2.5s" });

@@ -1,6 +1,14 @@
 import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
-import { Balancer, channelWord, dumpConfig, reloadGroups, type ResolvedGroup } from "../../src/core/mod.ts";
+import {
+  Balancer,
+  channelWord,
+  dumpConfig,
+  executeCommand,
+  parseServices,
+  reloadGroups,
+  type ResolvedGroup,
+} from "../../src/core/mod.ts";
 
 const ch = (address: string, port: number, maxc = 0, weight = 1, enabled = true) => ({
   address,
@@ -98,5 +106,28 @@ test("dump: options, port, every channel with maxc, weight and state, every grou
       "%",
       "",
     ].join("\n"),
+  );
+});
+
+test("dump: a channel configured by name is written by name, one set by assign or create by its address", () => {
+  const balancer = Balancer.fromSpecs(
+    [{ type: "RR", channels: [{ host: "web1", port: 80, maxc: 0 }, { host: "web2", port: 80, maxc: 0 }] }],
+    { autodisable: false, hashFailover: false },
+    undefined,
+    (host) => ({ web1: "10.0.0.1", web2: "10.0.0.2" })[host]!,
+  );
+  assert.equal(balancer.groups[0].channels[0].address, "10.0.0.1", "connects to the address");
+  const ctx = { balancer, version: "4.0.0", lookupPort: parseServices("") };
+  for (const line of ["disable 1", "assign 1 web3 81", "create web4 82"]) executeCommand(ctx, 0, line, "10.0.0.3");
+  assert.deepEqual(balancer.groups[0].channels.map(channelWord), [
+    "web1:80:0:1",
+    "10.0.0.3:81:0:1:dis",
+    "10.0.0.3:82:0:1:dis",
+  ]);
+  reloadGroups(balancer, [{ type: "RR", channels: [{ ...ch("10.0.0.1", 80), host: "www" }, ch("10.0.0.3", 81)] }]);
+  assert.deepEqual(
+    balancer.groups[0].channels.map(channelWord),
+    ["www:80:0:1", "10.0.0.3:81:0:1:dis"],
+    "a reload names a kept channel as its file does",
   );
 });

@@ -266,6 +266,40 @@ test("dump: the running configuration as a file; -F of it starts the same balanc
     }
   }));
 
+for (const workers of ["1", "2"]) {
+  test(`dump (-w ${workers}): a channel configured by name is dumped by name, show gives its address`, () =>
+    inDir(async (dir) => {
+      const backends = await Promise.all(["a", "b", "c"].map((n) => startBackend(n)));
+      const [a, b, c] = backends;
+      const port = await freePort();
+      let lb: Running | undefined;
+      try {
+        lb = await startBalance(["-w", workers, String(port), `localhost:${a.port}`, `localhost:${b.port}`], port);
+        await control(port, "disable 1");
+        await control(port, `assign 1 127.0.0.1 ${c.port}`);
+        const shown: { address: string }[] = JSON.parse(await control(port, "show --json"));
+        assert.deepEqual(shown.map((r) => r.address), ["127.0.0.1", "127.0.0.1"], "show gives the addresses");
+        const dump = await runBalance(["-c", "dump", String(port)]);
+        assert.equal(dump.code, 0, dump.stderr);
+        const lines = dump.stdout.split("\n");
+        assert.deepEqual(
+          lines.slice(lines.indexOf(String(port)) + 1),
+          [`localhost:${a.port}:0:1`, `127.0.0.1:${c.port}:0:1:dis`, "!", ""],
+          "the name as configured; the address assign gave",
+        );
+        await lb.stop();
+        lb = undefined;
+        writeFileSync(join(dir, "dumped.conf"), dump.stdout);
+        lb = await startBalance(["-w", workers, "-F", join(dir, "dumped.conf")], port);
+        assert.equal(await whoAnswers(port), "a");
+        assert.equal((await runBalance(["-c", "dump", String(port)])).stdout, dump.stdout, "still by name");
+      } finally {
+        await lb?.stop();
+        await Promise.all(backends.map((x) => x.close()));
+      }
+    }));
+}
+
 test("systemd: systemd-analyze verify passes on the unit", {
   skip: spawnSync("systemd-analyze", ["--version"]).status === 0 ? undefined : "systemd-analyze is not installed",
 }, () =>

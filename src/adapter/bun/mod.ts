@@ -78,18 +78,18 @@ const serverHandlers: SocketHandler<Attempt> = {
  */
 export function serve(balancer: Balancer, options: ServeOptions): Promise<Server> {
   const idle = options.idleTimeoutMs > 0 ? new IdleTimer(options.idleTimeoutMs) : undefined;
-  const serving: Serving = { balancer, options, idle, listenPort: options.port, awaitingHeader: 0 };
   const trace = options.trace;
   const onEnd = options.onConnectionEnd;
   // Only a connection log needs to hear of connections a shutdown ends.
   const live = onEnd ? new Set<Pipe>() : undefined;
+  const serving: Serving = { balancer, options, idle, live, listenPort: options.port, awaitingHeader: 0 };
   const hooks: PipeHooks = {
     dump: options.dump,
     onClose(pipe) {
       idle?.delete(pipe);
       if (pipe.headerReader) stopAwaitingHeader(pipe, serving);
-      if (live) {
-        live.delete(pipe);
+      // A pipe taken out of `live` before its close ends unrecorded.
+      if (live?.delete(pipe)) {
         onEnd!({
           clientAddress: pipe.clientAddress,
           clientPort: pipe.clientPort,
@@ -197,6 +197,8 @@ interface Serving {
   balancer: Balancer;
   options: ServeOptions;
   idle: IdleTimer | undefined;
+  /** Connections the log records at their close, which a shutdown ends; only kept for a connection log. */
+  live: Set<Pipe> | undefined;
   /** Every accepted connection's local port: no getsockname needed for it. */
   listenPort: number;
   /** Clients waiting for their PROXY header: they hold descriptors too. */
@@ -229,6 +231,8 @@ function headerCut(pipe: Pipe, serving: Serving): void {
   const ended = pipe.headerReader!.ended();
   if (ended.kind === "error") return refuseProxyHeader(pipe, serving, ended);
   stopAwaitingHeader(pipe, serving);
+  // A probe: closed without a record.
+  serving.live?.delete(pipe);
   pipe.close();
 }
 

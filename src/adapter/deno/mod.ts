@@ -157,9 +157,7 @@ async function handleClient(client: Deno.TcpConn, serving: Serving): Promise<voi
     serving.awaitingHeader--;
     if (waiting) live!.delete(waiting);
     if (stopped) return unconnected(client, onEnd, clientAddress, clientPort, accepted, "shutdown");
-    if (outcome.kind === "closed") {
-      return unconnected(client, onEnd, clientAddress, clientPort, accepted, "client-closed");
-    }
+    if (outcome.kind === "probe") return closeQuietly(client);
     if (outcome.kind === "error") {
       balancer.refuseProxyHeader(clientAddress, clientPort, outcome.reason);
       return unconnected(client, onEnd, clientAddress, clientPort, accepted, "proxy-refused");

@@ -1,4 +1,9 @@
-import { ProxyHeaderReader, proxyHeaderTimedOut, type ProxyRead } from "../../core/proxy_header_reader.ts";
+import {
+  ProxyHeaderReader,
+  proxyHeaderTimedOut,
+  type ProxyProbe,
+  type ProxyRead,
+} from "../../core/proxy_header_reader.ts";
 import type { ByteStream } from "./byte_stream.ts";
 
 /** Read size while a header is awaited: a v1 line or a v2 header with its usual TLVs in one read. */
@@ -6,7 +11,7 @@ const HEADER_READ_SIZE = 4 * 1024;
 
 /**
  * How {@link readProxyHeader} ended: a header (with the bytes after it), a
- * refusal with its reason, or `closed`: the client left without sending a
+ * refusal with its reason, or a `probe`: the client left without sending a
  * byte, which is no fault (a front balancer's connect check).
  *
  * @example
@@ -15,7 +20,7 @@ const HEADER_READ_SIZE = 4 * 1024;
  * if (outcome.kind === "error") log(outcome.reason);
  * ```
  */
-export type HeaderOutcome = Exclude<ProxyRead, { kind: "incomplete" }> | { kind: "closed" };
+export type HeaderOutcome = Exclude<ProxyRead, { kind: "incomplete" }> | ProxyProbe;
 
 /**
  * `--accept-proxy` under Deno: reads `client` until its first bytes hold a
