@@ -2,7 +2,8 @@ import { EX_USAGE } from "./sysexits.ts";
 
 /**
  * An error that ends the program with one clear line and a sysexits code,
- * never a stack trace. `showUsage` asks the caller to print the usage text too.
+ * never a stack trace. `tryHelp` asks the caller to point at `--help` on a
+ * second line, as GNU tools do: the whole usage would scroll the error away.
  *
  * @example
  * ```ts
@@ -13,7 +14,7 @@ export class ExitError extends Error {
   constructor(
     message: string,
     readonly exitCode: number = EX_USAGE,
-    readonly showUsage = false,
+    readonly tryHelp = false,
   ) {
     super(message);
     this.name = "ExitError";
@@ -21,7 +22,7 @@ export class ExitError extends Error {
 }
 
 /**
- * A command-line mistake: exit 64 and show the usage, as balance 3.54 did.
+ * A command-line mistake: exit 64 and a pointer to `--help`.
  *
  * @example
  * ```ts

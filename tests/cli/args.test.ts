@@ -10,7 +10,7 @@ const parse = (...argv: string[]) => parseCommandLine(argv, services);
 const fails = (argv: string[], message: RegExp) =>
   assert.throws(
     () => parseCommandLine(argv, services),
-    (e: unknown) => e instanceof ExitError && e.exitCode === 64 && e.showUsage && message.test(e.message),
+    (e: unknown) => e instanceof ExitError && e.exitCode === 64 && e.tryHelp && message.test(e.message),
   );
 
 test("command line: defaults are balance's", () => {
