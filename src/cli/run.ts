@@ -4,7 +4,7 @@ import { ExitError } from "../core/exit_error.ts";
 import { shown } from "../core/shown.ts";
 import { parseServices, type ServiceLookup } from "../core/grammar.ts";
 import { EX_NOINPUT, EX_OK, EX_SOFTWARE, EX_USAGE } from "../core/sysexits.ts";
-import { expandConfigFiles } from "../core/config_file.ts";
+import { expandConfigFiles, located } from "../core/config_file.ts";
 import type { Adapter } from "../adapter/types.ts";
 import { controlAddress, findControlAddress } from "../control/address.ts";
 import { runControlCommand, runControlShell } from "../control/client.ts";
@@ -35,10 +35,14 @@ export async function run(argv: string[], adapter: Adapter, workerUrl: URL): Pro
   }
   try {
     const lookupPort = readServices();
-    // Read again, from the same words, by every reload.
+    // Read again, from the same words, by every reload; a mistake in a file is named by its FILE:LINE.
     const read = (): Config => {
-      const { argv: words, files } = expandConfigFiles(argv, readConfigFile);
-      return { ...parseCommandLine(words, lookupPort), configFiles: files };
+      const { argv: words, files, origins } = expandConfigFiles(argv, readConfigFile);
+      try {
+        return { ...parseCommandLine(words, lookupPort), configFiles: files };
+      } catch (err) {
+        throw located(err, origins);
+      }
     };
     const config = read();
     const control = () => controlAddress(config.listenPort, config.bindAddress);

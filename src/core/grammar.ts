@@ -1,4 +1,4 @@
-import { usageError } from "./exit_error.ts";
+import { blaming, usageError } from "./exit_error.ts";
 import { shown } from "./shown.ts";
 import { addressBytes } from "./hash.ts";
 import type { GroupType } from "./group.ts";
@@ -174,7 +174,7 @@ export const GROUP_SEPARATORS: Readonly<Record<GroupType, string>> = { RR: "!", 
 /**
  * Splits the channel arguments into groups. `!` ends an RR group, `%` a
  * Hash group, `+` a least-connection group; the last group is RR unless a
- * separator closed it.
+ * separator closed it. An error blames its word, an index into `args`.
  *
  * @example
  * ```ts
@@ -186,16 +186,16 @@ export function parseGroups(args: string[], listenPort: number, lookup: ServiceL
   const groups: GroupSpec[] = [];
   let channels: ChannelSpec[] = [];
   const typeEndedBy = new Map(Object.entries(GROUP_SEPARATORS).map(([type, word]) => [word, type as GroupType]));
-  for (const arg of args) {
+  args.forEach((arg, i) => {
     const type = typeEndedBy.get(arg);
     if (type) {
-      if (channels.length === 0) throw usageError(`group separator '${shown(arg)}' with no channel before it`);
+      if (channels.length === 0) throw usageError(`group separator '${shown(arg)}' with no channel before it`).at(i);
       groups.push({ type, channels });
       channels = [];
     } else {
-      channels.push(parseChannel(arg, listenPort, lookup));
+      channels.push(blaming(i, () => parseChannel(arg, listenPort, lookup)));
     }
-  }
+  });
   if (channels.length) groups.push({ type: "RR", channels });
   if (groups.length === 0) throw usageError("no channel given");
   return groups;
