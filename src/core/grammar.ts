@@ -105,7 +105,8 @@ export function parseSeconds(text: string, what: string, min: number, max: numbe
  * Parses one channel, `host[:port[:maxc[:weight]]]` or
  * `[ipv6][:port[:maxc[:weight]]]`. A missing or empty port means the listen
  * port (`host::16`), an empty maxc no limit; `weight` (0-256) is left out of
- * the result when not given (it is then 1).
+ * the result when not given (it is then 1). A host that cannot be one (`!!`,
+ * `[:::1]`) is a usage error, not a name to resolve.
  *
  * @example
  * ```ts
@@ -134,6 +135,9 @@ export function parseChannel(spec: string, listenPort: number, lookup: ServiceLo
     if (rest.length > maxFields(rest) || spec.startsWith("::")) throw bracketsHint();
   }
   if (host === "") throw usageError(`invalid channel '${shown(spec)}': missing host`);
+  if (!isHost(host)) {
+    throw usageError(`invalid channel '${shown(spec)}': '${shown(host)}' is not a host name or address`);
+  }
   if (rest.length > maxFields(rest)) throw usageError(`invalid channel '${shown(spec)}': too many ':' fields`);
   try {
     return channelFields(spec, host, rest, listenPort, lookup);
@@ -141,6 +145,15 @@ export function parseChannel(spec: string, listenPort: number, lookup: ServiceLo
     // `db::64:2` is a host with fields, `2001:db8::1` an address that lost its brackets.
     throw !spec.startsWith("[") && addressBytes(spec) ? bracketsHint() : err;
   }
+}
+
+// Letters, digits, `.`, `-` and `_`, with a letter or digit among them: a
+// word that is not (`!!`, a separator typo) is a mistake to name, not a name to
+// ask DNS about.
+const HOST_NAME = /^[\p{L}\p{N}._-]*[\p{L}\p{N}][\p{L}\p{N}._-]*$/u;
+
+function isHost(host: string): boolean {
+  return HOST_NAME.test(host) || addressBytes(host) !== undefined;
 }
 
 // port, maxc, weight, and the state (`dis`) when the last field says it.

@@ -57,6 +57,12 @@ const cases: [string, string[], RegExp][] = [
   ["connect timeout 0", ["-f", "-t", "0", "8080", "127.0.0.1"], /invalid connect timeout \(-t\) '0': must be 1-/],
   ["separator first", ["-f", "8080", "!", "127.0.0.1"], /group separator '!' with no channel before it/],
   ["two separators", ["-f", "8080", "127.0.0.1", "%", "!", "127.0.0.2"], /group separator '!' with no channel/],
+  // Not a name to resolve (exit 68): no host can be spelt so.
+  [
+    "a mistyped separator",
+    ["-f", "8080", "127.0.0.1", "!!", "127.0.0.2"],
+    /^balance: invalid channel '!!': '!!' is not a host name or address$/,
+  ],
   // An unresolvable host is no usage error: exit 68, see errors.test.ts.
 ];
 for (const [name, args, message] of cases) {
