@@ -10,7 +10,7 @@ import {
   type ServiceLookup,
 } from "../core/grammar.ts";
 import { type HealthSettings, healthSettings, MIN_CHECK_INTERVAL } from "../core/health.ts";
-import { usageError } from "../core/exit_error.ts";
+import { blaming, ExitError, usageError } from "../core/exit_error.ts";
 import { addressBytes } from "../core/hash.ts";
 import { shown } from "../core/shown.ts";
 import { type Config, DEFAULTS, type Mode } from "./config.ts";
@@ -31,81 +31,48 @@ const MAX_TIMEOUT_SEC = 2_000_000;
  * ```
  */
 export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: attachNegativeValues(argv),
-      allowPositionals: true,
-      strict: true,
-      tokens: true,
-      options: {
-        "6": { type: "boolean", short: "6" },
-        a: { type: "boolean", short: "a" },
-        b: { type: "string", short: "b" },
-        B: { type: "string", short: "B" },
-        c: { type: "string", short: "c" },
-        d: { type: "boolean", short: "d" },
-        f: { type: "boolean", short: "f" },
-        H: { type: "boolean", short: "H" },
-        i: { type: "boolean", short: "i" },
-        L: { type: "boolean", short: "L" },
-        M: { type: "boolean", short: "M" },
-        p: { type: "boolean", short: "p" },
-        t: { type: "string", short: "t" },
-        T: { type: "string", short: "T" },
-        workers: { type: "string", short: "w" },
-        "log-file": { type: "string" },
-        "log-connections": { type: "boolean" },
-        syslog: { type: "string" },
-        grace: { type: "string" },
-        list: { type: "boolean" },
-        check: { type: "boolean" },
-        "check-interval": { type: "string" },
-        "check-timeout": { type: "string" },
-        rise: { type: "string" },
-        fall: { type: "string" },
-        "check-send": { type: "string" },
-        "check-expect": { type: "string" },
-        "check-exec": { type: "string" },
-        "resolve-interval": { type: "string" },
-        resolver: { type: "string" },
-        metrics: { type: "string" },
-        "proxy-protocol": { type: "string" },
-        "accept-proxy": { type: "boolean" },
-        "check-config": { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean", short: "V" },
-      },
-    });
-  } catch (err) {
-    throw usageError(parseArgsMessage(err));
-  }
-  const { values: v, positionals, tokens } = parsed;
+  const { values: v, positionals, tokens } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    // Checked by checkTokens, which knows the word at fault and lets `-T -5` through.
+    strict: false,
+    tokens: true,
+    options: OPTIONS,
+  }) as unknown as { values: Values; positionals: string[]; tokens: Token[] };
+  checkTokens(tokens);
+  // The word of an option's value in force (its last occurrence), and of each positional.
+  const optionAt = (name: string) => tokens.findLast((t) => t.kind === "option" && t.name === name)?.index;
+  const positionalAt = tokens.filter((t) => t.kind === "positional").map((t) => t.index);
+  const given = <T>(name: StringOption, parse: (text: string) => T): T | undefined =>
+    v[name] === undefined ? undefined : blaming(optionAt(name), () => parse(v[name]!));
+
   if (v.help) return { ...DEFAULTS, mode: "help", listenPort: 0, groups: [] };
   if (v.version) return { ...DEFAULTS, mode: "version", listenPort: 0, groups: [] };
   if (v.list) {
-    if (positionals.length) throw usageError(`unexpected argument '${shown(positionals[0])}' with --list`);
+    if (positionals.length) {
+      throw usageError(`unexpected argument '${shown(positionals[0])}' with --list`).at(positionalAt[0]);
+    }
     return { ...DEFAULTS, mode: "list", listenPort: 0, groups: [] };
   }
-  if (v.i && v.c !== undefined) throw usageError("-i and -c exclude each other");
+  if (v.i && v.c !== undefined) throw usageError("-i and -c exclude each other").at(optionAt("c"));
   const mode: Mode = v.i ? "interactive" : v.c !== undefined ? "control" : "serve";
 
   const [portText, ...channelArgs] = positionals;
   if (portText === undefined) throw usageError("missing port");
-  const listenPort = parsePort(portText, lookup, "listen port");
-  for (
-    const [flag, value] of [["-b", v.b], ["-B", v.B], ["--log-file", v["log-file"]], ["--syslog", v.syslog]] as const
-  ) {
-    if (value === "") throw usageError(`option ${flag} needs a value`);
+  const listenPort = blaming(positionalAt[0], () => parsePort(portText, lookup, "listen port"));
+  for (const [name, flag] of [["b", "-b"], ["B", "-B"], ["log-file", "--log-file"], ["syslog", "--syslog"]] as const) {
+    if (v[name] === "") throw usageError(`option ${flag} needs a value`).at(optionAt(name));
   }
   const seconds = (text: string, what: string, min: number) =>
     parseCount(text, what, { min, max: MAX_TIMEOUT_SEC, unit: "seconds" });
-  const connectTimeout = v.t === undefined ? DEFAULTS.connectTimeout : seconds(v.t, "connect timeout (-t)", 1);
-  const idleTimeout = v.T === undefined ? DEFAULTS.idleTimeout : seconds(v.T, "idle timeout (-T)", 0);
+  const connectTimeout = given("t", (t) => seconds(t, "connect timeout (-t)", 1)) ?? DEFAULTS.connectTimeout;
+  const idleTimeout = given("T", (t) => seconds(t, "idle timeout (-T)", 0)) ?? DEFAULTS.idleTimeout;
 
   if (mode !== "serve") {
-    if (channelArgs.length) throw usageError(`unexpected argument '${shown(channelArgs[0])}' with -${v.i ? "i" : "c"}`);
-    if (v.c?.trim() === "") throw usageError("-c needs a command");
+    if (channelArgs.length) {
+      throw usageError(`unexpected argument '${shown(channelArgs[0])}' with -${v.i ? "i" : "c"}`).at(positionalAt[1]);
+    }
+    if (v.c?.trim() === "") throw usageError("-c needs a command").at(optionAt("c"));
   }
   return {
     mode,
@@ -123,22 +90,108 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
     command: v.c,
     logFile: v["log-file"],
     logConnections: v["log-connections"] ?? false,
-    syslog: v.syslog === undefined ? undefined : parseHostPort(v.syslog, lookup, "syslog port (--syslog)", SYSLOG_PORT),
-    workers: v.workers === undefined ? DEFAULTS.workers : parseWorkers(v.workers),
-    graceSeconds: v.grace === undefined ? DEFAULTS.graceSeconds : seconds(v.grace, "grace period (--grace)", 0),
-    check: parseCheckOptions(v, connectTimeout),
-    resolveInterval: v["resolve-interval"] === undefined
-      ? DEFAULTS.resolveInterval
-      : parseSeconds(v["resolve-interval"], "resolve interval (--resolve-interval)", 0, MAX_TIMEOUT_SEC),
-    resolver: v.resolver === undefined ? undefined : parseResolver(v.resolver, lookup),
-    metrics: v.metrics === undefined ? undefined : parseMetricsAddress(v.metrics, lookup),
-    proxyProtocol: v["proxy-protocol"] === undefined ? undefined : parseProxyVersion(v["proxy-protocol"]),
+    syslog: given("syslog", (t) => parseHostPort(t, lookup, "syslog port (--syslog)", SYSLOG_PORT)),
+    workers: given("workers", parseWorkers) ?? DEFAULTS.workers,
+    graceSeconds: given("grace", (t) => seconds(t, "grace period (--grace)", 0)) ?? DEFAULTS.graceSeconds,
+    check: parseCheckOptions(v, connectTimeout, given, optionAt),
+    resolveInterval: given(
+      "resolve-interval",
+      (t) => parseSeconds(t, "resolve interval (--resolve-interval)", 0, MAX_TIMEOUT_SEC),
+    ) ?? DEFAULTS.resolveInterval,
+    resolver: given("resolver", (t) => parseResolver(t, lookup)),
+    metrics: given("metrics", (t) => parseMetricsAddress(t, lookup)),
+    proxyProtocol: given("proxy-protocol", parseProxyVersion),
     acceptProxy: v["accept-proxy"] ?? false,
-    groups: mode === "serve" ? withLeastConnection(parseGroups(channelArgs, listenPort, lookup), v.L ?? false) : [],
+    groups: mode === "serve"
+      ? withLeastConnection(channelGroups(channelArgs, listenPort, lookup, positionalAt), v.L ?? false)
+      : [],
     checkConfig: v["check-config"] ?? false,
     configFiles: [],
     optionWords: optionWords(tokens),
   };
+}
+
+const OPTIONS = {
+  "6": { type: "boolean", short: "6" },
+  a: { type: "boolean", short: "a" },
+  b: { type: "string", short: "b" },
+  B: { type: "string", short: "B" },
+  c: { type: "string", short: "c" },
+  d: { type: "boolean", short: "d" },
+  f: { type: "boolean", short: "f" },
+  H: { type: "boolean", short: "H" },
+  i: { type: "boolean", short: "i" },
+  L: { type: "boolean", short: "L" },
+  M: { type: "boolean", short: "M" },
+  p: { type: "boolean", short: "p" },
+  t: { type: "string", short: "t" },
+  T: { type: "string", short: "T" },
+  workers: { type: "string", short: "w" },
+  "log-file": { type: "string" },
+  "log-connections": { type: "boolean" },
+  syslog: { type: "string" },
+  grace: { type: "string" },
+  list: { type: "boolean" },
+  check: { type: "boolean" },
+  "check-interval": { type: "string" },
+  "check-timeout": { type: "string" },
+  rise: { type: "string" },
+  fall: { type: "string" },
+  "check-send": { type: "string" },
+  "check-expect": { type: "string" },
+  "check-exec": { type: "string" },
+  "resolve-interval": { type: "string" },
+  resolver: { type: "string" },
+  metrics: { type: "string" },
+  "proxy-protocol": { type: "string" },
+  "accept-proxy": { type: "boolean" },
+  "check-config": { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "V" },
+} as const;
+
+type Option = keyof typeof OPTIONS;
+type StringOption = { [K in Option]: typeof OPTIONS[K]["type"] extends "string" ? K : never }[Option];
+type Values = { [K in Option]?: typeof OPTIONS[K]["type"] extends "string" ? string : boolean };
+type Token = { kind: string; index: number; name?: string; rawName?: string; value?: string; inlineValue?: boolean };
+
+// Options whose value is a number: `-T -5` is a value to report as invalid, not an option `-5`.
+const NUMBER_OPTIONS = new Set([
+  "t",
+  "T",
+  "workers",
+  "grace",
+  "check-interval",
+  "check-timeout",
+  "rise",
+  "fall",
+  "resolve-interval",
+]);
+
+// What strict parsing would refuse, blamed on the word at fault.
+function checkTokens(tokens: Token[]): void {
+  for (const t of tokens) {
+    if (t.kind !== "option") continue;
+    const option = OPTIONS[t.name as Option] as { type: string } | undefined;
+    const fail = (why: string) => usageError(why).at(t.index);
+    if (!option) throw fail(`unknown option '${shown(t.rawName!)}'`);
+    if (option.type === "boolean" && t.value !== undefined) throw fail(`option ${t.rawName} takes no value`);
+    if (option.type !== "string") continue;
+    if (t.value === undefined) throw fail(`option ${t.rawName} needs a value`);
+    if (!t.inlineValue && /^-./.test(t.value) && !(NUMBER_OPTIONS.has(t.name!) && /^-\d/.test(t.value))) {
+      throw fail(`option ${t.rawName} needs a value, not another option`);
+    }
+  }
+}
+
+// The groups of the channel words, an error blamed on its word on the whole command line.
+function channelGroups(args: string[], listenPort: number, lookup: ServiceLookup, positionalAt: number[]): GroupSpec[] {
+  try {
+    return parseGroups(args, listenPort, lookup);
+  } catch (err) {
+    // parseGroups blames a word of `args`, which are the positionals after the port.
+    throw err instanceof ExitError ? err.at(positionalAt[err.word === undefined ? 0 : err.word + 1]) : err;
+  }
 }
 
 // Options that say how this process runs, not what it serves; `-L` is
@@ -164,58 +217,36 @@ function withLeastConnection(groups: GroupSpec[], on: boolean): GroupSpec[] {
   return on ? groups.map((g) => (g.type === "RR" ? { ...g, type: "LC" } : g)) : groups;
 }
 
-// Options whose value is a number, and the flags that may come before one
-// of them in a group (`-ft`).
-const NUMBER_OPTION =
-  /^(-[6adfpHLMi]*[tTw]|--(workers|grace|check-interval|check-timeout|rise|fall|resolve-interval))$/;
-
-/**
- * `-T -5`: a negative number after an option that takes a number is that
- * option's (invalid) value, to be reported as such, not an unknown option
- * `-5`. Attached (`-T-5`, `--grace=-5`), parseArgs hands it over as a value.
- */
-function attachNegativeValues(argv: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const [arg, next] = [argv[i], argv[i + 1]];
-    if (arg === "--") return [...out, ...argv.slice(i)];
-    if (NUMBER_OPTION.test(arg) && next !== undefined && /^-\d/.test(next)) {
-      out.push(arg.startsWith("--") ? `${arg}=${next}` : `${arg}${next}`);
-      i++;
-    } else {
-      out.push(arg);
-    }
-  }
-  return out;
-}
-
 /** Most consecutive checks `--rise`/`--fall` may ask for. */
 const MAX_RISE_FALL = 1000;
 
 // `--check` and its options, which mean nothing without it.
 function parseCheckOptions(
-  v: Partial<Record<CheckOption, string>> & { check?: boolean },
+  v: Values,
   connectTimeout: number,
+  given: <T>(name: StringOption, parse: (text: string) => T) => T | undefined,
+  optionAt: (name: string) => number | undefined,
 ): HealthSettings | undefined {
   if (!v.check) {
     const stray = CHECK_OPTIONS.find((o) => v[o] !== undefined);
-    if (stray) throw usageError(`option --${stray} needs --check`);
+    if (stray) throw usageError(`option --${stray} needs --check`).at(optionAt(stray));
     return undefined;
   }
   const interval = (o: "check-interval" | "check-timeout") =>
-    v[o] === undefined
-      ? undefined
-      : parseSeconds(v[o], `${o.replace("-", " ")} (--${o})`, MIN_CHECK_INTERVAL, MAX_TIMEOUT_SEC);
+    given(o, (t) => parseSeconds(t, `${o.replace("-", " ")} (--${o})`, MIN_CHECK_INTERVAL, MAX_TIMEOUT_SEC));
   const count = (o: "rise" | "fall") =>
-    v[o] === undefined ? undefined : parseCount(v[o], `${o} (--${o})`, { min: 1, max: MAX_RISE_FALL, unit: "checks" });
-  const bytes = (o: "check-send" | "check-expect") => {
-    if (v[o] === undefined) return undefined;
-    if (v[o] === "") throw usageError(`option --${o} needs a value`);
-    return decodeEscapes(v[o], `--${o}`);
-  };
-  const exec = v["check-exec"]?.split(" ").filter((w) => w !== "");
-  if (exec?.length === 0) throw usageError("option --check-exec needs a command");
-  const given = {
+    given(o, (t) => parseCount(t, `${o} (--${o})`, { min: 1, max: MAX_RISE_FALL, unit: "checks" }));
+  const bytes = (o: "check-send" | "check-expect") =>
+    given(o, (t) => {
+      if (t === "") throw usageError(`option --${o} needs a value`);
+      return decodeEscapes(t, `--${o}`);
+    });
+  const exec = given("check-exec", (t) => {
+    const words = t.split(" ").filter((w) => w !== "");
+    if (words.length === 0) throw usageError("option --check-exec needs a command");
+    return words;
+  });
+  const settings = {
     interval: interval("check-interval"),
     timeout: interval("check-timeout"),
     rise: count("rise"),
@@ -225,7 +256,7 @@ function parseCheckOptions(
     exec,
   };
   // Options left out take their defaults, not `undefined`.
-  const defined = Object.fromEntries(Object.entries(given).filter(([, value]) => value !== undefined));
+  const defined = Object.fromEntries(Object.entries(settings).filter(([, value]) => value !== undefined));
   return healthSettings(defined, connectTimeout);
 }
 
@@ -238,7 +269,6 @@ const CHECK_OPTIONS = [
   "check-expect",
   "check-exec",
 ] as const;
-type CheckOption = typeof CHECK_OPTIONS[number];
 
 /** The port of `--syslog HOST` without one: syslog over UDP. */
 const SYSLOG_PORT = 514;
@@ -300,17 +330,4 @@ function parseWorkers(text: string): number {
     throw usageError(`invalid workers (-w) '${shown(text)}': must be 1-${MAX_WORKERS} or auto`);
   }
   return n;
-}
-
-// node's messages mention its own API ("To specify a positional argument…");
-// keep only the part a balance user needs.
-function parseArgsMessage(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  const unknown = /Unknown option '([^']*)'/.exec(text);
-  if (unknown) return `unknown option '${shown(unknown[1])}'`;
-  const missing = /Option '(-\w|--[\w-]+)[^']*' argument missing/.exec(text);
-  if (missing) return `option ${missing[1]} needs a value`;
-  const ambiguous = /Option '(-\w|--[\w-]+)[^']*' argument is ambiguous/.exec(text);
-  if (ambiguous) return `option ${ambiguous[1]} needs a value, not another option`;
-  return shown(text.split(/\.\s/)[0], 200);
 }

@@ -3,8 +3,8 @@ import process from "node:process";
 import { ExitError } from "../core/exit_error.ts";
 import { shown } from "../core/shown.ts";
 import { parseServices, type ServiceLookup } from "../core/grammar.ts";
-import { EX_NOINPUT, EX_OK, EX_SOFTWARE } from "../core/sysexits.ts";
-import { expandConfigFiles } from "../core/config_file.ts";
+import { EX_NOINPUT, EX_OK, EX_SOFTWARE, EX_USAGE } from "../core/sysexits.ts";
+import { expandConfigFiles, located } from "../core/config_file.ts";
 import type { Adapter } from "../adapter/types.ts";
 import { controlAddress, findControlAddress } from "../control/address.ts";
 import { runControlCommand, runControlShell } from "../control/client.ts";
@@ -14,11 +14,12 @@ import { DETACHED_ENV, startInBackground } from "./background.ts";
 import { discardedLog, logTargets } from "./log.ts";
 import { resolveConfig, serveUntilStopped } from "./serve.ts";
 import type { Config } from "./config.ts";
-import { USAGE, versionLine } from "./usage.ts";
+import { TRY_HELP, USAGE, versionLine } from "./usage.ts";
 
 /**
  * Runs balance with a command line on the given adapter and resolves to the
- * exit code. Every failure becomes one line on stderr and a sysexits code;
+ * exit code. No arguments print the usage (exit 64). Every failure becomes
+ * one line on stderr (a command-line mistake adds {@link TRY_HELP}) and a sysexits code;
  * a stack trace appears only for a bug (exit 70), and then only with `-d`.
  *
  * @example
@@ -29,12 +30,20 @@ import { USAGE, versionLine } from "./usage.ts";
  * ```
  */
 export async function run(argv: string[], adapter: Adapter, workerUrl: URL): Promise<number> {
+  if (argv.length === 0) {
+    process.stderr.write(`${USAGE}\n`);
+    return EX_USAGE;
+  }
   try {
     const lookupPort = readServices();
-    // Read again, from the same words, by every reload.
+    // Read again, from the same words, by every reload; a mistake in a file is named by its FILE:LINE.
     const read = (): Config => {
-      const { argv: words, files } = expandConfigFiles(argv, readConfigFile);
-      return { ...parseCommandLine(words, lookupPort), configFiles: files };
+      const { argv: words, files, origins } = expandConfigFiles(argv, readConfigFile);
+      try {
+        return { ...parseCommandLine(words, lookupPort), configFiles: files };
+      } catch (err) {
+        throw located(err, origins);
+      }
     };
     const config = read();
     const control = () => controlAddress(config.listenPort, config.bindAddress);
@@ -79,7 +88,7 @@ export async function run(argv: string[], adapter: Adapter, workerUrl: URL): Pro
   } catch (err) {
     if (err instanceof ExitError) {
       process.stderr.write(`balance: ${err.message}\n`);
-      if (err.showUsage) process.stderr.write(`${USAGE}\n`);
+      if (err.tryHelp) process.stderr.write(`${TRY_HELP}\n`);
       return err.exitCode;
     }
     process.stderr.write(`balance: internal error: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -32,7 +32,7 @@ export function versionLine(): string {
 export const RUNTIME = process.versions.bun ? `bun ${process.versions.bun}` : `deno ${process.versions.deno}`;
 
 /**
- * The usage text, printed on stderr for a bad command line and on stdout for
+ * The usage text, printed on stderr for no arguments and on stdout for
  * `--help`. Its first lines are balance 3.54's synopsis.
  *
  * @example
@@ -106,3 +106,14 @@ export const USAGE = `usage:
   an RR group interleaves channels in proportion to it (smooth weighted round
   robin), a Hash group hashes consistently by it; 0 takes no new connections.
   ':dis' starts the channel disabled. Example: balance -f 8080 web1:80::3 web2:80 ! backup:80`;
+
+/**
+ * The second line of a command-line mistake, after the one naming it, as GNU
+ * tools write it.
+ *
+ * @example
+ * ```ts
+ * console.error(`balance: unknown option '-x'\n${TRY_HELP}`);
+ * ```
+ */
+export const TRY_HELP = "Try 'balance --help'.";

@@ -1,4 +1,4 @@
-import { usageError } from "./exit_error.ts";
+import { blaming, usageError } from "./exit_error.ts";
 import { shown } from "./shown.ts";
 import { addressBytes } from "./hash.ts";
 import type { GroupType } from "./group.ts";
@@ -105,7 +105,8 @@ export function parseSeconds(text: string, what: string, min: number, max: numbe
  * Parses one channel, `host[:port[:maxc[:weight]]]` or
  * `[ipv6][:port[:maxc[:weight]]]`. A missing or empty port means the listen
  * port (`host::16`), an empty maxc no limit; `weight` (0-256) is left out of
- * the result when not given (it is then 1).
+ * the result when not given (it is then 1). A host that cannot be one (`!!`,
+ * `[:::1]`) is a usage error, not a name to resolve.
  *
  * @example
  * ```ts
@@ -134,6 +135,9 @@ export function parseChannel(spec: string, listenPort: number, lookup: ServiceLo
     if (rest.length > maxFields(rest) || spec.startsWith("::")) throw bracketsHint();
   }
   if (host === "") throw usageError(`invalid channel '${shown(spec)}': missing host`);
+  if (!isHost(host)) {
+    throw usageError(`invalid channel '${shown(spec)}': '${shown(host)}' is not a host name or address`);
+  }
   if (rest.length > maxFields(rest)) throw usageError(`invalid channel '${shown(spec)}': too many ':' fields`);
   try {
     return channelFields(spec, host, rest, listenPort, lookup);
@@ -141,6 +145,15 @@ export function parseChannel(spec: string, listenPort: number, lookup: ServiceLo
     // `db::64:2` is a host with fields, `2001:db8::1` an address that lost its brackets.
     throw !spec.startsWith("[") && addressBytes(spec) ? bracketsHint() : err;
   }
+}
+
+// Letters, digits, `.`, `-` and `_`, with a letter or digit among them: a
+// word that is not (`!!`, a separator typo) is a mistake to name, not a name to
+// ask DNS about.
+const HOST_NAME = /^[\p{L}\p{N}._-]*[\p{L}\p{N}][\p{L}\p{N}._-]*$/u;
+
+function isHost(host: string): boolean {
+  return HOST_NAME.test(host) || addressBytes(host) !== undefined;
 }
 
 // port, maxc, weight, and the state (`dis`) when the last field says it.
@@ -174,7 +187,7 @@ export const GROUP_SEPARATORS: Readonly<Record<GroupType, string>> = { RR: "!", 
 /**
  * Splits the channel arguments into groups. `!` ends an RR group, `%` a
  * Hash group, `+` a least-connection group; the last group is RR unless a
- * separator closed it.
+ * separator closed it. An error blames its word, an index into `args`.
  *
  * @example
  * ```ts
@@ -186,16 +199,16 @@ export function parseGroups(args: string[], listenPort: number, lookup: ServiceL
   const groups: GroupSpec[] = [];
   let channels: ChannelSpec[] = [];
   const typeEndedBy = new Map(Object.entries(GROUP_SEPARATORS).map(([type, word]) => [word, type as GroupType]));
-  for (const arg of args) {
+  args.forEach((arg, i) => {
     const type = typeEndedBy.get(arg);
     if (type) {
-      if (channels.length === 0) throw usageError(`group separator '${shown(arg)}' with no channel before it`);
+      if (channels.length === 0) throw usageError(`group separator '${shown(arg)}' with no channel before it`).at(i);
       groups.push({ type, channels });
       channels = [];
     } else {
-      channels.push(parseChannel(arg, listenPort, lookup));
+      channels.push(blaming(i, () => parseChannel(arg, listenPort, lookup)));
     }
-  }
+  });
   if (channels.length) groups.push({ type: "RR", channels });
   if (groups.length === 0) throw usageError("no channel given");
   return groups;

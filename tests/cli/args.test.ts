@@ -10,7 +10,7 @@ const parse = (...argv: string[]) => parseCommandLine(argv, services);
 const fails = (argv: string[], message: RegExp) =>
   assert.throws(
     () => parseCommandLine(argv, services),
-    (e: unknown) => e instanceof ExitError && e.exitCode === 64 && e.showUsage && message.test(e.message),
+    (e: unknown) => e instanceof ExitError && e.exitCode === 64 && e.tryHelp && message.test(e.message),
   );
 
 test("command line: defaults are balance's", () => {
@@ -290,4 +290,31 @@ test("args: the options in force as words for dump: each once (the last), -f -d 
   assert.equal(config.checkConfig, false);
   assert.deepEqual(config.configFiles, []);
   assert.equal(parseCommandLine(["--check-config", "80", "a"], () => undefined).checkConfig, true);
+});
+test("command line: an error blames the word at fault, so that one from a file can name its FILE:LINE", () => {
+  const blamed = (...argv: string[]) => {
+    try {
+      parse(...argv);
+    } catch (e) {
+      assert.ok(e instanceof ExitError && e.exitCode === 64, String(e));
+      return e.word;
+    }
+    assert.fail(`${argv.join(" ")} was accepted`);
+  };
+  assert.equal(blamed("-f", "--bogus", "80", "a"), 1);
+  assert.equal(blamed("-f", "80", "a", "-dx"), 3, "a flag in a group");
+  assert.equal(blamed("--check=yes", "80", "a"), 0);
+  assert.equal(blamed("-t", "0", "80", "a"), 0, "the option, whose line holds its value as well");
+  assert.equal(blamed("-f", "80", "a", "-T", "-5"), 3);
+  assert.equal(blamed("-f", "80", "a", "-b"), 3, "a value missing at the end");
+  assert.equal(blamed("-b", "-f", "80", "a"), 0, "an option where a value should be");
+  assert.equal(blamed("-t", "3", "-t", "0", "80", "a"), 2, "the occurrence in force");
+  assert.equal(blamed("99999", "a"), 0);
+  assert.equal(blamed("80", "a", "-f", "b:x"), 3);
+  assert.equal(blamed("80", "a", "!", "-d", "!"), 4);
+  assert.equal(blamed("-d", "80"), 1, "no channel: the port they should follow");
+  assert.equal(blamed("--rise", "2", "80", "a"), 0);
+  assert.equal(blamed("-i", "-c", "show", "80"), 1);
+  assert.equal(blamed("-c", "show", "80", "a"), 3);
+  assert.equal(blamed("-f"), undefined, "a missing port is no word's fault");
 });

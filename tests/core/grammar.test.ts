@@ -56,6 +56,58 @@ test("channels: malformed channels are usage errors", () => {
   usageFails(() => parseChannel("2001:db8::1", 80, services), /brackets/);
   usageFails(() => parseChannel("a:1:99999999999", 80, services), /maxc/);
 });
+test("channels: a word that cannot be a host is a usage error naming it, not a name to resolve", () => {
+  for (
+    const [spec, host] of [
+      ["!!", "!!"],
+      ["%%", "%%"],
+      ["!+", "!+"],
+      ["-", "-"],
+      ["...", "..."],
+      ["_:80", "_"],
+      ["!:80:0:2", "!"],
+      ["a/b", "a/b"],
+      ["web 1", "web 1"],
+      ["[:::1]:80", ":::1"],
+      ["[::1::2]", "::1::2"],
+      ["[!!]", "!!"],
+    ]
+  ) {
+    usageFails(
+      () => parseChannel(spec, 80, services),
+      (m) => m === `invalid channel '${spec}': '${host}' is not a host name or address`,
+    );
+  }
+  usageFails(() => parseGroups(["a", "!!", "b"], 80, services), /^invalid channel '!!': '!!' is not a host/);
+});
+test("channels: host names with '-', '.' and '_', addresses and IPv6 in brackets are hosts", () => {
+  for (
+    const [spec, host] of [
+      ["web-1.example.com:8080", "web-1.example.com"],
+      ["web_1", "web_1"],
+      ["example.com.", "example.com."],
+      ["xn--bcher-kva.example", "xn--bcher-kva.example"],
+      ["b\u00fccher.example", "b\u00fccher.example"],
+      ["10.0.0.1", "10.0.0.1"],
+      ["1e100.net", "1e100.net"],
+      ["[::1]:80", "::1"],
+      ["[::]:80", "::"],
+      ["[fe80::1%eth0]:80", "fe80::1%eth0"],
+      ["[::ffff:10.0.0.1]:80", "::ffff:10.0.0.1"],
+      ["[10.0.0.1]:80", "10.0.0.1"],
+    ]
+  ) {
+    assert.equal(parseChannel(spec, 80, services).host, host, spec);
+  }
+  assert.deepEqual(parseChannel("db-2::64:2", 80, services), { host: "db-2", port: 80, maxc: 64, weight: 2 });
+  assert.deepEqual(parseChannel("[::1]:81:5:3:dis", 80, services), {
+    host: "::1",
+    port: 81,
+    maxc: 5,
+    weight: 3,
+    enabled: false,
+  });
+});
 test("channels: a fourth field is the weight, 0-256; left out it is absent (1)", () => {
   assert.deepEqual(parseChannel("10.0.0.1:80:0:3", 80, services), { host: "10.0.0.1", port: 80, maxc: 0, weight: 3 });
   assert.deepEqual(parseChannel("[::1]:80:256:2", 80, services), { host: "::1", port: 80, maxc: 256, weight: 2 });

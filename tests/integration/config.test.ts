@@ -78,14 +78,51 @@ test("config: an unreadable file exits 66, a file naming another or an open quot
     const missing = await runBalance(["-f", "-F", join(dir, "nope.conf")]);
     assert.equal(missing.code, 66);
     assert.equal(missing.stderr, `balance: cannot read configuration file '${join(dir, "nope.conf")}': no such file\n`);
-    writeFileSync(join(dir, "outer.conf"), `-t 3 -F ${join(dir, "inner.conf")}\n`);
-    const nested = await runBalance(["-f", "-F", join(dir, "outer.conf")]);
+    const outer = join(dir, "outer.conf");
+    writeFileSync(outer, `-t 3\n-F ${join(dir, "inner.conf")}\n`);
+    const nested = await runBalance(["-f", "-F", outer]);
     assert.equal(nested.code, 64);
-    assert.match(nested.stderr, /^balance: configuration file '.*outer\.conf' names another \(-F\): not allowed\n/);
-    writeFileSync(join(dir, "quote.conf"), `80\n--check-exec "/bin/true\n127.0.0.1:81\n`);
-    const quote = await runBalance(["-f", "-F", join(dir, "quote.conf")]);
-    assert.equal(quote.code, 64);
-    assert.match(quote.stderr, /^balance: configuration file line 2: a quote is not closed\n/);
+    assert.equal(nested.stderr.split("\n")[0], `balance: ${outer}:2: a configuration file may not name another (-F)`);
+    const quote = join(dir, "quote.conf");
+    writeFileSync(quote, `80\n--check-exec "/bin/true\n127.0.0.1:81\n`);
+    const open = await runBalance(["-f", "-F", quote]);
+    assert.equal(open.code, 64);
+    assert.equal(open.stderr.split("\n")[0], `balance: ${quote}:2: a quote is not closed`);
+  }));
+
+test("config: a mistake in a file names FILE:LINE, at a start with -F and with --check-config; the command line's does not", () =>
+  inDir(async (dir) => {
+    const file = join(dir, "web.conf");
+    const port = await freePort();
+    for (
+      const [text, line] of [
+        [`# web\n-t 3\n--bogus\n${port} 127.0.0.1:1\n`, "3: unknown option '--bogus'"],
+        [`-t\n0\n${port} 127.0.0.1:1\n`, "1: invalid connect timeout (-t) '0': must be 1-2000000 seconds"],
+        [
+          `${port}\n127.0.0.1:1\n!\n\n127.0.0.1:80:x\n`,
+          "5: invalid maxc in channel '127.0.0.1:80:x' 'x': must be 0-2147483647",
+        ],
+        [`${port} 127.0.0.1:1\n! !\n`, "2: group separator '!' with no channel before it"],
+        [`--rise 3\n${port} 127.0.0.1:1\n`, "1: option --rise needs --check"],
+      ] as const
+    ) {
+      writeFileSync(file, text);
+      for (const args of [["--check-config", "-F", file], ["-f", "-F", file]]) {
+        const r = await runBalance(args);
+        assert.deepEqual(
+          [r.code, r.stderr],
+          [64, `balance: ${file}:${line}\nTry 'balance --help'.\n`],
+          `${args.join(" ")}: ${text}`,
+        );
+      }
+    }
+    writeFileSync(file, `${port} 127.0.0.1:1\n`);
+    const cli = await runBalance(["--check-config", "--bogus", "-F", file]);
+    assert.equal(
+      cli.stderr,
+      "balance: unknown option '--bogus'\nTry 'balance --help'.\n",
+      "a word of the command line",
+    );
   }));
 
 test("config: --check-config prints nothing and exits 0, or the error with start's exit code; it never listens", () =>
@@ -101,7 +138,7 @@ test("config: --check-config prints nothing and exits 0, or the error with start
     writeFileSync(file, `${port}\n127.0.0.1:80:x\n`);
     const bad = await runBalance(["--check-config", "-F", file]);
     assert.equal(bad.code, 64);
-    assert.match(bad.stderr, /^balance: .*127\.0\.0\.1:80:x/);
+    assert.match(bad.stderr, new RegExp(`^balance: ${file}:2: .*127\\.0\\.0\\.1:80:x`));
     const example = await runBalance(["--check-config", "-F", join(ROOT, "packaging/systemd/example.conf")]);
     assert.deepEqual([example.code, example.stderr], [0, ""], "the example shipped in the .deb");
   }));
@@ -193,7 +230,8 @@ test("reload: a bad file, an unknown host or a changed listen port (or -w, --acc
     const other = await freePort();
     for (
       const [text, why] of [
-        [`${port}\n${at(a)}:x\n`, /reload failed: .*:x/],
+        [`${port}\n${at(a)}:x\n`, /reload failed: .*web\.conf:2: .*:x/],
+        [`${port}\n--bogus ${at(b)}\n`, /reload failed: .*web\.conf:2: unknown option '--bogus'/],
         [
           `${port}\nno-such-host.invalid:${b.port}\n`,
           /reload failed: cannot resolve channel host 'no-such-host\.invalid'/,
@@ -213,6 +251,10 @@ test("reload: a bad file, an unknown host or a changed listen port (or -w, --acc
       );
       assert.equal(await whoAnswers(port), "a", "the old configuration serves on");
     }
+    // SIGHUP says the same in the log.
+    writeFileSync(file, `${port}\n\n-w\n`);
+    process.kill(lb.child.pid!, "SIGHUP");
+    await lb.waitForTrace(`WRN: reload failed, the running configuration stays: ${file}:3: option -w needs a value`);
     assert.deepEqual((await status(port)).map((r) => r.port), [a.port]);
   }));
 

@@ -52,7 +52,7 @@ test("errors: messages about one option agree; -T -5 says the value is invalid",
   const first = async (args: string[]) => {
     const r = await runBalance([...args, "80", "127.0.0.1:1"]);
     assert.equal(r.code, 64, args.join(" "));
-    assert.match(r.stderr, /\nusage:\n/, "a command-line mistake shows the usage");
+    assert.match(r.stderr, /\nTry 'balance --help'\.\n$/, "a command-line mistake points at --help");
     return r.stderr.split("\n")[0];
   };
   assert.equal(await first(["-t", "0"]), "balance: invalid connect timeout (-t) '0': must be 1-2000000 seconds");
