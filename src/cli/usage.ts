@@ -70,7 +70,8 @@ export const USAGE = `usage:
   -p        packet dump of all relayed data on stdout
   -t sec    connect timeout (default 5, at least 1)
   -T sec    idle timeout (default 0 = never)
-  -w N      worker threads sharing the port and one state (default 1; auto = one per core)
+  -w N      worker threads sharing the port and one state (default 1; auto = one per core);
+            also --workers N
   --log-file FILE  log to FILE (in the background instead of syslog)
   --syslog HOST[:PORT]  log to this syslog server over UDP (default port 514)
   --log-connections  log one line per connection when it ends (client, channel, connect
@@ -98,8 +99,8 @@ export const USAGE = `usage:
                    e.g. to nginx channels that have "listen 8080 proxy_protocol;"
   --accept-proxy   every client must start with a PROXY header (v1 or v2) within -t,
                    whose address is then the client's; others are closed
-  --help    this text
-  --version the version
+  --help, -h     this text
+  --version, -V  the version
 
   channel: host[:port[:maxc[:weight[:dis]]]] or [ipv6]:port:maxc:weight; '!' ends an RR
   group, '%' a Hash group, '+' a least-connection group. weight 0-256 (default 1):

@@ -1,8 +1,8 @@
 /**
  * The documentation stands on its own: nothing in the repository points
- * outside it, every link in the Markdown resolves inside it, and the man
- * page has the sections an operator looks for and every option `--help`
- * prints.
+ * outside it, every link in the Markdown resolves inside it, the man page
+ * has the sections an operator looks for, and `--help`, the man page, the
+ * README and docs/control.md name the same options and control commands.
  */
 import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
@@ -10,7 +10,8 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { runBalance } from "../support/balance.ts";
+import { runBalance, startBalance } from "../support/balance.ts";
+import { freePort } from "../support/net.ts";
 
 const ROOT = fileURLToPath(import.meta.resolve("../.."));
 const MAN_PAGE = join(ROOT, "packaging/balance.1");
@@ -97,24 +98,97 @@ function manText(): string {
   return readFileSync(MAN_PAGE, "utf8").replace(/\\f[BIRP]/g, "").replaceAll("\\-", "-");
 }
 
-test("man page: has every required section, and every option --help prints", async () => {
-  const man = manText();
-  const sections = [...man.matchAll(/^\.SH\s+"?([^"\n]+)"?$/gm)].map((m) => m[1].trim());
+test("man page: has every required section", () => {
+  const sections = [...manText().matchAll(/^\.SH\s+"?([^"\n]+)"?$/gm)].map((m) => m[1].trim());
   for (const section of REQUIRED_SECTIONS) assert.ok(sections.includes(section), `section ${section}`);
+});
 
+/**
+ * The option names a text mentions: `--long`, `-x`, and the flags of a
+ * bracketed cluster (`[-adfpHM6]`). `show --json` is a control command's
+ * argument, not an option.
+ */
+function optionNames(text: string): Set<string> {
+  const names = new Set<string>();
+  for (const [, name] of text.matchAll(/(?<![\w-])(--[A-Za-z][\w-]*|-[A-Za-z0-9](?![\w-]))/g)) names.add(name);
+  for (const [, flags] of text.matchAll(/\[-([A-Za-z0-9]{2,})\]/g)) for (const c of flags) names.add(`-${c}`);
+  names.delete("--json");
+  return names;
+}
+
+/** Which of `expected` each source lacks, by source; `{}` when none lacks any. */
+function lacking(
+  expected: readonly string[] | ReadonlySet<string>,
+  sources: Record<string, Set<string>>,
+): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const [source, names] of Object.entries(sources)) {
+    const missing = [...expected].filter((n) => !names.has(n));
+    if (missing.length) out[source] = missing;
+  }
+  return out;
+}
+
+test("docs: --help, the man page and the README name the same options", async () => {
   const help = await runBalance(["--help"]);
   assert.equal(help.code, 0, help.stderr);
-  const options = new Set<string>();
-  for (const [, token] of help.stdout.matchAll(/(?<![\w-])(--?[A-Za-z0-9][\w-]*)/g)) {
-    // `-adfpHM6` in the synopsis is seven flags.
-    if (!token.startsWith("--") && token.length > 2) { for (const c of token.slice(1)) options.add(`-${c}`); }
-    else options.add(token);
+  const helpNames = optionNames(help.stdout);
+  for (const expected of ["-b", "-c", "-w", "-F", "-6", "--log-file", "--check-config", "--metrics", "--version"]) {
+    assert.ok(helpNames.has(expected), `--help prints ${expected} (the check reads it right)`);
   }
-  for (const expected of ["-b", "-c", "-w", "--log-file", "--syslog", "--grace", "--list", "--help", "--version"]) {
-    assert.ok(options.has(expected), `--help prints ${expected} (the check reads it right)`);
+  const usage = readFileSync(join(ROOT, "README.md"), "utf8").split("\n## Usage\n")[1];
+  const synopsis = /```\n([^`]*)```/.exec(usage)?.[1] ?? "";
+  const table = usage.split("\n").filter((line) => /^\| `-/.test(line)).map((line) => line.split("|")[1]);
+  const sources = {
+    "--help": helpNames,
+    "man page": optionNames(manText()),
+    "README option table": optionNames(table.join("\n")),
+  };
+  const all = new Set(Object.values(sources).flatMap((s) => [...s]));
+  assert.deepEqual(lacking(all, sources), {}, "options some of them lack");
+  // The README's usage block is --help's synopsis, the part before the option list.
+  const helpSynopsis = optionNames(help.stdout.split("\n\n")[0]);
+  assert.deepEqual(
+    lacking(new Set([...helpSynopsis, ...optionNames(synopsis)]), {
+      "--help synopsis": helpSynopsis,
+      "README usage block": optionNames(synopsis),
+    }),
+    {},
+    "options one synopsis has and the other lacks",
+  );
+});
+
+test("docs: docs/control.md and the man page name every control command of `help`, in its order", async () => {
+  const port = await freePort();
+  const lb = await startBalance([String(port), "127.0.0.1:1"], port);
+  let help;
+  try {
+    help = await runBalance(["-c", "help", String(port)]);
+  } finally {
+    await lb.stop();
   }
-  const missing = [...options].filter((o) => !new RegExp(`(?<![\\w-])${o}(?![\\w-])`).test(man));
-  assert.deepEqual(missing, [], "options --help prints that the man page does not mention");
+  assert.equal(help.code, 0, help.stderr);
+  const commands = help.stdout.trim().split("\n").map((line) => line.split(/[\s,]/)[0]);
+  assert.ok(commands.includes("show") && commands.includes("weight"), `help lists the commands:\n${help.stdout}`);
+
+  const control = readFileSync(join(ROOT, "docs/control.md"), "utf8");
+  const helpBlock = /### `help`\n+```\n([^`]*)```/.exec(control)?.[1];
+  assert.equal(helpBlock, help.stdout.trimEnd() + "\n", "docs/control.md shows `help` as it answers");
+  const table = control.split("\n").filter((line) => /^\| `[a-z?]/.test(line))
+    .flatMap((line) => [...line.split("|")[1].matchAll(/`([a-z?][\w-]*)/g)].map((m) => m[1]));
+  const man = manText();
+  const manSection = man.slice(man.indexOf(".SH CONTROL COMMANDS"), man.indexOf(".SH LOGGING"));
+  const manEntries = [...manSection.matchAll(/^\.B[IR]? (.*)$/gm)].flatMap((m) => m[1].match(/[a-z][\w-]*/g) ?? []);
+  assert.deepEqual(
+    lacking(commands, { "docs/control.md table": new Set(table), "man page": new Set(manEntries) }),
+    {},
+    "control commands some of them lack",
+  );
+  // Abbreviations resolve to the first command in help's order; both pages spell that order out.
+  const order = (text: string) =>
+    /means the first of[^:]*:([^(.]*)/.exec(text.replace(/\s+/g, " "))?.[1].match(/[a-z][\w-]*/g) ?? [];
+  assert.deepEqual(order(control), commands, "docs/control.md's abbreviation order");
+  assert.deepEqual(order(manSection), commands, "the man page's abbreviation order");
 });
 
 const hasGroff = spawnSync("groff", ["--version"]).status === 0;
