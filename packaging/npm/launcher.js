@@ -1,24 +1,17 @@
 #!/usr/bin/env node
-// balance's npm launcher: runs the binary from the platform package npm
-// installed beside it (one optional dependency per platform, as esbuild does).
+// balance's npm launcher, the fallback: the install script replaces this file
+// with the native executable, so it runs only where that could not happen
+// (npm --ignore-scripts, Windows, where npm's shim runs bin files under node).
 // Signals are passed on so that stopping the launcher stops the balancer.
 "use strict";
 const { spawn } = require("node:child_process");
-const { arch, platform } = process;
+const { nativeBinary } = require("../lib/platform.js");
 
-function isMusl() {
-  if (platform !== "linux") return false;
-  const report = process.report && process.report.getReport();
-  return !(report && report.header && report.header.glibcVersionRuntime);
-}
-
-const os = platform === "win32" ? "windows" : platform;
-const name = `@balance-lb/${os}-${arch}${isMusl() ? "-musl" : ""}`;
 let binary;
 try {
-  binary = require.resolve(`${name}/bin/balance${platform === "win32" ? ".exe" : ""}`);
-} catch {
-  console.error(`balance: no binary for ${platform}-${arch}: the package ${name} is not installed`);
+  binary = nativeBinary();
+} catch (err) {
+  console.error(`balance: ${err.message}`);
   process.exit(69);
 }
 const child = spawn(binary, process.argv.slice(2), { stdio: "inherit" });

@@ -3,16 +3,17 @@
  * tarballs, a Homebrew formula and a Scoop manifest (the OCI image: image.test.ts).
  * Needs ./scripts/build and ./scripts/package to have run.
  */
-import { test } from "../support/test.ts";
+import { onTimeout, test } from "../support/test.ts";
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { freePort, startBackend, whoAnswers } from "../support/net.ts";
-import { startBalance } from "../support/balance.ts";
+import { balanceEnv, startBalance } from "../support/balance.ts";
 
 const ROOT = fileURLToPath(import.meta.resolve("../.."));
 const DIST = join(ROOT, "dist");
@@ -141,28 +142,109 @@ test(".deb: Depends libc6 (>= 2.17) covers every glibc symbol version the binari
   }
 });
 
-test("npm: launcher and platform tarballs install offline and the launcher proxies a connection", async () => {
-  const dir = tempDir();
+/** `npm install -g` of the main tarball and this platform's, offline, into a fresh prefix; `extra` adds flags. */
+function npmInstallGlobal(extra: string[] = []): { prefix: string; bin: string } {
+  const prefix = tempDir();
+  const npm = join(PACKAGES, "npm");
+  sh("npm", [
+    "install",
+    "--global",
+    "--prefix",
+    prefix,
+    "--offline",
+    "--no-audit",
+    "--no-fund",
+    "--loglevel=error",
+    ...extra,
+    join(npm, `balance-lb-${VERSION}.tgz`),
+    join(npm, `balance-lb-linux-x64-${VERSION}.tgz`),
+  ], { cwd: prefix, env: { ...process.env, npm_config_cache: join(prefix, ".npm-cache") } });
+  return { prefix, bin: join(prefix, "bin/balance") };
+}
+
+/** pid's executable, its parent's pid and the command names of all its descendants, from /proc. */
+function processTree(pid: number): { exe: string; parent: number; descendants: string[] } {
+  const stat = (p: number | string) => {
+    const text = readFileSync(`/proc/${p}/stat`, "utf8");
+    // comm is in parentheses and may hold spaces: the fields after it are split from its last ")".
+    const close = text.lastIndexOf(")");
+    return { comm: text.slice(text.indexOf("(") + 1, close), ppid: Number(text.slice(close + 2).split(" ")[1]) };
+  };
+  const all = readdirSync("/proc").filter((e) => /^\d+$/.test(e)).flatMap((p) => {
+    try {
+      return [{ pid: Number(p), ...stat(p) }];
+    } catch {
+      return []; // it ended while being read
+    }
+  });
+  const descendants: string[] = [];
+  for (let level = [pid]; level.length > 0;) {
+    const next = all.filter((p) => level.includes(p.ppid));
+    descendants.push(...next.map((p) => p.comm));
+    level = next.map((p) => p.pid);
+  }
+  return { exe: readlinkSync(`/proc/${pid}/exe`), parent: stat(pid).ppid, descendants };
+}
+
+/** Starts `bin -f PORT 127.0.0.1:1` and waits for its listening line. */
+async function startPlain(bin: string) {
+  const port = await freePort();
+  const child = spawn(bin, ["-f", String(port), "127.0.0.1:1"], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: balanceEnv(),
+  });
+  onTimeout(() => child.kill("SIGKILL"));
+  let stderr = "";
+  child.stderr!.on("data", (d) => (stderr += d));
+  const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+  for (const deadline = Date.now() + 20_000; !stderr.includes("listening on");) {
+    if (child.exitCode !== null || Date.now() > deadline) assert.fail(`balance did not start:\n${stderr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { pid: child.pid!, exited, stderr: () => stderr };
+}
+
+test("npm: install -g offline puts the native executable in place: no node beside it, exit codes and signals direct", {
+  timeoutMs: 120_000,
+}, async () => {
+  const { prefix, bin } = npmInstallGlobal();
   try {
-    const npm = join(PACKAGES, "npm");
-    sh("npm", [
-      "install",
-      "--offline",
-      "--no-audit",
-      "--no-fund",
-      "--loglevel=error",
-      join(npm, `balance-lb-${VERSION}.tgz`),
-      join(npm, `balance-lb-linux-x64-${VERSION}.tgz`),
-    ], { cwd: dir });
-    const launcher = join(dir, "node_modules/.bin/balance");
-    assert.match(sh(launcher, ["--version"]), VERSION_LINE);
-    const bad = spawnSync(launcher, ["-t", "0", "80", "a"], { encoding: "utf8" });
-    assert.equal(bad.status, 64, "the launcher passes the exit code on");
+    assert.match(sh(bin, ["--version"]), VERSION_LINE);
+    const bad = spawnSync(bin, ["-t", "0", "80", "a"], { encoding: "utf8" });
+    assert.equal(bad.status, 64, `a usage error exits 64: ${bad.stderr}`);
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      const lb = await startPlain(bin);
+      const tree = processTree(lb.pid);
+      assert.equal(tree.exe, realpathSync(bin), "the process is the installed executable itself, not node");
+      assert.equal(tree.parent, process.pid, "started by the test runner directly, no launcher between");
+      assert.deepEqual(tree.descendants, [], "no process beside it");
+      // The native executable itself, hard-linked or copied from the platform package.
+      assert.equal(sha256(realpathSync(bin)), sha256(join(DIST, "balance-linux-x64")));
+      process.kill(lb.pid, signal);
+      assert.equal(await lb.exited, 0, `${signal}: its normal exit`);
+      const lines = lb.stderr().trim().split("\n");
+      assert.match(lines.at(-1)!, /exiting, 0 connection\(s\) closed$/, `${signal}: its last line`);
+      assert.ok(lines.some((l) => l.includes(`${signal}: stopped accepting`)), `${signal} reached balance`);
+    }
+  } finally {
+    rmSync(prefix, { recursive: true, force: true });
+  }
+});
+
+test("npm: install -g --ignore-scripts runs through the Node launcher: exit codes passed on, SIGTERM forwarded", {
+  timeoutMs: 120_000,
+}, async () => {
+  const { prefix, bin } = npmInstallGlobal(["--ignore-scripts"]);
+  try {
+    assert.match(readFileSync(bin, "utf8"), /^#!\/usr\/bin\/env node\n/, "the launcher is left in place");
+    assert.match(sh(bin, ["--version"]), VERSION_LINE);
+    const bad = spawnSync(bin, ["-t", "0", "80", "a"], { encoding: "utf8" });
+    assert.equal(bad.status, 64, `the launcher passes the exit code on: ${bad.stderr}`);
     // SIGTERM to the launcher must stop the balancer too: proxiesAConnection
     // checks nothing is left listening.
-    await proxiesAConnection([launcher]);
+    await proxiesAConnection([bin]);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    rmSync(prefix, { recursive: true, force: true });
   }
 });
 
