@@ -116,7 +116,11 @@ test("command line of the real program: outside text reaches no message raw: err
   const nasty = "\x1b[2J\x07\u00e9";
   const printable = /^[\x20-\x7e\n]*$/;
   const error = await runBalance(["-f", "8080", `h${nasty}:80:many`]);
-  assert.match(error.stderr, /invalid maxc in channel 'h\\u001b\[2J\\u0007\\u00e9:80:many'/);
+  // A host that cannot be one is named first, escaped as the whole word is.
+  assert.match(
+    error.stderr,
+    /invalid channel 'h\\u001b\[2J\\u0007\\u00e9:80:many': 'h\\u001b\[2J\\u0007\\u00e9' is not a host name or address/,
+  );
   assert.match(error.stderr, printable, "the error escapes control bytes and non-ASCII");
   const port = await freePort();
   const lb = await startBalance([String(port), "127.0.0.1:1"], port);
