@@ -1,50 +1,26 @@
 import type { Balancer } from "../core/balancer.ts";
-import type { ConnectionRecord } from "../core/connection_log.ts";
-import type { Direction } from "../core/packet_dump.ts";
+import type { ListenerOptions } from "../core/session/listener.ts";
 import type { Probe } from "../core/health_checker.ts";
 import type { ProbeOptions } from "./probe.ts";
 
 /**
- * What an adapter needs to run a balancer: all values resolved, defaults
- * applied, times in milliseconds.
+ * What an adapter needs to run a balancer: what its sessions do
+ * ({@link ListenerOptions}) and where to listen and dial from; all values
+ * resolved, defaults applied, times in milliseconds.
  *
  * @example
  * ```ts
- * const options: ServeOptions = { hostname: "0.0.0.0", port: 80, connectTimeoutMs: 5000, idleTimeoutMs: 0 };
+ * const options: ServeOptions = { hostname: "0.0.0.0", port: 80, connectTimeoutMs: 5000, idleTimeoutMs: 0, warn };
  * ```
  */
-export interface ServeOptions {
+export interface ServeOptions extends ListenerOptions {
   /** Listen address (`0.0.0.0`, `::`, or `-b`). */
   hostname: string;
   port: number;
-  connectTimeoutMs: number;
-  /** 0 = no idle timeout. */
-  idleTimeoutMs: number;
   /** `-B`: source address of outgoing connections. */
   sourceAddress?: string;
-  /** `-p`: receives every relayed chunk; absent when not dumping. */
-  dump?: (direction: Direction, chunk: Uint8Array) => void;
-  /** `-d`: receives every decision; absent when not tracing. */
-  trace?: (message: string) => void;
-  /** `--proxy-protocol`: the PROXY header version written to channels first; absent, none. */
-  proxyProtocol?: 1 | 2;
-  /** `--accept-proxy`: every client must begin with a PROXY header, within `connectTimeoutMs`. */
-  acceptProxy?: boolean;
   /** Set SO_REUSEPORT: several workers listen on the port (Linux spreads clients over them). */
   reusePort?: boolean;
-  /** Most proxied connections at once (descriptors allow); undefined = no limit. */
-  maxConnections?: number;
-  /**
-   * Problems worth a log line even without `-d` (accept failures). The log
-   * throttles repeats by `key` (kind and channel), by default the message's
-   * text before its first colon.
-   */
-  warn: (message: string, key?: string) => void;
-  /**
-   * `--log-connections`: told of every client once it has gone, whether it
-   * got a channel or not; absent, the adapters track nothing for it.
-   */
-  onConnectionEnd?: (record: ConnectionRecord) => void;
 }
 
 /**

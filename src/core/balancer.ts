@@ -189,9 +189,11 @@ export class Balancer {
    * Resolves to {@link NotConnected} when no channel is left: the caller
    * closes the client.
    */
-  async connect<T>(
+  async connect<T, C = undefined>(
     clientAddress: string,
-    dial: (channel: Channel) => Promise<T>,
+    dial: (channel: Channel, context: C) => Promise<T>,
+    /** Handed to `dial` as it is: a session need not make a closure per client. */
+    context?: C,
   ): Promise<Connected<T> | NotConnected> {
     const started = performance.now();
     this.state.countClient();
@@ -204,7 +206,7 @@ export class Balancer {
       this.state.addOpen(1);
       tried = true;
       try {
-        const conn = await dial(channel);
+        const conn = await dial(channel, context as C);
         const now = performance.now();
         channel.countConnect(now - attemptStarted, true);
         this.trace?.(`${clientAddress}: connected to ${this.describe(channel)}`);

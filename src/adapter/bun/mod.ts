@@ -14,20 +14,9 @@
 import type { Socket, SocketHandler } from "bun";
 import process from "node:process";
 import { type Balancer, formatHostPort } from "../../core/balancer.ts";
-import type { Channel } from "../../core/channel.ts";
 import { ExitError } from "../../core/exit_error.ts";
-import { IdleTimer } from "../../core/idle.ts";
-import { Throttle } from "../../core/throttle.ts";
+import { Listener } from "../../core/session/listener.ts";
 import { EX_NOPERM, EX_OSERR } from "../../core/sysexits.ts";
-import { encodeProxyHeader } from "../../core/proxy_protocol.ts";
-import {
-  describeProxied,
-  proxiedEndpoints,
-  type ProxyEndpoints,
-  ProxyHeaderReader,
-  proxyHeaderTimedOut,
-  type ProxyRefusal,
-} from "../../core/proxy_header_reader.ts";
 import type { ServeOptions, Server } from "../types.ts";
 export { openSyslogSocket } from "./syslog.ts";
 export { makeProbe } from "./probe.ts";
@@ -39,18 +28,21 @@ import {
   forwardChunk,
   holdEarlyChunk,
   Pipe,
-  type PipeHooks,
   sendEarlyChunks,
+  type Serving,
 } from "./relay.ts";
 
 // Server-side events: `s.data` is the connect attempt; an abandoned one
 // (timed out) is dropped as soon as it shows up.
 const serverHandlers: SocketHandler<Attempt> = {
   open(s) {
-    if (s.data.abandoned || s.data.pipe.closed) return void s.terminate();
+    const pipe = s.data.pipe;
+    if (s.data.abandoned || pipe.closed) return void s.terminate();
     // Bun turns TCP_NODELAY on for every socket itself; keepalive is ours.
     s.setKeepAlive(true);
-    s.data.pipe.attach(s.data.channel, s);
+    // Attached before the connect settles, so the server's first bytes count on their channel.
+    pipe.server = s;
+    pipe.session.channel = s.data.channel;
   },
   data(s, chunk) {
     const pipe = s.data.pipe;
@@ -72,245 +64,130 @@ const serverHandlers: SocketHandler<Attempt> = {
   connectError() {/* the connect promise rejects */},
 };
 
+// Client-side events: `client.data` is the pipe, undefined for a client
+// turned away at the descriptor budget.
+const clientHandlers: SocketHandler<Pipe> = {
+  data(client, chunk) {
+    const pipe = client.data;
+    if (!pipe) return;
+    if (pipe.server) forwardChunk(pipe, pipe.toServer, client, pipe.server, chunk);
+    else if (pipe.session.awaitingHeader) takeHeader(pipe, chunk);
+    else holdEarlyChunk(pipe, chunk);
+  },
+  drain(client) {
+    const pipe = client.data;
+    if (pipe?.server) drainFlow(pipe, pipe.toClient, pipe.server, client);
+  },
+  end(client) {
+    const pipe = client.data;
+    if (pipe?.session.awaitingHeader) pipe.session.headerCut();
+    else if (pipe) endFlow(pipe, pipe.toServer, pipe.server);
+  },
+  close(client, error) {
+    const pipe = client.data;
+    if (pipe?.session.awaitingHeader) pipe.session.headerCut();
+    else if (pipe) closedUnder(pipe, "client", error);
+  },
+  error() {/* close follows */},
+};
+
 /**
  * Listens on `options.hostname:port` and relays every client to a channel
  * the balancer picks. Throws an {@link ExitError} when it cannot listen.
  */
 export function serve(balancer: Balancer, options: ServeOptions): Promise<Server> {
-  const idle = options.idleTimeoutMs > 0 ? new IdleTimer(options.idleTimeoutMs) : undefined;
-  const trace = options.trace;
-  const onEnd = options.onConnectionEnd;
-  // Only a connection log needs to hear of connections a shutdown ends.
-  const live = onEnd ? new Set<Pipe>() : undefined;
-  const serving: Serving = { balancer, options, idle, live, listenPort: options.port, awaitingHeader: 0 };
-  const hooks: PipeHooks = {
-    dump: options.dump,
-    onClose(pipe) {
-      idle?.delete(pipe);
-      if (pipe.headerReader) stopAwaitingHeader(pipe, serving);
-      // A pipe taken out of `live` before its close ends unrecorded.
-      if (live?.delete(pipe)) {
-        onEnd!({
-          clientAddress: pipe.clientAddress,
-          clientPort: pipe.clientPort,
-          channel: pipe.channel && balancer.describe(pipe.channel),
-          connectMs: pipe.connectMs,
-          durationMs: performance.now() - pipe.accepted,
-          sent: pipe.toServer.bytes,
-          rcvd: pipe.toClient.bytes,
-          reason: pipe.reason,
-        });
-      }
-      if (pipe.channel) {
-        const channel = pipe.channel;
-        balancer.release(channel);
-        trace?.(
-          `${pipe.clientAddress}: closed ${
-            balancer.describe(channel)
-          }, channel sent ${channel.sent} rcvd ${channel.rcvd}`,
-        );
-      }
-    },
-  };
-  const max = options.maxConnections ?? Infinity;
-  const atLimit = new Throttle(10_000);
-  const clientHandlers: SocketHandler<Pipe> = {
-    open(client) {
-      // Bun accepts on its own, so the descriptor budget is kept here: a
-      // client beyond it is turned away at once rather than failing later.
-      if (balancer.openConnections() + serving.awaitingHeader >= max) {
-        const held = atLimit.pass();
-        if (held !== undefined) options.warn(`at the limit of ${max} connections: turning new clients away`);
-        client.terminate();
-        return;
-      }
-      client.setKeepAlive(true);
-      const pipe = new Pipe(client, hooks);
-      client.data = pipe;
-      // Each read of remotePort is a getpeername: only when something shows it.
-      if (live || trace || options.acceptProxy) pipe.clientPort = client.remotePort;
-      if (live) {
-        live.add(pipe);
-        pipe.accepted = performance.now();
-      }
-      trace?.(`accepted ${formatHostPort(pipe.clientAddress, pipe.clientPort)}`);
-      if (options.acceptProxy) awaitProxyHeader(pipe, serving);
-      else connectPipe(pipe, serving);
-    },
-    data(client, chunk) {
-      const pipe = client.data;
-      if (!pipe) return;
-      if (pipe.server) forwardChunk(pipe, pipe.toServer, client, pipe.server, chunk);
-      else if (pipe.headerReader) takeProxyHeader(pipe, chunk, serving);
-      else holdEarlyChunk(pipe, chunk);
-    },
-    drain(client) {
-      const pipe = client.data;
-      if (pipe?.server) drainFlow(pipe, pipe.toClient, pipe.server, client);
-    },
-    end(client) {
-      const pipe = client.data;
-      if (pipe?.headerReader) headerCut(pipe, serving);
-      else if (pipe) endFlow(pipe, pipe.toServer, pipe.server);
-    },
-    close(client, error) {
-      const pipe = client.data;
-      // Closed by balance itself (a shutdown) while the header was awaited: no refusal.
-      if (pipe?.headerReader && !pipe.closed) headerCut(pipe, serving);
-      else if (pipe) closedUnder(pipe, "client", error);
-    },
-    error() {/* close follows */},
-  };
-  let listener;
+  // Bun accepts on its own: a client beyond the descriptor budget is turned
+  // away at once rather than failing later.
+  const listener = new Listener(balancer, options, "turn-away");
+  const serving: Serving = { listenPort: options.port, dial: dialer(options) };
+  let socket;
   try {
-    listener = Bun.listen<Pipe>({
+    socket = Bun.listen<Pipe>({
       hostname: options.hostname,
       port: options.port,
       allowHalfOpen: true,
-      socket: clientHandlers,
+      socket: {
+        ...clientHandlers,
+        open(client) {
+          if (!listener.admit()) return void client.terminate();
+          client.setKeepAlive(true);
+          const pipe = new Pipe(client, serving);
+          client.data = pipe;
+          pipe.session = listener.open(pipe, client.remoteAddress);
+          if (!pipe.session.awaitingHeader) connectPipe(pipe);
+        },
+      },
       // Accepted by Bun.listen though its published types only show it for connect.
       ...(options.reusePort ? { reusePort: true } : {}),
     });
   } catch (err) {
     throw listenError(err, formatHostPort(options.hostname, options.port));
   }
-  serving.listenPort = listener.port;
+  serving.listenPort = socket.port;
   let stop!: () => void;
   const finished = new Promise<void>((resolve) => (stop = resolve));
   return Promise.resolve({
-    port: listener.port,
+    port: socket.port,
     finished,
     close() {
-      listener.stop(false);
+      socket.stop(false);
       stop();
     },
-    endConnections() {
-      // Each pipe reports its end as it closes, synchronously.
-      for (const pipe of live ?? []) pipe.abort("shutdown");
-      return Promise.resolve();
-    },
+    endConnections: () => listener.endAll(),
   });
 }
 
-/** What every connection of one listener shares. */
-interface Serving {
-  balancer: Balancer;
-  options: ServeOptions;
-  idle: IdleTimer | undefined;
-  /** Connections the log records at their close, which a shutdown ends; only kept for a connection log. */
-  live: Set<Pipe> | undefined;
-  /** Every accepted connection's local port: no getsockname needed for it. */
-  listenPort: number;
-  /** Clients waiting for their PROXY header: they hold descriptors too. */
-  awaitingHeader: number;
+// --accept-proxy: the client's bytes until its header is in; then the connect.
+function takeHeader(pipe: Pipe, chunk: Uint8Array): void {
+  const step = pipe.session.takeHeader(chunk);
+  if (!(step instanceof Uint8Array)) return;
+  if (step.length > 0) holdEarlyChunk(pipe, step);
+  connectPipe(pipe);
 }
 
-// --accept-proxy: the connect waits for the header, at most -t.
-function awaitProxyHeader(pipe: Pipe, serving: Serving): void {
-  const timeoutMs = serving.options.connectTimeoutMs;
-  pipe.headerReader = new ProxyHeaderReader();
-  pipe.headerTimer = setTimeout(() => refuseProxyHeader(pipe, serving, proxyHeaderTimedOut(timeoutMs)), timeoutMs);
-  serving.awaitingHeader++;
-}
-
-function takeProxyHeader(pipe: Pipe, chunk: Uint8Array, serving: Serving): void {
-  const read = pipe.headerReader!.push(chunk);
-  if (read.kind === "incomplete") return;
-  if (read.kind === "error") return refuseProxyHeader(pipe, serving, read);
-  stopAwaitingHeader(pipe, serving);
-  const peer = { address: pipe.clientAddress, port: pipe.clientPort };
-  pipe.proxied = proxiedEndpoints(read.header, () => endpointsOf(pipe, serving.listenPort));
-  serving.options.trace?.(describeProxied(peer, read.header, pipe.proxied));
-  pipe.clientAddress = pipe.proxied.src.address;
-  pipe.clientPort = pipe.proxied.src.port;
-  if (read.rest.length > 0) holdEarlyChunk(pipe, read.rest);
-  connectPipe(pipe, serving);
-}
-
-function headerCut(pipe: Pipe, serving: Serving): void {
-  const ended = pipe.headerReader!.ended();
-  if (ended.kind === "error") return refuseProxyHeader(pipe, serving, ended);
-  stopAwaitingHeader(pipe, serving);
-  // A probe: closed without a record.
-  serving.live?.delete(pipe);
-  pipe.close();
-}
-
-function refuseProxyHeader(pipe: Pipe, serving: Serving, refusal: ProxyRefusal): void {
-  stopAwaitingHeader(pipe, serving);
-  serving.balancer.refuseProxyHeader(pipe.clientAddress, pipe.clientPort, refusal.reason);
-  pipe.abort("proxy-refused");
-}
-
-// Once: the socket's close that follows finds no header awaited.
-function stopAwaitingHeader(pipe: Pipe, serving: Serving): void {
-  clearTimeout(pipe.headerTimer);
-  pipe.headerReader = undefined;
-  serving.awaitingHeader--;
-}
-
-async function connectPipe(pipe: Pipe, serving: Serving) {
-  const { balancer, options } = serving;
-  const connected = await balancer.connect(pipe.clientAddress, (channel) => dial(pipe, channel, options));
-  if (!connected.channel) {
-    pipe.abort(connected.reason);
-    return;
-  }
-  pipe.connectMs = connected.connectMs;
-  if (pipe.closed) {
-    // The client left while we were connecting.
-    connected.conn.end();
-    balancer.release(connected.channel);
-    return;
-  }
+async function connectPipe(pipe: Pipe): Promise<void> {
+  const server = await pipe.session.connect(pipe.serving.dial, hangUp);
   // Bytes and a FIN that came while connecting are passed on now, after
   // the PROXY header if one is sent.
-  let header: Uint8Array | undefined;
-  if (options.proxyProtocol) {
-    const { src, dst } = pipe.proxied ?? endpointsOf(pipe, serving.listenPort);
-    header = encodeProxyHeader(options.proxyProtocol, src, dst);
-  }
-  sendEarlyChunks(pipe, header);
-  // Unless a failed write has closed it already.
-  if (!pipe.closed) serving.idle?.add(pipe);
+  if (server) sendEarlyChunks(pipe, pipe.session.proxyHeader());
 }
 
-// The client and the address it connected to, as its connection has them.
-function endpointsOf(pipe: Pipe, listenPort: number): ProxyEndpoints {
-  const client = pipe.client;
-  return {
-    src: { address: client.remoteAddress, port: pipe.clientPort || client.remotePort },
-    dst: { address: client.localAddress, port: listenPort },
+function hangUp(server: Socket<Attempt>): void {
+  server.terminate();
+}
+
+// One connect attempt, with -t and -B.
+function dialer(options: ServeOptions): Serving["dial"] {
+  const { connectTimeoutMs, sourceAddress } = options;
+  // Not in Bun's published types, but honoured by Bun.connect: -B.
+  const from = sourceAddress ? { localAddress: sourceAddress } : {};
+  return (channel, session) => {
+    const attempt: Attempt = { pipe: session.link, channel, abandoned: false };
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        attempt.abandoned = true;
+        reject(new Error(`connect timed out after ${connectTimeoutMs / 1000}s`));
+      }, connectTimeoutMs);
+      Bun.connect<Attempt>({
+        hostname: channel.address,
+        port: channel.port,
+        allowHalfOpen: true,
+        data: attempt,
+        socket: serverHandlers,
+        ...from,
+      }).then(
+        (s) => {
+          clearTimeout(timer);
+          if (attempt.abandoned) s.terminate();
+          else resolve(s);
+        },
+        (err) => {
+          clearTimeout(timer);
+          if (!attempt.abandoned) reject(err);
+        },
+      );
+    });
   };
-}
-
-function dial(pipe: Pipe, channel: Channel, options: ServeOptions): Promise<Socket<Attempt>> {
-  const attempt: Attempt = { pipe, channel, abandoned: false };
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      attempt.abandoned = true;
-      reject(new Error(`connect timed out after ${options.connectTimeoutMs / 1000}s`));
-    }, options.connectTimeoutMs);
-    Bun.connect<Attempt>({
-      hostname: channel.address,
-      port: channel.port,
-      allowHalfOpen: true,
-      data: attempt,
-      socket: serverHandlers,
-      // Not in Bun's published types, but honoured by Bun.connect: -B.
-      ...(options.sourceAddress ? { localAddress: options.sourceAddress } : {}),
-    }).then(
-      (s) => {
-        clearTimeout(timer);
-        if (attempt.abandoned) s.terminate();
-        else resolve(s);
-      },
-      (err) => {
-        clearTimeout(timer);
-        if (!attempt.abandoned) reject(err);
-      },
-    );
-  });
 }
 
 /** A compiled binary is itself the program; from source, bun runs the main file. */

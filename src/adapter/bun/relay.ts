@@ -2,9 +2,9 @@
 import type { Socket } from "bun";
 import type { Channel } from "../../core/channel.ts";
 import type { EndReason } from "../../core/connection_log.ts";
-import type { Idleable } from "../../core/idle.ts";
 import type { Direction } from "../../core/packet_dump.ts";
-import type { ProxyEndpoints, ProxyHeaderReader } from "../../core/proxy_header_reader.ts";
+import type { ProxyEndpoints } from "../../core/proxy_header_reader.ts";
+import type { Session, SessionLink, Side } from "../../core/session/session.ts";
 import { concatBytes } from "../../core/bytes.ts";
 
 /** One direction of a {@link Pipe}: bytes the destination has not taken yet. */
@@ -15,102 +15,77 @@ export class Flow {
   ended = false;
   /** FIN passed on to the destination. */
   done = false;
-  /** Bytes the destination has taken. */
-  bytes = 0;
   /** PROXY header bytes still at the front of `pending`: not the client's, so not counted. */
   uncounted = 0;
 
   constructor(readonly direction: Direction) {}
 }
 
-/** What a {@link Pipe} reports as bytes move. */
-export interface PipeHooks {
-  dump?: (direction: Direction, chunk: Uint8Array) => void;
-  /** Called once when both sockets are closed or abandoned. */
-  onClose(pipe: Pipe): void;
-}
-
 /**
  * One proxied connection on Bun's callback sockets: the client, the server
- * once connected, and a {@link Flow} per direction. Bun's `write` is
- * unbuffered, so a short write is the backpressure signal: the rest is kept
- * in `pending` and the source paused until the destination drains. At most
- * one chunk per direction is ever held.
+ * once connected, and a {@link Flow} per direction; its {@link Session}
+ * decides the rest. Bun's `write` is unbuffered, so a short write is the
+ * backpressure signal: the rest is kept in `pending` and the source paused
+ * until the destination drains. At most one chunk per direction is ever held.
  *
  * @example
  * ```ts
- * const pipe = new Pipe(clientSocket, hooks);
- * pipe.attach(channel, serverSocket);
+ * const pipe = new Pipe(clientSocket, serving);
+ * pipe.session = listener.open(pipe, clientSocket.remoteAddress);
  * ```
  */
-export class Pipe implements Idleable {
-  server: Socket<Attempt> | undefined;
-  channel: Channel | undefined;
+export class Pipe implements SessionLink {
+  server: Socket<Attempt> | undefined = undefined;
+  session!: Session<Pipe>;
   readonly toServer = new Flow("->");
   readonly toClient = new Flow("-<");
-  active = false;
   closed = false;
   /** Paused while connecting because it sent too much too early. */
   clientPaused = false;
-  /** Whose FIN came first: how the connection ended unless something tore it down. */
-  fin: EndReason | undefined = undefined;
-  /** What tore the connection down (a reset, the idle timeout, a shutdown, no channel). */
-  torn: EndReason | undefined = undefined;
-  /** Milliseconds until connected, failed attempts included. */
-  connectMs = 0;
-  /** `performance.now()` at accept: set only for `--log-connections`. */
-  accepted = 0;
-  /** The client as balance names it: the peer, or the one a PROXY header named (`--accept-proxy`). */
-  clientAddress: string;
-  /** Its port: 0 unless a log, a trace or `--accept-proxy` needs it (a system call to read). */
-  clientPort = 0;
-  /** `--accept-proxy`: the header being read; undefined once it is in. */
-  headerReader: ProxyHeaderReader | undefined = undefined;
-  headerTimer: ReturnType<typeof setTimeout> | undefined = undefined;
-  /** The endpoints a received PROXY header named, to pass on with `--proxy-protocol`. */
-  proxied: ProxyEndpoints | undefined = undefined;
 
-  constructor(readonly client: Socket<Pipe>, readonly hooks: PipeHooks) {
-    this.clientAddress = client.remoteAddress;
-  }
-
-  attach(channel: Channel, server: Socket<Attempt>): void {
-    this.channel = channel;
-    this.server = server;
-  }
+  constructor(readonly client: Socket<Pipe>, readonly serving: Serving) {}
 
   /** Counts `n` bytes that reached the destination of `flow`. */
   count(flow: Flow, n: number): void {
-    this.active = true;
-    flow.bytes += n;
-    if (flow === this.toServer) this.channel!.countSent(n);
-    else this.channel!.countRcvd(n);
+    if (flow === this.toServer) this.session.countSent(n);
+    else this.session.countRcvd(n);
   }
 
-  /** Ends the connection: both sockets closed gracefully, hooks told once. */
+  /** Ends the connection: both sockets closed gracefully, the session finished once. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    // First: Bun may run a socket's close handler inside end(), which must
+    // find the session finished (not, say, still awaiting a header).
+    this.session.finish();
     this.client.end();
     this.server?.end();
-    this.hooks.onClose(this);
   }
 
-  /** Ends the connection at once because of `reason`, unless it has ended already. */
-  abort(reason: EndReason): void {
-    if (this.closed) return;
-    this.torn = reason;
+  abort(): void {
     this.close();
   }
 
-  /** How the connection ended (once it has). */
-  get reason(): EndReason {
-    return this.torn ?? this.fin ?? "client-closed";
+  clientPort(): number {
+    return this.client.remotePort;
   }
 
-  closeIdle(): void {
-    this.abort("idle-timeout");
+  // The listener's port is every client's local port: no getsockname for it.
+  endpoints(): ProxyEndpoints {
+    const client = this.client;
+    return {
+      src: { address: client.remoteAddress, port: this.session.clientPort || client.remotePort },
+      dst: { address: client.localAddress, port: this.serving.listenPort },
+    };
   }
+}
+
+/** What every pipe of one listener shares. */
+export interface Serving {
+  /** Every accepted connection's local port: no getsockname needed for it. */
+  listenPort: number;
+  /** One connect attempt to a channel, within `-t`, from `-B`. */
+  dial(channel: Channel, session: Session<Pipe>): Promise<Socket<Attempt>>;
 }
 
 /** One connect attempt to a channel; abandoned once it timed out. */
@@ -159,10 +134,10 @@ export function sendEarlyChunks(pipe: Pipe, header?: Uint8Array): void {
 // the rest of it uncounted in `pending` for drainFlow.
 function sendHeader(pipe: Pipe, header: Uint8Array, early: Uint8Array | undefined): void {
   const flow = pipe.toServer;
-  if (early) pipe.hooks.dump?.(flow.direction, early);
+  if (early) pipe.session.relaying(flow.direction, early);
   const bytes = early ? concatBytes(header, early) : header;
   const n = pipe.server!.write(bytes);
-  if (n < 0) return pipe.abort("server-reset");
+  if (n < 0) return pipe.session.abort("server-reset");
   if (n > header.length) pipe.count(flow, n - header.length);
   if (n < bytes.length) {
     flow.pending = bytes.subarray(n);
@@ -182,7 +157,7 @@ export function forwardChunk(
   dst: Socket<unknown>,
   chunk: Uint8Array,
 ): void {
-  pipe.hooks.dump?.(flow.direction, chunk);
+  pipe.session.relaying(flow.direction, chunk);
   if (flow.pending) {
     // Only reachable if data raced a pause: keep order, hold it too.
     flow.pending = concatBytes(flow.pending, chunk);
@@ -190,7 +165,7 @@ export function forwardChunk(
     return;
   }
   const n = dst.write(chunk);
-  if (n < 0) return pipe.abort(resetOf(pipe, dst));
+  if (n < 0) return pipe.session.abort(resetOf(pipe, dst));
   pipe.count(flow, n);
   if (n < chunk.length) {
     // Bun hands each callback a fresh buffer, so keeping a view is safe.
@@ -204,7 +179,7 @@ export function drainFlow(pipe: Pipe, flow: Flow, src: Socket<unknown>, dst: Soc
   const pending = flow.pending;
   if (!pending) return;
   const n = dst.write(pending);
-  if (n < 0) return pipe.abort(resetOf(pipe, dst));
+  if (n < 0) return pipe.session.abort(resetOf(pipe, dst));
   const header = Math.min(flow.uncounted, n);
   flow.uncounted -= header;
   pipe.count(flow, n - header);
@@ -220,7 +195,7 @@ export function drainFlow(pipe: Pipe, flow: Flow, src: Socket<unknown>, dst: Soc
 /** The source of `flow` sent FIN: pass it on once nothing is pending. */
 export function endFlow(pipe: Pipe, flow: Flow, dst: Socket<unknown> | undefined): void {
   flow.ended = true;
-  pipe.fin ??= flow === pipe.toServer ? "client-closed" : "server-closed";
+  pipe.session.ended(flow === pipe.toServer ? "client" : "server");
   if (!flow.pending && dst) finishFlow(pipe, flow, dst);
 }
 
@@ -241,8 +216,8 @@ function resetOf(pipe: Pipe, dst: Socket<unknown>): EndReason {
  * without, it sent its FIN (Bun reports a FIN that comes after our own as a
  * close alone, without `end`).
  */
-export function closedUnder(pipe: Pipe, side: "client" | "server", error: Error | undefined): void {
-  if (error) return pipe.abort(side === "client" ? "client-reset" : "server-reset");
-  pipe.fin ??= side === "client" ? "client-closed" : "server-closed";
+export function closedUnder(pipe: Pipe, side: Side, error: Error | undefined): void {
+  if (error) return pipe.session.abort(side === "client" ? "client-reset" : "server-reset");
+  pipe.session.ended(side);
   pipe.close();
 }

@@ -1,6 +1,8 @@
-import type { Idleable } from "../../core/idle.ts";
-import type { EndReason } from "../../core/connection_log.ts";
+import type { Direction } from "../../core/packet_dump.ts";
+import type { ProxyEndpoints } from "../../core/proxy_header_reader.ts";
+import type { Session, SessionLink, Side } from "../../core/session/session.ts";
 import type { ByteStream } from "./byte_stream.ts";
+import type { DialOptions } from "./dial.ts";
 
 /**
  * Each direction reads into its own small buffer; a read that fills it
@@ -23,36 +25,33 @@ function giveLarge(buffer: Uint8Array): void {
   if (largePool.length < LARGE_POOL_MAX) largePool.push(buffer);
 }
 
-/** Called after each chunk has been written to the other side. */
-export type ChunkHook = (chunk: Uint8Array) => void;
-
 /**
  * How {@link copyBytes} ended: the source's FIN (passed on), or a read or a
  * write that failed (a reset, or the socket closed under it).
  */
 export type CopyEnd = "fin" | "read-failed" | "write-failed";
 
-/** What {@link copyBytes} did: how it ended and how many bytes it copied. */
-export interface Copied {
-  end: CopyEnd;
-  bytes: number;
-}
-
 /**
- * Copies bytes from `from` to `to` until `from` ends, then half-closes `to`.
- * A read waits until the previous chunk is fully written, which is the
- * backpressure: a slow reader on `to` stops reads from `from` and nothing
+ * Copies bytes from `from` to `to` until `from` ends, then half-closes `to`;
+ * the session sees each chunk before it is written (`-p`) and counts it once
+ * written. A read waits until the previous chunk is fully written, which is
+ * the backpressure: a slow reader on `to` stops reads from `from` and nothing
  * piles up in memory. Never rejects: a failure is its {@link CopyEnd}.
  *
  * @example
  * ```ts
- * const { end, bytes } = await copyBytes(client, server, (c) => dump(c));
+ * const end = await copyBytes(client, server, session, "->");
  * ```
  */
-export async function copyBytes(from: ByteStream, to: ByteStream, onChunk: ChunkHook): Promise<Copied> {
+export async function copyBytes(
+  from: ByteStream,
+  to: ByteStream,
+  session: Session,
+  direction: Direction,
+): Promise<CopyEnd> {
   const small = new Uint8Array(SMALL_BUFFER_SIZE);
+  const toServer = direction === "->";
   let large: Uint8Array | undefined;
-  let bytes = 0;
   // Which side failed is where the loop was: a flag, no allocation per chunk.
   let writing = false;
   try {
@@ -61,12 +60,13 @@ export async function copyBytes(from: ByteStream, to: ByteStream, onChunk: Chunk
       const n = await from.read(buffer);
       if (n === null) break;
       const chunk = buffer.subarray(0, n);
+      session.relaying(direction, chunk);
       writing = true;
       let written = 0;
       while (written < n) written += await to.write(chunk.subarray(written));
       writing = false;
-      bytes += n;
-      onChunk(chunk);
+      if (toServer) session.countSent(n);
+      else session.countRcvd(n);
       if (large === undefined && n === SMALL_BUFFER_SIZE) large = takeLarge();
       else if (large !== undefined && n < SMALL_BUFFER_SIZE) {
         giveLarge(large);
@@ -76,102 +76,80 @@ export async function copyBytes(from: ByteStream, to: ByteStream, onChunk: Chunk
     writing = true;
     await to.closeWrite();
   } catch {
-    return { end: writing ? "write-failed" : "read-failed", bytes };
+    return writing ? "write-failed" : "read-failed";
   } finally {
     if (large !== undefined) giveLarge(large);
   }
-  return { end: "fin", bytes };
-}
-
-/** Per-connection callbacks of {@link relay}. */
-export interface RelayHooks {
-  /** A chunk went client → server. */
-  onSent: ChunkHook;
-  /** A chunk went server → client. */
-  onRcvd: ChunkHook;
-}
-
-/** A relayed connection that balance itself can end (the grace period is over). */
-export interface Stoppable {
-  /** Closes both sockets at once; the relay ends as `shutdown`. */
-  shutdown(): void;
-}
-
-/** How a {@link relay} ended and the bytes it moved each way. */
-export interface Relayed {
-  reason: EndReason;
-  /** Client → server. */
-  sent: number;
-  /** Server → client. */
-  rcvd: number;
+  return "fin";
 }
 
 /**
- * Relays both directions independently until both have ended, then closes
- * both sockets. A FIN from one side is passed on as a half-close and the
- * other direction keeps flowing; an error in either direction (a reset)
- * closes both at once. Registers with `idle` (if given) so that the idle
- * timeout can close the connection, and in `live` (if given) so that a
- * shutdown can. Resolves to how it ended: the first FIN, unless a reset, the
- * idle timeout or a shutdown tore it down.
+ * One proxied connection on Deno's sockets: the client and, once connected,
+ * the server; its {@link Session} decides the rest. Closing it while a relay
+ * runs ends the relay, which then finishes the session; otherwise closing
+ * finishes it at once.
  *
  * @example
  * ```ts
- * const { reason, sent, rcvd } = await relay(client, server, { onSent, onRcvd });
+ * const pipe = new Pipe(client, { timeoutMs: 5000 });
+ * pipe.session = listener.open(pipe, client.remoteAddr.hostname);
  * ```
  */
-export async function relay(
-  client: ByteStream,
-  server: ByteStream,
-  hooks: RelayHooks,
-  idle?: { add(c: Idleable): void; delete(c: Idleable): void },
-  live?: Set<Stoppable>,
-): Promise<Relayed> {
-  let closed = false;
-  let torn: EndReason | undefined;
-  const closeBoth = (reason: EndReason) => {
-    if (closed) return;
-    closed = true;
-    torn = reason;
-    for (const s of [client, server]) {
-      try {
-        s.close();
-      } catch { /* already closed by the peer's reset */ }
-    }
-  };
-  let onSent = hooks.onSent;
-  let onRcvd = hooks.onRcvd;
-  let watch: Idleable | undefined;
-  if (idle) {
-    const w: Idleable = { active: false, closeIdle: () => closeBoth("idle-timeout") };
-    watch = w;
-    idle.add(w);
-    onSent = (c) => {
-      w.active = true;
-      hooks.onSent(c);
-    };
-    onRcvd = (c) => {
-      w.active = true;
-      hooks.onRcvd(c);
+export class Pipe implements SessionLink {
+  session!: Session<Pipe>;
+  server: ByteStream | undefined = undefined;
+  private relaying = false;
+
+  constructor(readonly client: Deno.TcpConn, readonly dial: DialOptions) {}
+
+  abort(): void {
+    closeQuietly(this.client);
+    if (this.server) closeQuietly(this.server);
+    if (!this.relaying) this.session.finish();
+  }
+
+  clientPort(): number {
+    return this.client.remoteAddr.port;
+  }
+
+  endpoints(): ProxyEndpoints {
+    const { remoteAddr, localAddr } = this.client;
+    return {
+      src: { address: remoteAddr.hostname, port: remoteAddr.port },
+      dst: { address: localAddr.hostname, port: localAddr.port },
     };
   }
-  const stoppable = live && { shutdown: () => closeBoth("shutdown") };
-  if (stoppable) live.add(stoppable);
-  let fin: EndReason | undefined;
-  const up = copyBytes(client, server, onSent).then((r) => {
-    if (r.end === "fin") fin ??= "client-closed";
-    else closeBoth(r.end === "read-failed" ? "client-reset" : "server-reset");
-    return r.bytes;
-  });
-  const down = copyBytes(server, client, onRcvd).then((r) => {
-    if (r.end === "fin") fin ??= "server-closed";
-    else closeBoth(r.end === "read-failed" ? "server-reset" : "client-reset");
-    return r.bytes;
-  });
-  const [sent, rcvd] = await Promise.all([up, down]);
-  if (watch) idle!.delete(watch);
-  if (stoppable) live!.delete(stoppable);
-  const reason = torn ?? fin ?? "client-closed";
-  closeBoth(reason);
-  return { reason, sent, rcvd };
+
+  /**
+   * Relays both directions independently until both have ended, then closes
+   * both sockets and finishes the session. A FIN from one side is passed on
+   * as a half-close and the other direction keeps flowing; a failure in
+   * either direction (a reset) tears both down at once.
+   */
+  async relay(server: ByteStream): Promise<void> {
+    this.server = server;
+    this.relaying = true;
+    const session = this.session;
+    await Promise.all([
+      copyBytes(this.client, server, session, "->").then((end) => settle(session, "client", end)),
+      copyBytes(server, this.client, session, "-<").then((end) => settle(session, "server", end)),
+    ]);
+    this.relaying = false;
+    this.abort();
+  }
+}
+
+// A direction that read a FIN from `side` passed it on; one whose read
+// failed saw `side` reset, one whose write failed saw the other side reset.
+function settle(session: Session, side: Side, end: CopyEnd): void {
+  if (end === "fin") return session.ended(side);
+  const reset = (end === "read-failed") === (side === "client") ? "client-reset" : "server-reset";
+  session.abort(reset);
+}
+
+/** Closes a socket that may be closed already (by the peer's reset, or a timeout). */
+export function closeQuietly(stream: ByteStream | Deno.TcpConn): void {
+  try {
+    stream.close();
+  } catch { /* closed already */ }
 }

@@ -1,0 +1,149 @@
+/**
+ * What every client of one listening socket shares: admission within the
+ * descriptor budget, the clients still sending their PROXY header and its
+ * timeout, the idle timer, and the sessions a stop has to end.
+ *
+ * @module
+ */
+import type { Balancer } from "../balancer.ts";
+import type { ConnectionRecord } from "../connection_log.ts";
+import { IdleTimer } from "../idle.ts";
+import type { Direction } from "../packet_dump.ts";
+import { Throttle } from "../throttle.ts";
+import { TimerQueue } from "../timer_queue.ts";
+import { Session, type SessionLink } from "./session.ts";
+
+/**
+ * What a listener's sessions are to do, all values resolved, times in
+ * milliseconds.
+ *
+ * @example
+ * ```ts
+ * const options: ListenerOptions = { connectTimeoutMs: 5000, idleTimeoutMs: 0, warn: console.warn };
+ * ```
+ */
+export interface ListenerOptions {
+  /** `-t`: a connect, and an `--accept-proxy` header, not done by then fails. */
+  connectTimeoutMs: number;
+  /** `-T`; 0 = no idle timeout. */
+  idleTimeoutMs: number;
+  /** `-p`: receives every relayed chunk; absent when not dumping. */
+  dump?: (direction: Direction, chunk: Uint8Array) => void;
+  /** `-d`: receives every decision; absent when not tracing. */
+  trace?: (message: string) => void;
+  /** `--proxy-protocol`: the PROXY header version written to channels first; absent, none. */
+  proxyProtocol?: 1 | 2;
+  /** `--accept-proxy`: every client must begin with a PROXY header, within `connectTimeoutMs`. */
+  acceptProxy?: boolean;
+  /** Most proxied connections at once (descriptors allow); undefined = no limit. */
+  maxConnections?: number;
+  /**
+   * Problems worth a log line even without `-d`. The log throttles repeats
+   * by `key`, by default the message's text before its first colon.
+   */
+  warn: (message: string, key?: string) => void;
+  /** `--log-connections`: told of every client once it has gone; absent, nothing is tracked for it. */
+  onConnectionEnd?: (record: ConnectionRecord) => void;
+}
+
+/** At most one "at the limit" warning per this interval. */
+const LIMIT_REPORT_MS = 10_000;
+/** How long {@link Listener.endAll} waits for the sessions it ended to finish. */
+const END_WAIT_MS = 1000;
+
+/**
+ * The core's side of one listening socket. The adapter asks {@link admit}
+ * before it takes a client on, {@link open}s a session for each, and calls
+ * {@link endAll} when the grace period is over.
+ *
+ * @example
+ * ```ts
+ * const listener = new Listener(balancer, options, "turn-away");
+ * if (listener.admit()) listener.open(pipe, socket.remoteAddress);
+ * ```
+ */
+export class Listener {
+  /** The `-T` timer every open session is watched by; absent without `-T`. */
+  readonly idle: IdleTimer | undefined;
+  /** Whether a session reads its client's port at once (a log, a trace or a PROXY header shows it). */
+  readonly needsClientPort: boolean;
+  /** Sessions a stop must end and report: kept only for the connection log. */
+  private readonly live: Set<Session<SessionLink>> | undefined;
+  /** Clients still sending their PROXY header: they hold descriptors too. */
+  private awaiting = 0;
+  private readonly headerTimeouts: TimerQueue<Session> | undefined;
+  private readonly atLimit = new Throttle(LIMIT_REPORT_MS);
+  private readonly max: number;
+
+  constructor(
+    readonly balancer: Balancer,
+    readonly options: ListenerOptions,
+    /**
+     * What a full listener does with new clients: leaves them in the
+     * kernel's queue (`wait`: an adapter that accepts when it chooses) or
+     * closes them at once (`turn-away`: one whose runtime accepts on its own).
+     */
+    private readonly whenFull: "wait" | "turn-away",
+  ) {
+    this.idle = options.idleTimeoutMs > 0 ? new IdleTimer(options.idleTimeoutMs) : undefined;
+    this.needsClientPort = !!(options.onConnectionEnd || options.trace || options.acceptProxy);
+    this.live = options.onConnectionEnd ? new Set() : undefined;
+    this.headerTimeouts = options.acceptProxy
+      ? new TimerQueue((session) => session.headerTimedOut(), 5, () => performance.now())
+      : undefined;
+    this.max = options.maxConnections ?? Infinity;
+  }
+
+  /**
+   * Whether one more client fits the descriptor budget. When it does not,
+   * says so (at most once per 10 s): the adapter then leaves it waiting or
+   * turns it away, as `whenFull` says.
+   */
+  admit(): boolean {
+    if (this.balancer.openConnections() + this.awaiting < this.max) return true;
+    if (this.atLimit.pass() !== undefined) {
+      const action = this.whenFull === "wait" ? "new clients wait" : "turning new clients away";
+      this.options.warn(`at the limit of ${this.max} connections: ${action}`);
+    }
+    return false;
+  }
+
+  /** A client was accepted on `link`: its session, tracked until it finishes. */
+  open<L extends SessionLink>(link: L, clientAddress: string): Session<L> {
+    const session = new Session(this, link, clientAddress);
+    this.live?.add(session);
+    return session;
+  }
+
+  /** `session` awaits its PROXY header, for at most `-t`. */
+  awaitHeader(session: Session): void {
+    this.awaiting++;
+    this.headerTimeouts!.schedule(session, performance.now() + this.options.connectTimeoutMs);
+  }
+
+  /** `session` has its header, was refused, or finished while awaiting it. */
+  headerDone(session: Session): void {
+    this.awaiting--;
+    this.headerTimeouts!.cancel(session);
+  }
+
+  /** `session` finished: nothing here tracks it any more. */
+  forget(session: Session): void {
+    this.idle?.delete(session);
+    this.live?.delete(session);
+  }
+
+  /**
+   * The grace period is over: ends every open session as `shutdown`, and
+   * resolves once they have reported their end (at most a second). Without a
+   * connection log nothing needs reporting, and nothing is done: the process
+   * is about to exit.
+   */
+  async endAll(): Promise<void> {
+    const live = this.live;
+    if (!live) return;
+    for (const session of live) session.abort("shutdown");
+    const deadline = Date.now() + END_WAIT_MS;
+    while (live.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -1,0 +1,303 @@
+/**
+ * One client connection's life, decided once for every adapter: the PROXY
+ * header it accepts, the channel it is connected to, the header it sends, the
+ * bytes it moves, how it ended, and the one report of its end.
+ *
+ * @module
+ */
+import type { Channel } from "../channel.ts";
+import { formatHostPort } from "../balancer.ts";
+import type { EndReason } from "../connection_log.ts";
+import type { Idleable } from "../idle.ts";
+import type { Direction } from "../packet_dump.ts";
+import { encodeProxyHeader } from "../proxy_protocol.ts";
+import {
+  describeProxied,
+  proxiedEndpoints,
+  type ProxyEndpoints,
+  ProxyHeaderReader,
+  proxyHeaderTimedOut,
+} from "../proxy_header_reader.ts";
+import type { Listener } from "./listener.ts";
+
+/**
+ * What an adapter gives a session: its sockets, as far as the session has to
+ * reach them. Adapters implement it on the object they keep per connection
+ * anyway, so a session costs no closure.
+ *
+ * @example
+ * ```ts
+ * class Pipe implements SessionLink {
+ *   abort() { this.client.terminate(); this.server?.terminate(); this.session.finish(); }
+ *   clientPort() { return this.client.remotePort; }
+ *   endpoints() { return { src: peerOf(this.client), dst: localOf(this.client) }; }
+ * }
+ * ```
+ */
+export interface SessionLink {
+  /**
+   * Closes both sockets at once. The adapter calls {@link Session.finish}
+   * once they are closed: at once, or when its relay has wound down.
+   */
+  abort(): void;
+  /** The client's port: a system call on some runtimes, so asked only when something shows it. */
+  clientPort(): number;
+  /** The client and the address it connected to, as the client's socket has them. */
+  endpoints(): ProxyEndpoints;
+}
+
+/**
+ * Where an `--accept-proxy` client is with its header: `"more"` (keep
+ * reading), `"refused"` (the session is being torn down), or the header is in
+ * and these are the client's bytes that came after it (maybe none).
+ *
+ * @example
+ * ```ts
+ * const step: HeaderStep = session.takeHeader(chunk);
+ * if (step instanceof Uint8Array) holdEarly(step);
+ * ```
+ */
+export type HeaderStep = "more" | "refused" | Uint8Array;
+
+/** Which socket of a session something happened on. */
+export type Side = "client" | "server";
+
+/**
+ * One client connection, from its accept to its end. The adapter accepts,
+ * dials and moves bytes, and tells the session what happened; the session
+ * decides everything else, in one place for every runtime:
+ *
+ * - the PROXY header it awaits (`--accept-proxy`): refusal, timeout, and the
+ *   front balancer's bare connect check, which is neither counted nor logged;
+ * - the channel: {@link connect}, including a client that leaves meanwhile
+ *   (the connection is made, then closed, and reported with its channel);
+ * - the PROXY header it sends (`--proxy-protocol`);
+ * - `-p` (a chunk is dumped as it is taken from its source, before it is
+ *   written) and the byte counts (as the destination takes them);
+ * - the end reason: whatever tore the connection down, else the side whose
+ *   FIN came first;
+ * - {@link finish}: released, traced and recorded exactly once.
+ *
+ * @example
+ * ```ts
+ * const session = listener.open(pipe, client.remoteAddress);
+ * const server = await session.connect(dial, hangUp);
+ * if (server) relay(session, client, server);
+ * ```
+ */
+export class Session<L extends SessionLink = SessionLink> implements Idleable {
+  /** Set on every chunk, for the idle timer: cheaper than reading a clock. */
+  active = false;
+  /** The client as balance names it: the peer, or the one a PROXY header named (`--accept-proxy`). */
+  clientAddress: string;
+  /** Its port: 0 unless a log, a trace or `--accept-proxy` needs it. */
+  clientPort = 0;
+  /** The channel connected to; undefined until then, or when none was. */
+  channel: Channel | undefined = undefined;
+  /** Milliseconds until connected, failed attempts included. */
+  connectMs = 0;
+  /** Client bytes the channel has taken. */
+  sent = 0;
+  /** Channel bytes the client has taken. */
+  rcvd = 0;
+  /** The endpoints a received PROXY header named. */
+  proxied: ProxyEndpoints | undefined = undefined;
+  /** `performance.now()` at accept: read only for the connection log. */
+  readonly accepted: number;
+  private fin: EndReason | undefined = undefined;
+  private torn: EndReason | undefined = undefined;
+  private headerReader: ProxyHeaderReader | undefined = undefined;
+  private connecting = false;
+  /** The adapter finished while a connect was in flight: finish once it is settled. */
+  private finishAfterConnect = false;
+  /** A bare connect that sent nothing to an `--accept-proxy` listener: no client at all. */
+  private probe = false;
+  private finished = false;
+
+  constructor(readonly listener: Listener, readonly link: L, clientAddress: string) {
+    this.clientAddress = clientAddress;
+    const { options } = listener;
+    if (listener.needsClientPort) this.clientPort = link.clientPort();
+    this.accepted = options.onConnectionEnd ? performance.now() : 0;
+    options.trace?.(`accepted ${formatHostPort(clientAddress, this.clientPort)}`);
+    if (options.acceptProxy) {
+      this.headerReader = new ProxyHeaderReader();
+      listener.awaitHeader(this);
+    }
+  }
+
+  /** The client's first bytes must still hold its PROXY header. */
+  get awaitingHeader(): boolean {
+    return this.headerReader !== undefined;
+  }
+
+  /** How the connection ended (once it has): what tore it down, else whose FIN came first. */
+  get reason(): EndReason {
+    return this.torn ?? this.fin ?? "client-closed";
+  }
+
+  /** Whether {@link finish} has run: nothing is reported any more. */
+  get isFinished(): boolean {
+    return this.finished;
+  }
+
+  /**
+   * `--accept-proxy`: the client's next bytes. Once the header is in, the
+   * client is known by the address it names.
+   */
+  takeHeader(chunk: Uint8Array): HeaderStep {
+    const read = this.headerReader!.push(chunk);
+    if (read.kind === "incomplete") return "more";
+    if (read.kind === "error") {
+      this.refuse(read.reason);
+      return "refused";
+    }
+    this.stopAwaitingHeader();
+    const peer = { address: this.clientAddress, port: this.clientPort };
+    this.proxied = proxiedEndpoints(read.header, () => this.link.endpoints());
+    this.listener.options.trace?.(describeProxied(peer, read.header, this.proxied));
+    this.clientAddress = this.proxied.src.address;
+    this.clientPort = this.proxied.src.port;
+    return read.rest;
+  }
+
+  /**
+   * The client ended (FIN or reset) before its header did. Having sent
+   * nothing it was a front balancer's connect check: not refused, not
+   * counted, not logged.
+   */
+  headerCut(): void {
+    const ended = this.headerReader!.ended();
+    if (ended.kind === "error") return this.refuse(ended.reason);
+    this.stopAwaitingHeader();
+    this.probe = true;
+    this.link.abort();
+  }
+
+  /** The listener's timer: no whole header within `-t`. */
+  headerTimedOut(): void {
+    if (this.headerReader) this.refuse(proxyHeaderTimedOut(this.listener.options.connectTimeoutMs).reason);
+  }
+
+  private refuse(reason: string): void {
+    this.stopAwaitingHeader();
+    this.listener.balancer.refuseProxyHeader(this.clientAddress, this.clientPort, reason);
+    this.abort("proxy-refused");
+  }
+
+  private stopAwaitingHeader(): void {
+    this.headerReader = undefined;
+    this.listener.headerDone(this);
+  }
+
+  /**
+   * Connects to the channel the balancer picks (`dial` makes one attempt).
+   * Resolves to the connection, or undefined when there is nothing to relay:
+   * no channel took the client (the session is torn down), or the client
+   * left meanwhile (`hangUp` closes the connection just made, and the session
+   * finishes with its channel).
+   */
+  async connect<T>(
+    dial: (channel: Channel, session: Session<L>) => Promise<T>,
+    hangUp: (conn: T) => void,
+  ): Promise<T | undefined> {
+    this.connecting = true;
+    const connected = await this.listener.balancer.connect(this.clientAddress, dial, this);
+    this.connecting = false;
+    if (!connected.channel) {
+      this.torn ??= connected.reason;
+      if (this.finishAfterConnect) this.finish();
+      else this.link.abort();
+      return undefined;
+    }
+    this.channel = connected.channel;
+    this.connectMs = connected.connectMs;
+    if (this.finishAfterConnect) {
+      hangUp(connected.conn);
+      this.finish();
+      return undefined;
+    }
+    this.listener.idle?.add(this);
+    return connected.conn;
+  }
+
+  /** `--proxy-protocol`: the header to write to the channel before any client byte. */
+  proxyHeader(): Uint8Array | undefined {
+    const version = this.listener.options.proxyProtocol;
+    if (!version) return undefined;
+    const { src, dst } = this.proxied ?? this.link.endpoints();
+    return encodeProxyHeader(version, src, dst);
+  }
+
+  /** A chunk was taken from one side and is about to be written to the other (`-p` shows it now). */
+  relaying(direction: Direction, chunk: Uint8Array): void {
+    this.active = true;
+    this.listener.options.dump?.(direction, chunk);
+  }
+
+  /** `n` of the client's bytes reached the channel. */
+  countSent(n: number): void {
+    this.sent += n;
+    this.channel!.countSent(n);
+  }
+
+  /** `n` of the channel's bytes reached the client. */
+  countRcvd(n: number): void {
+    this.rcvd += n;
+    this.channel!.countRcvd(n);
+  }
+
+  /** `side` sent its FIN. */
+  ended(side: Side): void {
+    this.fin ??= side === "client" ? "client-closed" : "server-closed";
+  }
+
+  /** Tears the connection down because of `reason`, unless something already did. */
+  abort(reason: EndReason): void {
+    if (this.finished) return;
+    this.torn ??= reason;
+    this.link.abort();
+  }
+
+  /** The idle timer's verdict. */
+  closeIdle(): void {
+    this.abort("idle-timeout");
+  }
+
+  /**
+   * Both sockets are closed: releases the channel, traces and records the
+   * connection, exactly once. While a connect is in flight this waits for it.
+   */
+  finish(): void {
+    if (this.finished) return;
+    if (this.connecting) {
+      this.finishAfterConnect = true;
+      return;
+    }
+    this.finished = true;
+    if (this.headerReader) this.stopAwaitingHeader();
+    this.listener.forget(this);
+    const { balancer, options } = this.listener;
+    const channel = this.channel;
+    if (channel) {
+      balancer.release(channel);
+      options.trace?.(
+        `${this.clientAddress}: closed ${
+          balancer.describe(channel)
+        }, channel sent ${channel.sent} rcvd ${channel.rcvd}`,
+      );
+    }
+    if (options.onConnectionEnd && !this.probe) {
+      options.onConnectionEnd({
+        clientAddress: this.clientAddress,
+        clientPort: this.clientPort,
+        channel: channel && balancer.describe(channel),
+        connectMs: this.connectMs,
+        durationMs: performance.now() - this.accepted,
+        sent: this.sent,
+        rcvd: this.rcvd,
+        reason: this.reason,
+      });
+    }
+  }
+}

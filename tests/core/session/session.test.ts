@@ -1,0 +1,259 @@
+import { test } from "../../support/test.ts";
+import assert from "node:assert/strict";
+import { Balancer, Channel, type ConnectionRecord, Group } from "../../../src/core/mod.ts";
+import { Listener, type ListenerOptions } from "../../../src/core/session/listener.ts";
+import type { Session, SessionLink } from "../../../src/core/session/session.ts";
+
+/**
+ * A link as an adapter keeps one: closing it finishes the session at once,
+ * unless a relay is running (the Deno adapter), which then finishes it.
+ */
+class FakeLink implements SessionLink {
+  session!: Session<FakeLink>;
+  aborted = 0;
+  relaying = false;
+  abort(): void {
+    this.aborted++;
+    if (!this.relaying) this.session.finish();
+  }
+  clientPort(): number {
+    return 40000;
+  }
+  endpoints() {
+    return { src: { address: "10.0.0.7", port: 40000 }, dst: { address: "10.0.0.1", port: 80 } };
+  }
+}
+
+/** A listener over one channel (or `channels`) that records what it is told. */
+function fixture(options: Partial<ListenerOptions> = {}, channels = [new Channel("127.0.0.1", 81)]) {
+  const records: ConnectionRecord[] = [];
+  const traces: string[] = [];
+  const warnings: string[] = [];
+  const dumped: string[] = [];
+  const balancer = new Balancer([new Group("RR", channels)]);
+  balancer.warn = (m) => warnings.push(m);
+  const listener = new Listener(balancer, {
+    connectTimeoutMs: 5000,
+    idleTimeoutMs: 0,
+    warn: (m) => warnings.push(m),
+    trace: (m) => traces.push(m),
+    dump: (d, c) => dumped.push(`${d}${new TextDecoder().decode(c)}`),
+    onConnectionEnd: (r) => records.push(r),
+    ...options,
+  }, "turn-away");
+  const open = (address = "10.0.0.7") => {
+    const link = new FakeLink();
+    link.session = listener.open(link, address);
+    return link;
+  };
+  return { balancer, listener, records, traces, warnings, dumped, open, channel: channels[0] };
+}
+
+/** A dial that the test settles by hand. */
+function pendingDial() {
+  let settle!: { resolve: (conn: string) => void; reject: (err: Error) => void };
+  const promise = new Promise<string>((resolve, reject) => (settle = { resolve, reject }));
+  return { dial: () => promise, settle };
+}
+
+const hungUp: string[] = [];
+const hangUp = (conn: string) => void hungUp.push(conn);
+const encode = (s: string) => new TextEncoder().encode(s);
+
+test("session: relayed bytes are dumped before they are written and counted once written; the first FIN names the end", async () => {
+  const f = fixture();
+  const { session } = f.open();
+  assert.equal(await session.connect(() => Promise.resolve("conn"), hangUp), "conn");
+  session.relaying("->", encode("GET /"));
+  assert.equal(f.channel.sent, 0, "not counted before it is written");
+  session.countSent(5);
+  session.relaying("-<", encode("200"));
+  session.countRcvd(3);
+  session.ended("server");
+  session.ended("client");
+  session.finish();
+  session.finish();
+  assert.deepEqual(f.dumped, ["->GET /", "-<200"]);
+  assert.equal(f.records.length, 1, "recorded exactly once");
+  const [r] = f.records;
+  assert.deepEqual([r.channel, r.sent, r.rcvd, r.reason], ["group 0 channel 0 (127.0.0.1:81)", 5, 3, "server-closed"]);
+  assert.deepEqual([f.channel.sent, f.channel.rcvd, f.channel.c, f.balancer.openConnections()], [5, 3, 0, 0]);
+  assert.ok(f.traces.includes("10.0.0.7: closed group 0 channel 0 (127.0.0.1:81), channel sent 5 rcvd 3"));
+});
+
+test("session: a reset beats a FIN that came before it; the first tear-down reason stays", async () => {
+  const f = fixture();
+  const link = f.open();
+  await link.session.connect(() => Promise.resolve("conn"), hangUp);
+  link.session.ended("client");
+  link.session.abort("server-reset");
+  link.session.abort("shutdown");
+  assert.equal(link.aborted, 1, "a finished session is not aborted again");
+  assert.equal(f.records[0].reason, "server-reset");
+});
+
+test("session: no usable channel, or every connect refused: the client is closed and recorded without a channel", async () => {
+  const f = fixture();
+  f.channel.enabled = false;
+  const none = f.open();
+  assert.equal(await none.session.connect(() => Promise.resolve("conn"), hangUp), undefined);
+  f.channel.enabled = true;
+  const refused = f.open();
+  const got = await refused.session.connect(() => Promise.reject(new Error("connection refused")), hangUp);
+  assert.equal(got, undefined);
+  assert.deepEqual([none.aborted, refused.aborted], [1, 1]);
+  assert.deepEqual(f.records.map((r) => [r.channel, r.reason]), [
+    [undefined, "no-channel"],
+    [undefined, "connect-failed"],
+  ]);
+  assert.equal(f.balancer.openConnections(), 0);
+});
+
+test("session: a client that leaves during the connect is reported once the connect settles, with its channel", async () => {
+  const f = fixture();
+  const link = f.open();
+  const { dial, settle } = pendingDial();
+  const connecting = link.session.connect(dial, hangUp);
+  // The adapter saw the client's FIN and closed: the session waits for the connect.
+  link.session.ended("client");
+  link.abort();
+  assert.equal(f.records.length, 0, "nothing reported while connecting");
+  hungUp.length = 0;
+  settle.resolve("late-conn");
+  assert.equal(await connecting, undefined, "nothing to relay");
+  assert.deepEqual(hungUp, ["late-conn"], "the connection made is closed");
+  assert.equal(f.records.length, 1);
+  assert.deepEqual([f.records[0].channel, f.records[0].reason], ["group 0 channel 0 (127.0.0.1:81)", "client-closed"]);
+  assert.deepEqual([f.channel.c, f.balancer.openConnections()], [0, 0], "released");
+});
+
+test("session: a client that leaves during a connect that then fails is reported as connect-failed", async () => {
+  const f = fixture();
+  const link = f.open();
+  const { dial, settle } = pendingDial();
+  const connecting = link.session.connect(dial, hangUp);
+  link.session.ended("client");
+  link.abort();
+  settle.reject(new Error("connection refused"));
+  assert.equal(await connecting, undefined);
+  assert.deepEqual(f.records.map((r) => [r.channel, r.reason]), [[undefined, "connect-failed"]]);
+});
+
+test("session: the server resets during the early bytes: server-reset, only what it took is counted", async () => {
+  const f = fixture();
+  const link = f.open();
+  await link.session.connect(() => Promise.resolve("conn"), hangUp);
+  link.session.relaying("->", encode("early"));
+  link.session.abort("server-reset");
+  assert.deepEqual([f.records[0].reason, f.records[0].sent, f.channel.sent], ["server-reset", 0, 0]);
+  assert.deepEqual(f.dumped, ["->early"]);
+});
+
+test("session: with --proxy-protocol the header carries the client and the address it reached", async () => {
+  const f = fixture({ proxyProtocol: 1 });
+  const link = f.open();
+  assert.equal(
+    new TextDecoder().decode(link.session.proxyHeader()),
+    "PROXY TCP4 10.0.0.7 10.0.0.1 40000 80\r\n",
+  );
+  assert.equal(fixture().open().session.proxyHeader(), undefined);
+});
+
+test("session: --accept-proxy: a header in pieces, then the client is known by the address it names", () => {
+  const f = fixture({ acceptProxy: true });
+  const { session } = f.open("127.0.0.1");
+  assert.equal(session.awaitingHeader, true);
+  assert.equal(session.takeHeader(encode("PROXY TCP4 10.9.8.7 ")), "more");
+  const rest = session.takeHeader(encode("10.0.0.1 4000 80\r\nGET /"));
+  assert.ok(rest instanceof Uint8Array);
+  assert.equal(new TextDecoder().decode(rest), "GET /");
+  assert.deepEqual([session.clientAddress, session.clientPort, session.awaitingHeader], ["10.9.8.7", 4000, false]);
+  assert.equal(f.listener.admit(), true);
+  session.abort("client-closed");
+  assert.equal(f.records[0].clientAddress, "10.9.8.7");
+});
+
+test("session: --accept-proxy: a bare connect that leaves is a front balancer's check: not refused, not recorded", () => {
+  const f = fixture({ acceptProxy: true });
+  const link = f.open();
+  link.session.headerCut();
+  assert.equal(link.aborted, 1);
+  assert.deepEqual([f.records.length, f.balancer.state.proxyRefused, f.warnings.length], [0, 0, 0]);
+});
+
+test("session: --accept-proxy: a client that leaves during its header is refused, counted and recorded", () => {
+  const f = fixture({ acceptProxy: true });
+  const link = f.open();
+  assert.equal(link.session.takeHeader(encode("PROXY TCP4 10.")), "more");
+  link.session.headerCut();
+  assert.deepEqual([f.records[0].reason, f.balancer.state.proxyRefused], ["proxy-refused", 1]);
+  assert.match(f.warnings[0], /^PROXY header refused from 10\.0\.0\.7:40000: client closed after 14 bytes$/);
+});
+
+test("session: --accept-proxy: a malformed header is refused at once", () => {
+  const f = fixture({ acceptProxy: true });
+  const link = f.open();
+  assert.equal(link.session.takeHeader(encode("GET / HTTP/1.1\r\n")), "refused");
+  assert.deepEqual([link.aborted, f.records[0].reason, f.balancer.state.proxyRefused], [1, "proxy-refused", 1]);
+});
+
+test("session: --accept-proxy: no whole header within -t is refused by the listener's timer", async () => {
+  const f = fixture({ acceptProxy: true, connectTimeoutMs: 30 });
+  const link = f.open();
+  link.session.takeHeader(encode("PROXY"));
+  const deadline = Date.now() + 5000;
+  while (f.records.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(f.records[0]?.reason, "proxy-refused");
+  assert.match(f.warnings[0], /: none within 0\.03s$/);
+});
+
+test("session: --accept-proxy: a stop during a header ends it as shutdown, not as a refusal", async () => {
+  const f = fixture({ acceptProxy: true });
+  const link = f.open();
+  link.session.takeHeader(encode("PROXY TCP4"));
+  await f.listener.endAll();
+  assert.deepEqual([f.records[0].reason, f.balancer.state.proxyRefused, f.warnings.length], ["shutdown", 0, 0]);
+  assert.equal(f.listener.admit(), true, "no longer awaiting a header");
+});
+
+test("listener: a stop ends every open session as shutdown and waits for a relay to wind down", async () => {
+  const f = fixture();
+  const relayed = f.open();
+  await relayed.session.connect(() => Promise.resolve("conn"), hangUp);
+  relayed.relaying = true;
+  const idle = f.open();
+  const ending = f.listener.endAll();
+  assert.deepEqual(f.records.map((r) => r.reason), ["shutdown"], "the one without a relay at once");
+  relayed.relaying = false;
+  relayed.session.finish();
+  await ending;
+  assert.deepEqual(f.records.map((r) => r.reason), ["shutdown", "shutdown"]);
+  assert.equal(idle.aborted, 1);
+});
+
+test("listener: clients awaiting a header count against the budget; the warning says so once", () => {
+  const f = fixture({ acceptProxy: true, maxConnections: 2 });
+  assert.equal(f.listener.admit(), true);
+  f.open();
+  f.open();
+  assert.equal(f.listener.admit(), false);
+  assert.equal(f.listener.admit(), false);
+  assert.deepEqual(f.warnings, ["at the limit of 2 connections: turning new clients away"]);
+});
+
+test("session: the idle timeout tears a quiet session down as idle-timeout", async () => {
+  const f = fixture({ idleTimeoutMs: 60 });
+  const link = f.open();
+  await link.session.connect(() => Promise.resolve("conn"), hangUp);
+  const deadline = Date.now() + 5000;
+  while (f.records.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(f.records[0]?.reason, "idle-timeout");
+});
+
+test("session: without a connection log nothing is recorded and the client's port is not asked for", () => {
+  const f = fixture({ onConnectionEnd: undefined, trace: undefined });
+  const link = f.open();
+  assert.equal(link.session.clientPort, 0);
+  link.session.abort("client-reset");
+  assert.equal(f.records.length, 0);
+});
