@@ -110,7 +110,7 @@ export class ProxyHeaderReader {
    * The client ended (FIN or reset) before its header did: after part of
    * one it is refused; having sent nothing it was a bare connect, a front
    * balancer's health check (`probe`), which is no fault. The session
-   * closes a probe and say nothing: it is neither counted nor logged (not
+   * closes a probe and says nothing: it is neither counted nor logged (not
    * even with `--log-connections`), so checks every second bury nothing.
    */
   ended(): ProxyRefusal | ProxyProbe {
