@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { errorText } from "../core/errors.ts";
 import { spawn } from "node:child_process";
 import * as net from "node:net";
 import process from "node:process";
@@ -76,7 +77,7 @@ export function tcpProbe(target: ProbeTarget, options: ProbeOptions): Promise<Ch
       done(false, `${what} after ${timeout}s`);
     };
     deadlines.schedule(expire, Date.now() + timeout * 1000);
-    socket.once("error", (err) => done(false, socketErrorText(err)));
+    socket.once("error", (err) => done(false, errorText(err)));
     socket.once("connect", () => {
       connected = true;
       if (!send && !expect) return done(true, "connected");
@@ -140,7 +141,7 @@ export function execProbe(target: ProbeTarget, options: ProbeOptions): Promise<C
     }, options.timeout * 1000);
     child.once("error", (err) => {
       clearTimeout(timer);
-      resolve({ ok: false, reason: `cannot run ${program}: ${socketErrorText(err)}` });
+      resolve({ ok: false, reason: `cannot run ${program}: ${errorText(err)}` });
     });
     child.once("exit", (code, signal) => {
       clearTimeout(timer);
@@ -149,31 +150,6 @@ export function execProbe(target: ProbeTarget, options: ProbeOptions): Promise<C
       else resolve({ ok: false, reason: `${program} ${signal ? `killed by ${signal}` : `exited with ${code}`}` });
     });
   });
-}
-
-// The words a log reader knows (`connection refused`), not node's
-// `connect ECONNREFUSED 127.0.0.1:80`.
-const ERROR_WORDS: Record<string, string> = {
-  ECONNREFUSED: "connection refused",
-  ECONNRESET: "connection reset",
-  EHOSTUNREACH: "host unreachable",
-  ENETUNREACH: "network unreachable",
-  EADDRNOTAVAIL: "source address not available",
-  ENOENT: "no such file",
-  EACCES: "permission denied",
-};
-
-/**
- * What a connect or spawn error means, in the words of {@link ERROR_WORDS}.
- *
- * @example
- * ```ts
- * socketErrorText(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:80"), { code: "ECONNREFUSED" }));
- * // "connection refused"
- * ```
- */
-export function socketErrorText(err: Error & { code?: string }): string {
-  return (err.code && ERROR_WORDS[err.code]) ?? err.message;
 }
 
 function indexOf(haystack: Uint8Array, needle: Uint8Array): number {

@@ -1,5 +1,6 @@
 import { lookup, Resolver } from "node:dns/promises";
-import { errorText, formatHostPort } from "../core/balancer.ts";
+import { formatHostPort } from "../core/balancer.ts";
+import { errorText } from "../core/errors.ts";
 import type { NameResolver, Resolution } from "../core/name_watch.ts";
 
 /** How long one DNS question to a `--resolver` server may take, and how often it is asked. */

@@ -7,9 +7,8 @@
  */
 import * as http from "node:http";
 import type { Socket } from "node:net";
-import { ExitError } from "../core/exit_error.ts";
 import { formatHostPort } from "../core/balancer.ts";
-import { EX_NOPERM, EX_OSERR } from "../core/sysexits.ts";
+import { listenError } from "../core/errors.ts";
 
 /** What the listener serves: each page is made afresh per request. */
 export interface MetricsPages {
@@ -46,7 +45,7 @@ export const METRICS_LIMITS = {
 /**
  * Listens on `host:port` and answers `GET`/`HEAD` of `/metrics` and
  * `/status`; other paths 404, other methods 405. Rejects with an
- * {@link ExitError} when it cannot listen (the port taken, the address not local).
+ * `ExitError` ({@link listenError}) when it cannot listen (the port taken, the address not local).
  *
  * @example
  * ```ts
@@ -93,21 +92,7 @@ export function startMetricsServer(host: string, port: number, pages: MetricsPag
     socket.destroy();
   });
   return new Promise((resolve, reject) => {
-    const failed = (err: NodeJS.ErrnoException) => {
-      const why = err.code === "EADDRINUSE"
-        ? "address already in use"
-        : err.code === "EADDRNOTAVAIL"
-        ? "address not available"
-        : err.code === "EACCES"
-        ? "permission denied"
-        : err.message;
-      reject(
-        new ExitError(
-          `cannot listen for metrics on ${formatHostPort(host, port)}: ${why}`,
-          err.code === "EACCES" ? EX_NOPERM : EX_OSERR,
-        ),
-      );
-    };
+    const failed = (err: Error) => reject(listenError(err, formatHostPort(host, port), "metrics"));
     server.once("error", failed);
     server.listen(port, host, () => {
       server.off("error", failed);

@@ -1,4 +1,5 @@
 import { Channel } from "./channel.ts";
+import { errorText } from "./errors.ts";
 import { Group } from "./group.ts";
 import type { GroupSpec } from "./grammar.ts";
 import { pickChannels } from "./select.ts";
@@ -285,9 +286,4 @@ export class Balancer {
  */
 export function formatHostPort(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
-/** The message of an error, or its text when it is not an Error. */
-export function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

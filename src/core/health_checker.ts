@@ -1,5 +1,5 @@
 import type { Balancer } from "./balancer.ts";
-import { errorText } from "./balancer.ts";
+import { errorText } from "./errors.ts";
 import type { Channel } from "./channel.ts";
 import { TimerQueue } from "./timer_queue.ts";
 import {

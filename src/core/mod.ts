@@ -14,6 +14,7 @@
  */
 export * from "./balancer.ts";
 export * from "./channel.ts";
+export * from "./errors.ts";
 export * from "./exit_error.ts";
 export * from "./config_file.ts";
 export * from "./connection_log.ts";

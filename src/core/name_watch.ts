@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { type Balancer, errorText } from "./balancer.ts";
+import type { Balancer } from "./balancer.ts";
+import { errorText } from "./errors.ts";
 import type { Channel } from "./channel.ts";
 import type { GroupSpec } from "./grammar.ts";
 import { addressBytes } from "./hash.ts";

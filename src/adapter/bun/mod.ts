@@ -14,9 +14,8 @@
 import type { Socket, SocketHandler } from "bun";
 import process from "node:process";
 import { type Balancer, formatHostPort } from "../../core/balancer.ts";
-import { ExitError } from "../../core/exit_error.ts";
 import { Listener } from "../../core/session/listener.ts";
-import { EX_NOPERM, EX_OSERR } from "../../core/sysexits.ts";
+import { listenError } from "../../core/errors.ts";
 import type { ServeOptions, Server } from "../types.ts";
 export { openSyslogSocket } from "./syslog.ts";
 export { makeProbe } from "./probe.ts";
@@ -93,7 +92,7 @@ const clientHandlers: SocketHandler<Pipe> = {
 
 /**
  * Listens on `options.hostname:port` and relays every client to a channel
- * the balancer picks. Throws an {@link ExitError} when it cannot listen.
+ * the balancer picks. Throws an `ExitError` ({@link listenError}) when it cannot listen.
  */
 export function serve(balancer: Balancer, options: ServeOptions): Promise<Server> {
   // Bun accepts on its own: a client beyond the descriptor budget is turned
@@ -195,12 +194,4 @@ export function selfCommand(): string[] {
   return Bun.main.startsWith("/$bunfs/") || Bun.main.includes("~BUN")
     ? [process.execPath]
     : [process.execPath, Bun.main];
-}
-
-function listenError(err: unknown, where: string): ExitError {
-  const code = (err as { code?: string }).code;
-  if (code === "EADDRINUSE") return new ExitError(`cannot listen on ${where}: address already in use`, EX_OSERR);
-  if (code === "EACCES") return new ExitError(`cannot listen on ${where}: permission denied`, EX_NOPERM);
-  if (code === "EADDRNOTAVAIL") return new ExitError(`cannot listen on ${where}: address not available`, EX_OSERR);
-  return new ExitError(`cannot listen on ${where}: ${(err as Error).message}`, EX_OSERR);
 }

@@ -9,7 +9,8 @@
  */
 /// <reference types="bun-types" />
 import type { Probe } from "../../core/health_checker.ts";
-import { deadlines, makeProbe as sharedProbe, type ProbeOptions, socketErrorText } from "../probe.ts";
+import { deadlines, makeProbe as sharedProbe, type ProbeOptions } from "../probe.ts";
+import { errorText } from "../../core/errors.ts";
 
 /**
  * The most a native check sends: bytes a new connection's empty send buffer
@@ -69,7 +70,7 @@ export function makeProbe(options: ProbeOptions): Probe {
           data() {},
           error() {},
           connectError(_, err) {
-            done(false, socketErrorText(err));
+            done(false, errorText(err));
           },
         },
       }).then(
@@ -77,7 +78,7 @@ export function makeProbe(options: ProbeOptions): Probe {
         () => abandoned.delete(key),
         (err) => {
           abandoned.delete(key);
-          done(false, socketErrorText(err));
+          done(false, errorText(err));
         },
       );
     });

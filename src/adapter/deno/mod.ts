@@ -12,7 +12,8 @@
 import { fileURLToPath } from "node:url";
 import type { Balancer } from "../../core/balancer.ts";
 import type { Channel } from "../../core/channel.ts";
-import { EX_NOPERM, EX_OSERR, EX_USAGE } from "../../core/sysexits.ts";
+import { EX_USAGE } from "../../core/sysexits.ts";
+import { listenError } from "../../core/errors.ts";
 import { ExitError } from "../../core/exit_error.ts";
 import { formatHostPort } from "../../core/balancer.ts";
 import { Listener } from "../../core/session/listener.ts";
@@ -165,17 +166,4 @@ async function writeAll(to: ByteStream, bytes: Uint8Array): Promise<void> {
 /** `deno run` of this same main module, with the permissions it runs with. */
 export function selfCommand(): string[] {
   return [Deno.execPath(), "run", "--allow-all", "--unstable-net", fileURLToPath(Deno.mainModule)];
-}
-
-function listenError(err: unknown, where: string): ExitError {
-  if (err instanceof Deno.errors.AddrInUse) {
-    return new ExitError(`cannot listen on ${where}: address already in use`, EX_OSERR);
-  }
-  if (err instanceof Deno.errors.PermissionDenied) {
-    return new ExitError(`cannot listen on ${where}: permission denied`, EX_NOPERM);
-  }
-  if (err instanceof Deno.errors.AddrNotAvailable) {
-    return new ExitError(`cannot listen on ${where}: address not available`, EX_OSERR);
-  }
-  return new ExitError(`cannot listen on ${where}: ${(err as Error).message}`, EX_OSERR);
 }

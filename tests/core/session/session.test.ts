@@ -149,7 +149,7 @@ test("session: the server resets during the early bytes: server-reset, only what
   assert.deepEqual(f.dumped, ["->early"]);
 });
 
-test("session: with --proxy-protocol the header carries the client and the address it reached", async () => {
+test("session: with --proxy-protocol the header carries the client and the address it reached", () => {
   const f = fixture({ proxyProtocol: 1 });
   const link = f.open();
   assert.equal(
