@@ -13,7 +13,7 @@ import { type HealthSettings, healthSettings, MIN_CHECK_INTERVAL } from "../core
 import { blaming, ExitError, usageError } from "../core/exit_error.ts";
 import { addressBytes } from "../core/hash.ts";
 import { shown } from "../core/shown.ts";
-import { type Config, DEFAULTS, type Mode } from "./config.ts";
+import { type Config, DEFAULTS, type Mode } from "../app/config.ts";
 
 // Large enough for any real timeout, small enough for setTimeout (2^31 ms).
 const MAX_TIMEOUT_SEC = 2_000_000;

@@ -3,7 +3,7 @@ import process from "node:process";
 import { ExitError } from "../core/exit_error.ts";
 import { EX_OK, EX_SOFTWARE } from "../core/sysexits.ts";
 import { isAnswering } from "../control/server.ts";
-import { underSystemd } from "./log.ts";
+import { underSystemd } from "../app/log.ts";
 
 /** Set in the environment of the detached copy. */
 export const DETACHED_ENV = "BALANCE_DETACHED";
