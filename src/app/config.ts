@@ -1,5 +1,5 @@
-import type { GroupSpec } from "../core/grammar.ts";
-import type { HealthSettings } from "../core/health.ts";
+import type { GroupSpec } from "../core/config/grammar.ts";
+import type { HealthSettings } from "../core/health/health.ts";
 
 /** What a command line asks for. */
 export type Mode = "serve" | "control" | "interactive" | "list" | "help" | "version";

@@ -10,11 +10,11 @@ import {
   type LogRecord,
   type Sink,
 } from "@logtape/logtape";
-import { ExitError } from "../core/exit_error.ts";
-import { shown } from "../core/shown.ts";
-import { EX_CANTCREAT } from "../core/sysexits.ts";
-import { syslogLine } from "../core/syslog.ts";
-import { Throttle, warningKey } from "../core/throttle.ts";
+import { ExitError } from "../core/util/exit_error.ts";
+import { shown } from "../core/util/shown.ts";
+import { EX_CANTCREAT } from "../core/util/sysexits.ts";
+import { syslogLine } from "../core/observe/syslog.ts";
+import { Throttle, warningKey } from "../core/observe/throttle.ts";
 import type { DatagramSender } from "../adapter/types.ts";
 import type { Config } from "./config.ts";
 

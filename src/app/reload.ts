@@ -7,9 +7,9 @@
  *
  * @module
  */
-import type { Balancer } from "../core/balancer.ts";
-import { ExitError } from "../core/exit_error.ts";
-import { reloadGroups, type ResolvedGroup } from "../core/reload.ts";
+import type { Balancer } from "../core/model/balancer.ts";
+import { ExitError } from "../core/util/exit_error.ts";
+import { reloadGroups, type ResolvedGroup } from "../core/config/reload.ts";
 import type { Config } from "./config.ts";
 
 /** What `reload` answers: `reloaded`, or why not (then nothing changed). */

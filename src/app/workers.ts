@@ -8,13 +8,13 @@
  * @module
  */
 import process from "node:process";
-import { Balancer, type Layout, type SelectionOptions } from "../core/balancer.ts";
-import { ConnectionBatch, type ConnectionRecord } from "../core/connection_log.ts";
-import { ExitError } from "../core/exit_error.ts";
-import type { Direction } from "../core/packet_dump.ts";
-import { SharedState, type StateHandle } from "../core/state.ts";
-import { EX_SOFTWARE } from "../core/sysexits.ts";
-import { warningKey } from "../core/throttle.ts";
+import { Balancer, type Layout, type SelectionOptions } from "../core/model/balancer.ts";
+import { ConnectionBatch, type ConnectionRecord } from "../core/observe/connection_log.ts";
+import { ExitError } from "../core/util/exit_error.ts";
+import type { Direction } from "../core/observe/packet_dump.ts";
+import { SharedState, type StateHandle } from "../core/model/state.ts";
+import { EX_SOFTWARE } from "../core/util/sysexits.ts";
+import { warningKey } from "../core/observe/throttle.ts";
 import type { Adapter, ServeOptions, Server } from "../adapter/types.ts";
 
 /** What a worker is told at start; everything a worker needs, postMessage-able. */

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import process from "node:process";
-import { ExitError } from "../core/exit_error.ts";
-import { EX_OK, EX_SOFTWARE } from "../core/sysexits.ts";
+import { ExitError } from "../core/util/exit_error.ts";
+import { EX_OK, EX_SOFTWARE } from "../core/util/sysexits.ts";
 import { isAnswering } from "../control/server.ts";
 import { underSystemd } from "../app/log.ts";
 

@@ -7,9 +7,9 @@ import {
   type ControlContext,
   executeCommand,
   resolveCommand,
-} from "../core/control.ts";
-import { ExitError } from "../core/exit_error.ts";
-import { EX_OSERR } from "../core/sysexits.ts";
+} from "../core/commands/control.ts";
+import { ExitError } from "../core/util/exit_error.ts";
+import { EX_OSERR } from "../core/util/sysexits.ts";
 import { INFO_REQUEST, type InstanceInfo, MAX_REQUEST_BYTES, parseRequest } from "./protocol.ts";
 
 /** A running control channel. */

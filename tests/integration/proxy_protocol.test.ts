@@ -23,7 +23,7 @@ import { until, within } from "../support/wait.ts";
 import { NGINX, startProxyProtocolNginx } from "../support/nginx.ts";
 import { HAPROXY, startProxyProtocolHaproxy } from "../support/haproxy.ts";
 import { Channel, Group, hashClientAddress } from "../../src/core/mod.ts";
-import { hashedChannels } from "../../src/core/schedule/rendezvous.ts";
+import { hashedChannels } from "../../src/core/selection/schedule/rendezvous.ts";
 
 // ------------------------------------------------------ headers, by hand
 
@@ -380,7 +380,7 @@ test("accept proxy: a % group hashes on the header's client: clients from 127.0.
     port,
   );
   try {
-    // The rendezvous model of src/core/schedule/rendezvous.ts over the four channels.
+    // The rendezvous model of src/core/selection/schedule/rendezvous.ts over the four channels.
     const group = new Group("Hash", backends.map((b) => new Channel(b.host, b.port)));
     const modelled = (address: string) =>
       backends[group.channels.indexOf(hashedChannels(group, hashClientAddress(address), false).next().value!)].name;

@@ -9,7 +9,7 @@ import { type Backend, connect, connected, freePort, startBackend, whoAnswers } 
 import { type Running, startBalance, withProxy } from "../support/balance.ts";
 import { until, within } from "../support/wait.ts";
 import { Channel, Group, hashClientAddress } from "../../src/core/mod.ts";
-import { hashedChannels } from "../../src/core/schedule/rendezvous.ts";
+import { hashedChannels } from "../../src/core/selection/schedule/rendezvous.ts";
 
 const at = (b: Backend) => `${b.host.includes(":") ? `[${b.host}]` : b.host}:${b.port}`;
 /** Bytes a stalled path may absorb: kernel buffers only (the README's "≈ 8 MiB in flight"). */

@@ -25,7 +25,7 @@ import { balanceCommand, type Running, startBalance } from "../support/balance.t
 import { findProgram, type Lab, labUnavailable, type Started, withLab } from "../support/netns.ts";
 import { until } from "../support/wait.ts";
 import { Channel, Group, hashClientAddress } from "../../src/core/mod.ts";
-import { hashedChannels } from "../../src/core/schedule/rendezvous.ts";
+import { hashedChannels } from "../../src/core/selection/schedule/rendezvous.ts";
 
 const PORT = 8080;
 const MAX_OUTAGE_S = 5;

@@ -13,9 +13,9 @@
 /// <reference types="bun-types" />
 import type { Socket, SocketHandler } from "bun";
 import process from "node:process";
-import { type Balancer, formatHostPort } from "../../core/balancer.ts";
+import { type Balancer, formatHostPort } from "../../core/model/balancer.ts";
 import { Listener } from "../../core/session/listener.ts";
-import { listenError } from "../../core/errors.ts";
+import { listenError } from "../../core/util/errors.ts";
 import type { ServeOptions, Server } from "../types.ts";
 export { openSyslogSocket } from "./syslog.ts";
 export { makeProbe } from "./probe.ts";

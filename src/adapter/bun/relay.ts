@@ -1,11 +1,11 @@
 /// <reference types="bun-types" />
 import type { Socket } from "bun";
-import type { Channel } from "../../core/channel.ts";
-import type { EndReason } from "../../core/connection_log.ts";
-import type { Direction } from "../../core/packet_dump.ts";
-import type { ProxyEndpoints } from "../../core/proxy_header_reader.ts";
+import type { Channel } from "../../core/model/channel.ts";
+import type { EndReason } from "../../core/observe/connection_log.ts";
+import type { Direction } from "../../core/observe/packet_dump.ts";
+import type { ProxyEndpoints } from "../../core/proxy/proxy_header_reader.ts";
 import type { Session, SessionLink, Side } from "../../core/session/session.ts";
-import { concatBytes } from "../../core/bytes.ts";
+import { concatBytes } from "../../core/util/bytes.ts";
 
 /** One direction of a {@link Pipe}: bytes the destination has not taken yet. */
 export class Flow {

@@ -1,5 +1,5 @@
 import * as net from "node:net";
-import type { Channel } from "../../core/channel.ts";
+import type { Channel } from "../../core/model/channel.ts";
 import { type ByteStream, NodeSocketStream } from "./byte_stream.ts";
 
 /** How outgoing connections are made, with balance's defaults explicit. */

@@ -1,5 +1,5 @@
-import type { Direction } from "../../core/packet_dump.ts";
-import type { ProxyEndpoints } from "../../core/proxy_header_reader.ts";
+import type { Direction } from "../../core/observe/packet_dump.ts";
+import type { ProxyEndpoints } from "../../core/proxy/proxy_header_reader.ts";
 import type { Session, SessionLink, Side } from "../../core/session/session.ts";
 import type { ByteStream } from "./byte_stream.ts";
 import type { DialOptions } from "./dial.ts";

@@ -5,12 +5,12 @@
  *
  * @module
  */
-import type { Balancer } from "../balancer.ts";
-import type { ConnectionRecord } from "../connection_log.ts";
-import { IdleTimer } from "../idle.ts";
-import type { Direction } from "../packet_dump.ts";
-import { Throttle } from "../throttle.ts";
-import { TimerQueue } from "../timer_queue.ts";
+import type { Balancer } from "../model/balancer.ts";
+import type { ConnectionRecord } from "../observe/connection_log.ts";
+import { IdleTimer } from "./idle.ts";
+import type { Direction } from "../observe/packet_dump.ts";
+import { Throttle } from "../observe/throttle.ts";
+import { TimerQueue } from "../util/timer_queue.ts";
 import { Session, type SessionLink } from "./session.ts";
 
 /**
