@@ -19,13 +19,13 @@ import { encodeProxyHeader } from "../core/proxy/proxy_protocol.ts";
 import type { ProxySettings } from "../core/proxy/proxy_protocol.ts";
 import { controlAddress, ensureControlDirectory } from "../control/address.ts";
 import { claimControlAddress, startControlServer } from "../control/server.ts";
-import { type MetricsServer, startMetricsServer } from "../control/metrics_server.ts";
+import { type MetricsServer, startMetricsServer } from "./observe/metrics_server.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics } from "../core/observe/metrics.ts";
 import { showJson } from "../core/commands/control.ts";
 import { openFilesLimit, processFigures } from "../adapter/process_stats.ts";
 import type { Config } from "./config.ts";
 import { reload, type ReloadAnswer, type ReloadContext } from "./reload.ts";
-import { type Log, logTargets, setupLog } from "./log.ts";
+import { type Log, logTargets, setupLog } from "./observe/log.ts";
 import { RUNTIME, VERSION } from "../cli/usage.ts";
 import { serveInWorkers } from "./workers.ts";
 

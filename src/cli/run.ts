@@ -11,7 +11,7 @@ import { runControlCommand, runControlShell } from "../control/client.ts";
 import { findInstances, formatInstances } from "../control/instances.ts";
 import { parseCommandLine } from "./args.ts";
 import { DETACHED_ENV, startInBackground } from "./background.ts";
-import { discardedLog, logTargets } from "../app/log.ts";
+import { discardedLog, logTargets } from "../app/observe/log.ts";
 import { resolveConfig, serveUntilStopped } from "../app/serve.ts";
 import type { Config } from "../app/config.ts";
 import { TRY_HELP, USAGE, versionLine } from "./usage.ts";

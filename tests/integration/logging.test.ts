@@ -8,7 +8,7 @@ import process from "node:process";
 import { balanceCommand, balanceEnv, runBalance, startBalance } from "../support/balance.ts";
 import { connect, freePort, startBackend } from "../support/net.ts";
 import { until, within } from "../support/wait.ts";
-import { discardedLog, logTargets } from "../../src/app/log.ts";
+import { discardedLog, logTargets } from "../../src/app/observe/log.ts";
 
 const RSYSLOGD = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"].find((p) => existsSync(p));
 

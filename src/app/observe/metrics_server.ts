@@ -7,8 +7,8 @@
  */
 import * as http from "node:http";
 import type { Socket } from "node:net";
-import { formatHostPort } from "../core/model/balancer.ts";
-import { listenError } from "../core/util/errors.ts";
+import { formatHostPort } from "../../core/model/balancer.ts";
+import { listenError } from "../../core/util/errors.ts";
 
 /** What the listener serves: each page is made afresh per request. */
 export interface MetricsPages {

@@ -10,13 +10,13 @@ import {
   type LogRecord,
   type Sink,
 } from "@logtape/logtape";
-import { ExitError } from "../core/util/exit_error.ts";
-import { shown } from "../core/util/shown.ts";
-import { EX_CANTCREAT } from "../core/util/sysexits.ts";
-import { syslogLine } from "../core/observe/syslog.ts";
-import { Throttle, warningKey } from "../core/observe/throttle.ts";
-import type { DatagramSender } from "../adapter/types.ts";
-import type { Config } from "./config.ts";
+import { ExitError } from "../../core/util/exit_error.ts";
+import { shown } from "../../core/util/shown.ts";
+import { EX_CANTCREAT } from "../../core/util/sysexits.ts";
+import { syslogLine } from "../../core/observe/syslog.ts";
+import { Throttle, warningKey } from "../../core/observe/throttle.ts";
+import type { DatagramSender } from "../../adapter/types.ts";
+import type { Config } from "../config.ts";
 
 /**
  * Where log lines go: the terminal, the local syslog socket (facility
