@@ -11,14 +11,14 @@ import { EX_NOHOST, EX_OK } from "../core/util/sysexits.ts";
 import { HealthChecker } from "../core/health/health_checker.ts";
 import { type NameResolver, NameWatch } from "../core/dns/name_watch.ts";
 import { makeResolver } from "../adapter/resolver.ts";
-import type { Adapter, ServeOptions } from "../adapter/types.ts";
+import type { Adapter, ServeOptions, Server } from "../adapter/types.ts";
 import type { ProbeOptions } from "../adapter/probe.ts";
 import type { HealthSettings } from "../core/health/health.ts";
 import { concatBytes } from "../core/util/bytes.ts";
 import { encodeProxyHeader } from "../core/proxy/proxy_protocol.ts";
 import type { ProxySettings } from "../core/proxy/proxy_protocol.ts";
 import { controlAddress, ensureControlDirectory } from "../control/address.ts";
-import { claimControlAddress, startControlServer } from "../control/server.ts";
+import { claimControlAddress, type ControlServer, startControlServer } from "../control/server.ts";
 import { type MetricsServer, startMetricsServer } from "./observe/metrics_server.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics } from "../core/observe/metrics.ts";
 import { showJson } from "../core/commands/control.ts";
@@ -27,7 +27,7 @@ import type { Config } from "./config.ts";
 import { reload, type ReloadAnswer, type ReloadContext } from "./reload.ts";
 import { type Log, logTargets, setupLog } from "./observe/log.ts";
 import { RUNTIME, VERSION } from "../cli/usage.ts";
-import { serveInWorkers } from "./workers.ts";
+import { serveInWorkers, type WorkerServer } from "./workers.ts";
 
 /**
  * Runs the balancer until it is stopped (`kill`, SIGTERM, SIGINT): resolves
@@ -50,12 +50,96 @@ export async function serveUntilStopped(
   const log = await setupLog(config.debug, logTargets(config), adapter.openSyslogSocket);
   const trace = config.debug ? (m: string) => log.debug(m) : undefined;
   const { resolver, hosts, hostname, sourceAddress } = await resolveConfig(config);
-  // What a reload may change: the groups and the live settings (reload.ts).
-  let running = config;
-  let reloadNow = (): Promise<ReloadAnswer> => Promise.resolve({ output: "not serving yet", error: true });
-  // Workers need SO_REUSEPORT that spreads connections, which only Linux has.
+  const workers = threadCount(config, log);
+  const balancer = makeBalancer(config, hosts, workers, log, trace);
+  const control = await claimControl(config);
+  const s: Serving = {
+    log,
+    trace,
+    balancer,
+    running: config,
+    connectionLog: config.logConnections
+      ? new ConnectionBatch((records) => log.infoLines(records.map(formatConnectionLine)))
+      : undefined,
+    reload: () => Promise.resolve({ output: "not serving yet", error: true }),
+    stopListening: () => Promise.resolve(),
+    endConnections: () => Promise.resolve(),
+  };
+  handleSignals(s);
+  const fileLimit = openFilesLimit();
+  const options = serveOptions(config, { hostname, sourceAddress }, connectionBudget(fileLimit), s);
+  const proxy: ProxySettings = { send: config.proxyProtocol, accept: config.acceptProxy };
+  const checker = healthChecker(config, adapter, sourceAddress, proxy, s);
+  const observe = checker && ((slot: number, reason: string) => checker.observeFailure(slot, reason));
+  if (observe) balancer.onConnectFailed = (channel, reason) => observe(channel.cells.slot, reason);
+  const inWorkers = workers > 1 ? await serveInWorkers(balancer, options, workers, workerUrl, observe) : undefined;
+  const server = inWorkers ?? await adapter.serve(balancer, options);
+  const names = watchNames(config, resolver, inWorkers, s);
+  s.reload = reloader(s, { options, resolver, reread, checker, names, inWorkers });
+  const { controlServer, metricsServer } = await startControlAndMetrics(s, config, control, {
+    lookupPort,
+    resolver,
+    checker,
+    proxy,
+    server,
+    inWorkers,
+  });
+  s.stopListening = () => {
+    checker?.stop();
+    names.stop();
+    server.close();
+    controlServer.close();
+    metricsServer?.close();
+    return server.finished;
+  };
+  s.endConnections = () => server.endConnections();
+  checker?.start();
+  names.start();
+  logStarted(s, config, {
+    hostname,
+    port: server.port,
+    workers,
+    proxy,
+    metricsServer,
+    control,
+    fileLimit,
+    maxConnections: options.maxConnections,
+  });
+  await server.finished;
+  return EX_OK;
+}
+
+/** What the steps of {@link serveUntilStopped} share. */
+interface Serving {
+  log: Log;
+  trace?: (message: string) => void;
+  balancer: Balancer;
+  /** The configuration in force: a reload replaces it. */
+  running: Config;
+  /** `--log-connections`: the lines not yet written. */
+  connectionLog?: ConnectionBatch;
+  /** Reads the configuration again and applies it (SIGHUP, `reload`). */
+  reload(): Promise<ReloadAnswer>;
+  /** Stops accepting, checking, watching names and serving control; resolves once the listener is closed. */
+  stopListening(): Promise<void>;
+  /** Closes every connection still open. */
+  endConnections(): Promise<void>;
+}
+
+// Workers need SO_REUSEPORT that spreads connections, which only Linux has.
+function threadCount(config: Config, log: Log): number {
   const workers = process.platform === "linux" ? config.workers : 1;
   if (workers < config.workers) log.warning(`-w: worker threads need Linux; running one (${process.platform})`);
+  return workers;
+}
+
+function makeBalancer(
+  config: Config,
+  hosts: Map<string, string>,
+  workers: number,
+  log: Log,
+  trace?: (message: string) => void,
+): Balancer {
   const balancer = Balancer.fromSpecs(
     config.groups,
     { autodisable: config.autodisable, hashFailover: config.hashFailover },
@@ -64,51 +148,58 @@ export async function serveUntilStopped(
     workers,
   );
   balancer.warn = (message, key) => log.throttled(message, key);
+  return balancer;
+}
 
+async function claimControl(config: Config): Promise<string> {
   const control = controlAddress(config.listenPort, config.bindAddress);
   ensureControlDirectory(dirname(control));
   await claimControlAddress(control, config.listenPort);
+  return control;
+}
 
-  // Stopping: no new clients at once, open connections get the grace period,
-  // then whatever is left is closed. A second signal ends the grace period
-  // (the operator will not wait): the same close and last line, exit 0.
-  let stopListening = () => Promise.resolve();
-  let endConnections = () => Promise.resolve();
-  const connectionLog = config.logConnections
-    ? new ConnectionBatch((records) => log.infoLines(records.map(formatConnectionLine)))
-    : undefined;
+// Stopping: no new clients at once, open connections get the grace period,
+// then whatever is left is closed. A second signal ends the grace period
+// (the operator will not wait): the same close and last line, exit 0.
+function stopper(s: Serving): (signal: string) => Promise<void> {
+  const { log, balancer } = s;
   let stopping = false;
   let hurried = false;
-  const stop = async (signal: string) => {
+  return async (signal) => {
     if (stopping) {
       if (!hurried) log.info(`second ${signal}: closing ${balancer.openConnections()} open connection(s) now`);
       hurried = true;
       return;
     }
     stopping = true;
-    await stopListening();
+    await s.stopListening();
     const open = balancer.openConnections();
-    log.info(`${signal}: stopped accepting; ${open} open connection(s), grace ${running.graceSeconds}s`);
-    const deadline = Date.now() + running.graceSeconds * 1000;
+    log.info(`${signal}: stopped accepting; ${open} open connection(s), grace ${s.running.graceSeconds}s`);
+    const deadline = Date.now() + s.running.graceSeconds * 1000;
     while (balancer.openConnections() > 0 && Date.now() < deadline && !hurried) {
       await new Promise((r) => setTimeout(r, 50));
     }
     const left = balancer.openConnections();
     // With --log-connections, each one left gets its line before the exit.
-    await endConnections();
-    connectionLog?.flush();
+    await s.endConnections();
+    s.connectionLog?.flush();
     log.info(`exiting, ${left} connection(s) closed`);
     await exitLogged(log, EX_OK);
   };
-  // A daemon's signals: only INT and TERM stop it. HUP (sent by reload
-  // scripts) and USR2 would kill it by default, leaving the control socket.
+}
+
+// A daemon's signals: only INT and TERM stop it. HUP (sent by reload
+// scripts) and USR2 would kill it by default, leaving the control socket.
+function handleSignals(s: Serving): void {
+  const { log } = s;
+  const stop = stopper(s);
   const handlers = {
     SIGINT: () => void stop("SIGINT"),
     SIGTERM: () => void stop("SIGTERM"),
     SIGHUP: () => {
-      if (running.configFiles.length === 0) return log.info("SIGHUP: no configuration file to reload; going on");
+      if (s.running.configFiles.length === 0) return log.info("SIGHUP: no configuration file to reload; going on");
       log.info("SIGHUP: reloading");
-      void reloadNow();
+      void s.reload();
     },
     SIGUSR1: () => log.info(log.reopen() ? "SIGUSR1: log file reopened" : "SIGUSR1: no log file to reopen"),
     SIGUSR2: () => log.info("SIGUSR2: ignored"),
@@ -119,13 +210,16 @@ export async function serveUntilStopped(
       process.on(signal as NodeJS.Signals, handler);
     } catch { /* Windows has only SIGINT of these */ }
   }
-  // Each proxied connection takes two descriptors; beyond the limit new
-  // clients wait (or are turned away) instead of failing accept in a loop.
-  const fileLimit = openFilesLimit();
-  const maxConnections = fileLimit === undefined
-    ? undefined
-    : Math.max(1, Math.floor((fileLimit - RESERVED_DESCRIPTORS) / 2));
-  const options: ServeOptions = {
+}
+
+function serveOptions(
+  config: Config,
+  { hostname, sourceAddress }: Pick<ResolvedConfig, "hostname" | "sourceAddress">,
+  maxConnections: number | undefined,
+  s: Serving,
+): ServeOptions {
+  const { log, trace, connectionLog } = s;
+  return {
     maxConnections,
     hostname,
     port: config.listenPort,
@@ -139,61 +233,117 @@ export async function serveUntilStopped(
     proxyProtocol: config.proxyProtocol,
     acceptProxy: config.acceptProxy,
   };
-  const proxy: ProxySettings = { send: config.proxyProtocol, accept: config.acceptProxy };
-  // Checks run here, in the thread that owns control; workers see the
-  // health through the shared state and tell of failed connects.
-  const checker = config.check &&
-    new HealthChecker(balancer, config.check, adapter.makeProbe(probeOptions(config.check, sourceAddress, proxy)), {
-      info: (m) => log.info(m),
-      warning: (m) => log.warning(m),
-      trace,
-    });
-  const observe = checker && ((slot: number, reason: string) => checker.observeFailure(slot, reason));
-  if (observe) balancer.onConnectFailed = (channel, reason) => observe(channel.cells.slot, reason);
-  const inWorkers = workers > 1 ? await serveInWorkers(balancer, options, workers, workerUrl, observe) : undefined;
-  const server = inWorkers ?? await adapter.serve(balancer, options);
-  // Names are asked again here, on one timer; workers take a new address as a new layout.
+}
+
+// Each proxied connection takes two descriptors; beyond the limit new
+// clients wait (or are turned away) instead of failing accept in a loop.
+function connectionBudget(fileLimit: number | undefined): number | undefined {
+  return fileLimit === undefined ? undefined : Math.max(1, Math.floor((fileLimit - RESERVED_DESCRIPTORS) / 2));
+}
+
+// Checks run here, in the thread that owns control; workers see the
+// health through the shared state and tell of failed connects.
+function healthChecker(
+  config: Config,
+  adapter: Adapter,
+  sourceAddress: string | undefined,
+  proxy: ProxySettings,
+  s: Serving,
+): HealthChecker | undefined {
+  if (!config.check) return undefined;
+  const { log, trace } = s;
+  return new HealthChecker(
+    s.balancer,
+    config.check,
+    adapter.makeProbe(probeOptions(config.check, sourceAddress, proxy)),
+    { info: (m) => log.info(m), warning: (m) => log.warning(m), trace },
+  );
+}
+
+// Names are asked again here, on one timer; workers take a new address as a new layout.
+function watchNames(
+  config: Config,
+  resolver: NameResolver,
+  inWorkers: WorkerServer | undefined,
+  s: Serving,
+): NameWatch {
+  const { log, trace } = s;
   const names = new NameWatch(
-    balancer,
+    s.balancer,
     config.resolveInterval,
     resolver,
     { info: (m) => log.info(m), warning: (m) => log.warning(m), trace },
     () => inWorkers?.syncLayout(),
   );
   names.followSpecs(config.groups);
-  const reloading: ReloadContext = {
+  return names;
+}
+
+/** What a reload changes besides the balancer. */
+interface ReloadTargets {
+  options: ServeOptions;
+  resolver: NameResolver;
+  reread: () => Config;
+  checker?: HealthChecker;
+  names: NameWatch;
+  inWorkers?: WorkerServer;
+}
+
+// One reload at a time, in the order asked (SIGHUP and `reload` alike).
+function reloader(s: Serving, t: ReloadTargets): () => Promise<ReloadAnswer> {
+  const { balancer, log } = s;
+  const ctx: ReloadContext = {
     balancer,
-    running: () => running,
-    reread,
-    resolve: (next) => resolveChannelHosts(resolver, next),
+    running: () => s.running,
+    reread: t.reread,
+    resolve: (next) => resolveChannelHosts(t.resolver, next),
     applySettings: (next) => {
       balancer.options.autodisable = next.autodisable;
       balancer.options.hashFailover = next.hashFailover;
-      options.connectTimeoutMs = next.connectTimeout * 1000;
-      running = next;
+      t.options.connectTimeoutMs = next.connectTimeout * 1000;
+      s.running = next;
     },
     layoutChanged: async () => {
-      checker?.refresh();
-      names.followSpecs(running.groups);
-      await inWorkers?.syncLayout();
+      t.checker?.refresh();
+      t.names.followSpecs(s.running.groups);
+      await t.inWorkers?.syncLayout();
     },
     log: { info: (m) => log.info(m), warning: (m) => log.warning(m) },
   };
-  // One reload at a time, in the order asked (SIGHUP and `reload` alike).
   let reloads = Promise.resolve<ReloadAnswer>({ output: "" });
-  reloadNow = () => (reloads = reloads.then(() => reload(reloading)));
-  let controlServer;
-  let metricsServer: MetricsServer | undefined;
+  return () => (reloads = reloads.then(() => reload(ctx)));
+}
+
+/** What the control channel and the metrics listener serve. */
+interface Served {
+  lookupPort: ServiceLookup;
+  resolver: NameResolver;
+  checker?: HealthChecker;
+  proxy: ProxySettings;
+  server: Server;
+  inWorkers?: WorkerServer;
+}
+
+// Nothing may go on serving without its control channel (or the metrics asked for).
+async function startControlAndMetrics(
+  s: Serving,
+  config: Config,
+  control: string,
+  served: Served,
+): Promise<{ controlServer: ControlServer; metricsServer?: MetricsServer }> {
+  const { log, balancer } = s;
+  const { checker, proxy, inWorkers } = served;
+  let controlServer: ControlServer | undefined;
   try {
     controlServer = await startControlServer(
       {
         balancer,
         version: VERSION,
-        lookupPort,
+        lookupPort: served.lookupPort,
         log: (line) => log.info(line),
         health: checker,
         proxy,
-        configuration: () => ({ options: running.optionWords, port: running.listenPort }),
+        configuration: () => ({ options: s.running.optionWords, port: s.running.listenPort }),
       },
       control,
       {
@@ -202,51 +352,55 @@ export async function serveUntilStopped(
           void exitLogged(log, EX_OK);
         },
         syncLayout: inWorkers?.syncLayout,
-        resolveHost: (host) => resolveHost(resolver, host, "host").catch(() => undefined),
-        reload: reloadNow,
+        resolveHost: (host) => resolveHost(served.resolver, host, "host").catch(() => undefined),
+        reload: () => s.reload(),
         info: { port: config.listenPort, bind: config.bindAddress ?? null },
       },
     );
     // Here, in the control thread: it reads the shared state, so every worker's numbers add up.
-    if (config.metrics) {
-      metricsServer = await startMetricsServer(config.metrics.host, config.metrics.port, {
+    const metricsServer = config.metrics
+      ? await startMetricsServer(config.metrics.host, config.metrics.port, {
         metricsContentType: METRICS_CONTENT_TYPE,
         metrics: () => renderMetrics({ balancer, version: VERSION, runtime: RUNTIME, process: processFigures() }),
-        status: () => JSON.stringify(showJson(balancer, checker || undefined, proxy)),
-      });
-    }
+        status: () => JSON.stringify(showJson(balancer, checker, proxy)),
+      })
+      : undefined;
+    return { controlServer, metricsServer };
   } catch (err) {
-    // Nothing may go on serving without its control channel (or the metrics asked for).
     controlServer?.close();
     if (inWorkers) inWorkers.terminate();
-    else server.close();
+    else served.server.close();
     throw err;
   }
-  stopListening = () => {
-    checker?.stop();
-    names.stop();
-    server.close();
-    controlServer.close();
-    metricsServer?.close();
-    return server.finished;
-  };
-  endConnections = () => server.endConnections();
-  checker?.start();
-  names.start();
-  log.info(
-    `balance ${VERSION} started: listening on ${hostname} port ${server.port} in ${workers} thread(s), ${balancer.groups.length} group(s)${
+}
+
+function logStarted(
+  s: Serving,
+  config: Config,
+  at: {
+    hostname: string;
+    port: number;
+    workers: number;
+    proxy: ProxySettings;
+    metricsServer?: MetricsServer;
+    control: string;
+    fileLimit?: number;
+    maxConnections?: number;
+  },
+): void {
+  const { hostname, port, workers, proxy, metricsServer, control, fileLimit, maxConnections } = at;
+  s.log.info(
+    `balance ${VERSION} started: listening on ${hostname} port ${port} in ${workers} thread(s), ${s.balancer.groups.length} group(s)${
       proxy.accept ? ", PROXY header required from clients" : ""
     }${proxy.send ? `, PROXY v${proxy.send} header sent to channels` : ""}${
       metricsServer ? `, metrics ${formatHostPort(config.metrics!.host, metricsServer.port)}` : ""
     }, control ${control}`,
   );
-  trace?.(
+  s.trace?.(
     maxConnections === undefined
       ? "open files limit unknown: no connection limit"
       : `open files limit ${fileLimit}: at most ${maxConnections} proxied connections at once`,
   );
-  await server.finished;
-  return EX_OK;
 }
 
 // With --proxy-protocol a check begins with the header that names no client

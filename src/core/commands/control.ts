@@ -128,13 +128,6 @@ export interface HealthView {
 
 const SYNTAX_ERROR = "syntax error";
 
-// The group-type commands: the type each sets and how its answer names it.
-const GROUP_TYPES: Record<"hash" | "rr" | "leastconn", [GroupType, string]> = {
-  hash: ["Hash", "hash"],
-  rr: ["RR", "round robin"],
-  leastconn: ["LC", "least connection"],
-};
-
 /**
  * The host word of a `create` or `assign` line, brackets removed
  * (`[fd00::1]` is `fd00::1`), or `undefined` for any other line. Resolving
@@ -187,170 +180,228 @@ export function executeCommand(
   hostAddress?: string,
 ): CommandResult {
   const { word, command, args } = splitCommand(line);
-  const answer = (output: string, extra: Partial<CommandResult> = {}) => ({ output, group, ...extra });
-  const fail = (output: string) => answer(output, { error: true });
-  const changed = (what: string) => ctx.log?.(`control: ${what}`);
-  if (word === "") return answer("");
-  if (command === undefined) return fail(SYNTAX_ERROR);
+  if (word === "") return { output: "", group };
+  if (command === undefined) return { output: SYNTAX_ERROR, group, error: true };
+  const call: Call = { ctx, group, command, args, numbers: args.map(wholeNumber), hostAddress };
+  const refused = refusal(call);
+  return refused === undefined ? STEPS[command](call) : fail(call, refused);
+}
+
+/** One command line on its way through {@link executeCommand}. */
+interface Call {
+  ctx: ControlContext;
+  /** The current group, as the client sent it. */
+  group: number;
+  command: CommandName;
+  args: string[];
+  /** The arguments as whole numbers; `NaN` for one that is not. */
+  numbers: number[];
+  /** What the host of `create`/`assign` resolved to. */
+  hostAddress?: string;
+}
+
+const ARG_COUNTS: Record<CommandName, number[]> = {
+  quit: [0],
+  show: [0, 1],
+  help: [0],
+  kill: [0],
+  disable: [1],
+  group: [1],
+  reset: [1],
+  enable: [1],
+  create: [2],
+  assign: [3],
+  maxc: [2],
+  "mrtg-bytes": [2],
+  "mrtg-conns": [2],
+  version: [0],
+  hash: [0],
+  rr: [0],
+  health: [0],
+  leastconn: [0],
+  weight: [2],
+  reload: [0],
+  dump: [0],
+};
+
+// Channel numbers and counts are whole decimal numbers: `disable x` is a
+// syntax error (balance 3.54 read it as 0 and disabled channel 0).
+function wholeNumber(arg: string): number {
+  return /^\d{1,10}$/.test(arg) ? Number(arg) : NaN;
+}
+
+// Why the command cannot run at all, or `undefined`.
+function refusal({ group, command, args }: Call): string | undefined {
   // The current group comes from the client; only `group` may leave a bad one.
-  if (!(group < MAX_GROUPS) && command !== "group") return fail("value out of range");
-  const { balancer } = ctx;
-  const groups = balancer.groups;
-  const current = groups[group];
-  const argCount: Record<CommandName, number[]> = {
-    quit: [0],
-    show: [0, 1],
-    help: [0],
-    kill: [0],
-    disable: [1],
-    group: [1],
-    reset: [1],
-    enable: [1],
-    create: [2],
-    assign: [3],
-    maxc: [2],
-    "mrtg-bytes": [2],
-    "mrtg-conns": [2],
-    version: [0],
-    hash: [0],
-    rr: [0],
-    health: [0],
-    leastconn: [0],
-    weight: [2],
-    reload: [0],
-    dump: [0],
-  };
-  if (!argCount[command].includes(args.length)) return fail(SYNTAX_ERROR);
-  // Channel numbers and counts are whole decimal numbers: `disable x` is a
-  // syntax error (balance 3.54 read it as 0 and disabled channel 0).
-  const numbers = args.map((a) => (/^\d{1,10}$/.test(a) ? Number(a) : NaN));
-  const channelAt = (n: number): Channel | undefined => current?.channels[n];
-  // A literal address as is; a name only as the caller resolved it.
-  const addressOf = (host: string): string | undefined => {
-    const text = unbracketed(host);
-    const address = addressBytes(text) ? text : hostAddress;
-    return address !== undefined && addressBytes(address) ? address : undefined;
-  };
+  if (!(group < MAX_GROUPS) && command !== "group") return "value out of range";
+  if (!ARG_COUNTS[command].includes(args.length)) return SYNTAX_ERROR;
+  return undefined;
+}
 
-  switch (command) {
-    case "quit":
-      return answer("", { quit: true });
-    case "kill":
-      changed("kill");
-      return answer("shutdown complete, exiting.", { kill: true });
-    case "help":
-      return answer(COMMANDS.map((c) => HELP[c]).join("\n"));
-    case "dump": {
-      const { options, port } = ctx.configuration?.() ?? { options: [], port: 0 };
-      return answer(dumpConfig(balancer, options, port).trimEnd());
-    }
-    case "reload":
-      // The control server does a reload itself (it reads files and resolves names).
-      return fail("reload is not available here");
-    case "version":
-      return answer(`This is balance ${ctx.version}\nMAXGROUPS=${MAX_GROUPS}\nMAXCHANNELS=${MAX_CHANNELS}`);
-    case "show":
-      if (args.length === 1 && args[0] !== "--json") return fail(SYNTAX_ERROR);
-      return answer(args.length ? JSON.stringify(showJson(balancer, ctx.health, ctx.proxy)) : showTable(balancer));
-    case "health":
-      return answer(healthTable(balancer, ctx.health));
-    case "group": {
-      const g = numbers[0];
-      if (Number.isNaN(g)) return fail(SYNTAX_ERROR);
-      if (g >= MAX_GROUPS) return fail("value out of range");
-      return { output: "", group: g };
-    }
-    case "hash":
-    case "rr":
-    case "leastconn": {
-      const [type, name] = GROUP_TYPES[command];
-      balancer.group(group).type = type;
-      const done = `group ${group} set to ${name}`;
-      changed(done);
-      return answer(done);
-    }
-    case "create": {
-      const [host, portText] = args;
-      const address = addressOf(host);
-      const port = parsePortArg(portText, ctx.lookupPort);
-      if (address === undefined || port === undefined) return fail("invalid address");
-      const created = balancer.addChannel(group, address, port, 0, false);
-      if (!created) return fail("no channel slots available");
-      const n = balancer.groups[group].channels.indexOf(created);
-      changed(`channel ${n} of group ${group} created for ${formatHostPort(address, port)} (disabled)`);
-      ctx.health?.checkNow(created, "created");
-      return answer("channel created", { layoutChanged: true });
-    }
-    case "mrtg-bytes":
-    case "mrtg-conns": {
-      const [g, n] = numbers;
-      if (Number.isNaN(g) || Number.isNaN(n)) return fail(SYNTAX_ERROR);
-      const channel = groups[g]?.channels[n];
-      if (!channel) return fail(`no such channel ${n}`);
-      const label = `group ${g} channel ${n}`;
-      return answer(
-        command === "mrtg-bytes"
-          ? `${channel.rcvd}\n${channel.sent}\nUNKNOWN\n${label}`
-          : `${channel.totalc}\nUNKNOWN\nUNKNOWN\n${label}`,
-      );
-    }
-  }
+function answer(call: Call, output: string, extra: Partial<CommandResult> = {}): CommandResult {
+  return { output, group: call.group, ...extra };
+}
 
-  // The rest act on channel N of the current group.
-  const n = numbers[0];
-  if (Number.isNaN(n)) return fail(SYNTAX_ERROR);
-  const channel = channelAt(n);
-  if (!channel) return fail(`no such channel ${n}`);
-  const which = `channel ${n} of group ${group}`;
-  switch (command) {
-    case "enable":
-    case "disable": {
-      const enable = command === "enable";
-      const verb = enable ? "enabled" : "disabled";
-      if (channel.enabled === enable) return answer(`channel ${n} already ${verb}`);
-      channel.enabled = enable;
-      changed(`${which} ${verb}`);
-      if (enable) ctx.health?.checkNow(channel, "enabled");
-      return answer(`channel ${n} ${verb}`);
-    }
-    case "reset":
-      channel.totalc = 0;
-      channel.sent = 0;
-      channel.rcvd = 0;
-      changed(`${which} counters reset`);
-      return answer(`channel ${n} counters reset`);
-    case "maxc": {
-      const m = numbers[1];
-      if (Number.isNaN(m) || m > MAX_MAXC) return fail(SYNTAX_ERROR);
-      channel.maxc = m;
-      changed(`maxc of ${which} changed to ${m}`);
-      return answer(`maxc of channel ${n} changed to ${m}`);
-    }
-    case "weight": {
-      const w = numbers[1];
-      if (Number.isNaN(w)) return fail(SYNTAX_ERROR);
-      if (w > MAX_WEIGHT) return fail("value out of range");
-      channel.weight = w;
-      // After the store: a thread that sees the new generation sees the new weight.
-      balancer.group(group).changed();
-      changed(`weight of ${which} changed to ${w}`);
-      return answer(`weight of channel ${n} changed to ${w}`);
-    }
-    case "assign": {
-      if (channel.enabled) return fail("channel must be disabled to assign new address");
-      const address = addressOf(args[1]);
-      const port = parsePortArg(args[2], ctx.lookupPort);
-      if (address === undefined || port === undefined) return fail("invalid address");
-      channel.address = address;
-      channel.host = undefined;
-      channel.port = port;
-      balancer.group(group).changed();
-      changed(`${which} reassigned to ${formatHostPort(address, port)}`);
-      ctx.health?.checkNow(channel, "reassigned");
-      return answer("channel reassigned", { layoutChanged: true });
-    }
-  }
-  return fail(SYNTAX_ERROR);
+function fail(call: Call, output: string): CommandResult {
+  return answer(call, output, { error: true });
+}
+
+function logChange(call: Call, what: string): void {
+  call.ctx.log?.(`control: ${what}`);
+}
+
+// A literal address as is; a name only as the caller resolved it.
+function addressOf(call: Call, host: string): string | undefined {
+  const text = unbracketed(host);
+  const address = addressBytes(text) ? text : call.hostAddress;
+  return address !== undefined && addressBytes(address) ? address : undefined;
+}
+
+const STEPS: Record<CommandName, (call: Call) => CommandResult> = {
+  quit: (call) => answer(call, "", { quit: true }),
+  kill: (call) => {
+    logChange(call, "kill");
+    return answer(call, "shutdown complete, exiting.", { kill: true });
+  },
+  help: (call) => answer(call, COMMANDS.map((c) => HELP[c]).join("\n")),
+  dump: (call) => {
+    const { options, port } = call.ctx.configuration?.() ?? { options: [], port: 0 };
+    return answer(call, dumpConfig(call.ctx.balancer, options, port).trimEnd());
+  },
+  // The control server does a reload itself (it reads files and resolves names).
+  reload: (call) => fail(call, "reload is not available here"),
+  version: (call) =>
+    answer(call, `This is balance ${call.ctx.version}\nMAXGROUPS=${MAX_GROUPS}\nMAXCHANNELS=${MAX_CHANNELS}`),
+  show: showChannels,
+  health: (call) => answer(call, healthTable(call.ctx.balancer, call.ctx.health)),
+  group: chooseGroup,
+  hash: setsGroupType("Hash", "hash"),
+  rr: setsGroupType("RR", "round robin"),
+  leastconn: setsGroupType("LC", "least connection"),
+  create: createChannel,
+  "mrtg-bytes": mrtg((channel) => `${channel.rcvd}\n${channel.sent}\nUNKNOWN`),
+  "mrtg-conns": mrtg((channel) => `${channel.totalc}\nUNKNOWN\nUNKNOWN`),
+  enable: onChannel(setsEnabled(true)),
+  disable: onChannel(setsEnabled(false)),
+  reset: onChannel(resetCounters),
+  maxc: onChannel(setMaxc),
+  weight: onChannel(setWeight),
+  assign: onChannel(assignAddress),
+};
+
+function showChannels(call: Call): CommandResult {
+  const { args, ctx } = call;
+  if (args.length === 1 && args[0] !== "--json") return fail(call, SYNTAX_ERROR);
+  return answer(
+    call,
+    args.length ? JSON.stringify(showJson(ctx.balancer, ctx.health, ctx.proxy)) : showTable(ctx.balancer),
+  );
+}
+
+function chooseGroup(call: Call): CommandResult {
+  const g = call.numbers[0];
+  if (Number.isNaN(g)) return fail(call, SYNTAX_ERROR);
+  if (g >= MAX_GROUPS) return fail(call, "value out of range");
+  return { output: "", group: g };
+}
+
+// `hash`, `rr`, `leastconn`: the type each sets and how its answer names it.
+function setsGroupType(type: GroupType, name: string): (call: Call) => CommandResult {
+  return (call) => {
+    call.ctx.balancer.group(call.group).type = type;
+    const done = `group ${call.group} set to ${name}`;
+    logChange(call, done);
+    return answer(call, done);
+  };
+}
+
+function createChannel(call: Call): CommandResult {
+  const { ctx, group, args: [host, portText] } = call;
+  const address = addressOf(call, host);
+  const port = parsePortArg(portText, ctx.lookupPort);
+  if (address === undefined || port === undefined) return fail(call, "invalid address");
+  const created = ctx.balancer.addChannel(group, address, port, 0, false);
+  if (!created) return fail(call, "no channel slots available");
+  const n = ctx.balancer.groups[group].channels.indexOf(created);
+  logChange(call, `channel ${n} of group ${group} created for ${formatHostPort(address, port)} (disabled)`);
+  ctx.health?.checkNow(created, "created");
+  return answer(call, "channel created", { layoutChanged: true });
+}
+
+// `mrtg-bytes G N`, `mrtg-conns G N`: MRTG's four lines, the label last.
+function mrtg(figures: (channel: Channel) => string): (call: Call) => CommandResult {
+  return (call) => {
+    const [g, n] = call.numbers;
+    if (Number.isNaN(g) || Number.isNaN(n)) return fail(call, SYNTAX_ERROR);
+    const channel = call.ctx.balancer.groups[g]?.channels[n];
+    if (!channel) return fail(call, `no such channel ${n}`);
+    return answer(call, `${figures(channel)}\ngroup ${g} channel ${n}`);
+  };
+}
+
+/** A command on channel N of the current group, once N names one. */
+type ChannelStep = (call: Call, channel: Channel, n: number, which: string) => CommandResult;
+
+function onChannel(step: ChannelStep): (call: Call) => CommandResult {
+  return (call) => {
+    const n = call.numbers[0];
+    if (Number.isNaN(n)) return fail(call, SYNTAX_ERROR);
+    const channel = call.ctx.balancer.groups[call.group]?.channels[n];
+    if (!channel) return fail(call, `no such channel ${n}`);
+    return step(call, channel, n, `channel ${n} of group ${call.group}`);
+  };
+}
+
+function setsEnabled(enable: boolean): ChannelStep {
+  const verb = enable ? "enabled" : "disabled";
+  return (call, channel, n, which) => {
+    if (channel.enabled === enable) return answer(call, `channel ${n} already ${verb}`);
+    channel.enabled = enable;
+    logChange(call, `${which} ${verb}`);
+    if (enable) call.ctx.health?.checkNow(channel, "enabled");
+    return answer(call, `channel ${n} ${verb}`);
+  };
+}
+
+function resetCounters(call: Call, channel: Channel, n: number, which: string): CommandResult {
+  channel.totalc = 0;
+  channel.sent = 0;
+  channel.rcvd = 0;
+  logChange(call, `${which} counters reset`);
+  return answer(call, `channel ${n} counters reset`);
+}
+
+function setMaxc(call: Call, channel: Channel, n: number, which: string): CommandResult {
+  const m = call.numbers[1];
+  if (Number.isNaN(m) || m > MAX_MAXC) return fail(call, SYNTAX_ERROR);
+  channel.maxc = m;
+  logChange(call, `maxc of ${which} changed to ${m}`);
+  return answer(call, `maxc of channel ${n} changed to ${m}`);
+}
+
+function setWeight(call: Call, channel: Channel, n: number, which: string): CommandResult {
+  const w = call.numbers[1];
+  if (Number.isNaN(w)) return fail(call, SYNTAX_ERROR);
+  if (w > MAX_WEIGHT) return fail(call, "value out of range");
+  channel.weight = w;
+  // After the store: a thread that sees the new generation sees the new weight.
+  call.ctx.balancer.group(call.group).changed();
+  logChange(call, `weight of ${which} changed to ${w}`);
+  return answer(call, `weight of channel ${n} changed to ${w}`);
+}
+
+function assignAddress(call: Call, channel: Channel, _n: number, which: string): CommandResult {
+  if (channel.enabled) return fail(call, "channel must be disabled to assign new address");
+  const address = addressOf(call, call.args[1]);
+  const port = parsePortArg(call.args[2], call.ctx.lookupPort);
+  if (address === undefined || port === undefined) return fail(call, "invalid address");
+  channel.address = address;
+  channel.host = undefined;
+  channel.port = port;
+  call.ctx.balancer.group(call.group).changed();
+  logChange(call, `${which} reassigned to ${formatHostPort(address, port)}`);
+  call.ctx.health?.checkNow(channel, "reassigned");
+  return answer(call, "channel reassigned", { layoutChanged: true });
 }
 
 function parsePortArg(text: string, lookup: ServiceLookup): number | undefined {
