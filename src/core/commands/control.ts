@@ -95,6 +95,8 @@ export interface CommandResult {
   quit?: boolean;
   /** `kill`: the balancer should stop once the answer is out. */
   kill?: boolean;
+  /** `reload`: the application reads its configuration again; what that answers is the answer. */
+  reload?: boolean;
   /** `create`, `assign`: channels or addresses changed (workers must be told). */
   layoutChanged?: boolean;
   /** The answer is an error (`syntax error`, `no such channel N`, …): `-c` exits 65. */
@@ -268,8 +270,8 @@ const STEPS: Record<CommandName, (call: Call) => CommandResult> = {
     const { options, port } = call.ctx.configuration?.() ?? { options: [], port: 0 };
     return answer(call, dumpConfig(call.ctx.balancer, options, port).trimEnd());
   },
-  // The control server does a reload itself (it reads files and resolves names).
-  reload: (call) => fail(call, "reload is not available here"),
+  // Reading files and resolving names is I/O: the application reloads, and answers.
+  reload: (call) => answer(call, "", { reload: true }),
   version: (call) =>
     answer(call, `This is balance ${call.ctx.version}\nMAXGROUPS=${MAX_GROUPS}\nMAXCHANNELS=${MAX_CHANNELS}`),
   show: showChannels,

@@ -288,6 +288,12 @@ test("control: help, version, kill, quit, empty line", () => {
   assert.deepEqual(run("   "), { output: "", group: 0 });
 });
 
+test("control: reload is an effect the application carries out, like kill; only alone", () => {
+  const { run } = setup();
+  assert.deepEqual(run("rel"), { output: "", group: 0, reload: true });
+  assert.deepEqual(run("reload now"), { output: "syntax error", group: 0, error: true });
+});
+
 test("control: error answers say so (-c exits 65 on them); successful ones do not", () => {
   const { run } = setup();
   for (
