@@ -9,10 +9,10 @@ import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import { type Backend, freePort, startBackend, whoAnswers } from "../support/net.ts";
 import { startBalance } from "../support/balance.ts";
-import { control } from "../support/health.ts";
 import { until } from "../support/wait.ts";
 import { Channel, Group, hashClientAddress } from "../../src/core/mod.ts";
 import { hashedChannels } from "../../src/core/selection/schedule/rendezvous.ts";
+import { control } from "../support/helpers.ts";
 
 const CLIENTS = Array.from({ length: 2000 }, (_, i) => `127.1.${Math.floor(i / 250)}.${1 + (i % 250)}`);
 const BATCH = 100;
