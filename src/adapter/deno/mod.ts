@@ -50,7 +50,7 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
   }
   // Deno accepts when asked: at the descriptor budget, clients wait in the kernel's queue.
   const listener = new Listener(balancer, options, "wait");
-  const dial: DialOptions = { timeoutMs: options.connectTimeoutMs, sourceAddress: options.sourceAddress };
+  const dial: DialOptions = { sourceAddress: options.sourceAddress };
   let closing = false;
   const finished = acceptLoop(socket, listener, dial, () => closing);
   return Promise.resolve({
@@ -156,7 +156,7 @@ async function readHeader(session: Session<Pipe>, client: Deno.TcpConn): Promise
 }
 
 function dialFor(channel: Channel, session: Session<Pipe>): Promise<ByteStream> {
-  return dialChannel(channel, session.link.dial);
+  return dialChannel(channel, session.link.dial, session.listener);
 }
 
 async function writeAll(to: ByteStream, bytes: Uint8Array): Promise<void> {

@@ -91,7 +91,7 @@ export async function copyBytes(
  *
  * @example
  * ```ts
- * const pipe = new Pipe(client, { timeoutMs: 5000 });
+ * const pipe = new Pipe(client, { sourceAddress: "10.0.0.2" });
  * pipe.session = listener.open(pipe, client.remoteAddr.hostname);
  * ```
  */
