@@ -5,7 +5,7 @@
  * `deno bench bench/hash_bench.ts`; docs/hashing.md has the figures.
  */
 import { Channel, Group, hashClientAddress } from "../src/core/mod.ts";
-import { BUCKETS, hashedChannels, Ranking } from "../src/core/schedule/rendezvous.ts";
+import { BUCKETS, hashedChannels, Ranking } from "../src/core/selection/schedule/rendezvous.ts";
 
 const groupOf = (n: number, weighted: boolean) =>
   new Group(

@@ -10,7 +10,7 @@
  * @module
  */
 import type { Adapter } from "./adapter/types.ts";
-import { runWorker } from "./cli/workers.ts";
+import { runWorker } from "./app/workers.ts";
 
 const adapter: Adapter = "Bun" in globalThis
   ? await import("./adapter/bun/mod.ts")

@@ -8,7 +8,7 @@
  * @module
  */
 import process from "node:process";
-import { unixSocketAddress } from "../core/syslog.ts";
+import { unixSocketAddress } from "../core/observe/syslog.ts";
 import type { DatagramSender } from "./types.ts";
 
 /** The libc calls a {@link DatagramSender} needs, as an FFI binds them. */

@@ -7,15 +7,15 @@
  *
  * @module
  */
-import { errorText } from "../core/errors.ts";
+import { errorText } from "../core/util/errors.ts";
 import { spawn } from "node:child_process";
 import * as net from "node:net";
 import process from "node:process";
-import type { CheckResult } from "../core/health.ts";
-import type { HealthSettings } from "../core/health.ts";
-import type { Probe, ProbeTarget } from "../core/health_checker.ts";
-import { TimerQueue } from "../core/timer_queue.ts";
-import { concatBytes } from "../core/bytes.ts";
+import type { CheckResult } from "../core/health/health.ts";
+import type { HealthSettings } from "../core/health/health.ts";
+import type { Probe, ProbeTarget } from "../core/health/health_checker.ts";
+import { TimerQueue } from "../core/util/timer_queue.ts";
+import { concatBytes } from "../core/util/bytes.ts";
 
 /**
  * The timeouts of every check under way, on one runtime timer: a timer per

@@ -7,7 +7,7 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import process from "node:process";
-import type { ProcessFigures } from "../core/metrics.ts";
+import type { ProcessFigures } from "../core/observe/metrics.ts";
 
 // Taken once at load, which is the start as near as a scrape can tell.
 const START_SECONDS = Date.now() / 1000 - process.uptime();

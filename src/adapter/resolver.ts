@@ -1,7 +1,7 @@
 import { lookup, Resolver } from "node:dns/promises";
-import { formatHostPort } from "../core/balancer.ts";
-import { errorText } from "../core/errors.ts";
-import type { NameResolver, Resolution } from "../core/name_watch.ts";
+import { formatHostPort } from "../core/model/balancer.ts";
+import { errorText } from "../core/util/errors.ts";
+import type { NameResolver, Resolution } from "../core/dns/name_watch.ts";
 
 /** How long one DNS question to a `--resolver` server may take, and how often it is asked. */
 const QUERY_TIMEOUT_MS = 2000;

@@ -1,6 +1,6 @@
-import type { Balancer } from "../core/balancer.ts";
+import type { Balancer } from "../core/model/balancer.ts";
 import type { ListenerOptions } from "../core/session/listener.ts";
-import type { Probe } from "../core/health_checker.ts";
+import type { Probe } from "../core/health/health_checker.ts";
 import type { ProbeOptions } from "./probe.ts";
 
 /**

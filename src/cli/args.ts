@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
-import { decodeEscapes } from "../core/escapes.ts";
+import { decodeEscapes } from "../core/config/escapes.ts";
 import {
   type GroupSpec,
   parseCount,
@@ -8,12 +8,12 @@ import {
   parsePort,
   parseSeconds,
   type ServiceLookup,
-} from "../core/grammar.ts";
-import { type HealthSettings, healthSettings, MIN_CHECK_INTERVAL } from "../core/health.ts";
-import { blaming, ExitError, usageError } from "../core/exit_error.ts";
-import { addressBytes } from "../core/hash.ts";
-import { shown } from "../core/shown.ts";
-import { type Config, DEFAULTS, type Mode } from "./config.ts";
+} from "../core/config/grammar.ts";
+import { type HealthSettings, healthSettings, MIN_CHECK_INTERVAL } from "../core/health/health.ts";
+import { blaming, ExitError, usageError } from "../core/util/exit_error.ts";
+import { addressBytes } from "../core/selection/hash.ts";
+import { shown } from "../core/util/shown.ts";
+import { type Config, DEFAULTS, type Mode } from "../app/config.ts";
 
 // Large enough for any real timeout, small enough for setTimeout (2^31 ms).
 const MAX_TIMEOUT_SEC = 2_000_000;

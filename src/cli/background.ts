@@ -1,9 +1,9 @@
 import { spawn } from "node:child_process";
 import process from "node:process";
-import { ExitError } from "../core/exit_error.ts";
-import { EX_OK, EX_SOFTWARE } from "../core/sysexits.ts";
+import { ExitError } from "../core/util/exit_error.ts";
+import { EX_OK, EX_SOFTWARE } from "../core/util/sysexits.ts";
 import { isAnswering } from "../control/server.ts";
-import { underSystemd } from "./log.ts";
+import { underSystemd } from "../app/observe/log.ts";
 
 /** Set in the environment of the detached copy. */
 export const DETACHED_ENV = "BALANCE_DETACHED";

@@ -1,19 +1,19 @@
 import { readFileSync } from "node:fs";
 import process from "node:process";
-import { ExitError } from "../core/exit_error.ts";
-import { shown } from "../core/shown.ts";
-import { parseServices, type ServiceLookup } from "../core/grammar.ts";
-import { EX_NOINPUT, EX_OK, EX_SOFTWARE, EX_USAGE } from "../core/sysexits.ts";
-import { expandConfigFiles, located } from "../core/config_file.ts";
+import { ExitError } from "../core/util/exit_error.ts";
+import { shown } from "../core/util/shown.ts";
+import { parseServices, type ServiceLookup } from "../core/config/grammar.ts";
+import { EX_NOINPUT, EX_OK, EX_SOFTWARE, EX_USAGE } from "../core/util/sysexits.ts";
+import { expandConfigFiles, located } from "../core/config/config_file.ts";
 import type { Adapter } from "../adapter/types.ts";
 import { controlAddress, findControlAddress } from "../control/address.ts";
 import { runControlCommand, runControlShell } from "../control/client.ts";
 import { findInstances, formatInstances } from "../control/instances.ts";
 import { parseCommandLine } from "./args.ts";
 import { DETACHED_ENV, startInBackground } from "./background.ts";
-import { discardedLog, logTargets } from "./log.ts";
-import { resolveConfig, serveUntilStopped } from "./serve.ts";
-import type { Config } from "./config.ts";
+import { discardedLog, logTargets } from "../app/observe/log.ts";
+import { resolveConfig, serveUntilStopped } from "../app/serve.ts";
+import type { Config } from "../app/config.ts";
 import { TRY_HELP, USAGE, versionLine } from "./usage.ts";
 
 /**

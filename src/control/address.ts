@@ -2,8 +2,8 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, statSync } fr
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import process from "node:process";
-import { ExitError } from "../core/exit_error.ts";
-import { EX_NOPERM, EX_OSERR } from "../core/sysexits.ts";
+import { ExitError } from "../core/util/exit_error.ts";
+import { EX_NOPERM, EX_OSERR } from "../core/util/sysexits.ts";
 
 /**
  * Where a balancer's control channel lives, found from its listen port and

@@ -1,8 +1,8 @@
 import * as net from "node:net";
 import * as readline from "node:readline";
 import process from "node:process";
-import { ExitError } from "../core/exit_error.ts";
-import { EX_DATAERR, EX_NOPERM, EX_OK, EX_UNAVAILABLE } from "../core/sysexits.ts";
+import { ExitError } from "../core/util/exit_error.ts";
+import { EX_DATAERR, EX_NOPERM, EX_OK, EX_UNAVAILABLE } from "../core/util/sysexits.ts";
 import { noInstanceMessage } from "./instances.ts";
 import type { ControlResponse } from "./protocol.ts";
 

@@ -3,7 +3,7 @@ import { lstatSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import process from "node:process";
-import { shown } from "../core/shown.ts";
+import { shown } from "../core/util/shown.ts";
 import { controlDirectory, SYSTEMD_CONTROL_ROOT } from "./address.ts";
 import { INFO_REQUEST, type InstanceInfo } from "./protocol.ts";
 

@@ -1,16 +1,10 @@
 import * as net from "node:net";
 import { chmodSync, unlinkSync } from "node:fs";
 import process from "node:process";
-import {
-  commandHost,
-  type CommandResult,
-  type ControlContext,
-  executeCommand,
-  resolveCommand,
-} from "../core/control.ts";
-import { ExitError } from "../core/exit_error.ts";
-import { EX_OSERR } from "../core/sysexits.ts";
-import { INFO_REQUEST, type InstanceInfo, MAX_REQUEST_BYTES, parseRequest } from "./protocol.ts";
+import { commandHost, type CommandResult, type ControlContext, executeCommand } from "../core/commands/control.ts";
+import { ExitError } from "../core/util/exit_error.ts";
+import { EX_OSERR } from "../core/util/sysexits.ts";
+import { type ControlResponse, INFO_REQUEST, type InstanceInfo, MAX_REQUEST_BYTES, parseRequest } from "./protocol.ts";
 
 /** A running control channel. */
 export interface ControlServer {
@@ -67,8 +61,8 @@ export interface ControlServerOptions {
   onKill: () => void;
   /** After `create`/`assign`: resolves once every worker has the new layout. */
   syncLayout?: () => Promise<void>;
-  /** `reload`: reads the configuration again and applies it; answers `reloaded` or why not. */
-  reload?: () => Promise<{ output: string; error?: boolean }>;
+  /** Carries out `reload`: reads the configuration again and applies it; answers `reloaded` or why not. */
+  reload: () => Promise<{ output: string; error?: boolean }>;
   /** Resolves the host of `create`/`assign` to an address; `undefined` if it cannot. */
   resolveHost: (host: string) => Promise<string | undefined>;
   /** Who this instance is, for {@link INFO_REQUEST} (the pid is added). */
@@ -78,7 +72,8 @@ export interface ControlServerOptions {
 /**
  * Serves control commands on `address` (call {@link claimControlAddress}
  * first). Each line is one JSON request; anything else is answered with
- * `syntax error` and changes nothing. `kill` answers, then calls `onKill`.
+ * `syntax error` and changes nothing. `kill` answers, then calls `onKill`;
+ * `reload` calls `reload` and answers what it answered.
  * The host of `create`/`assign` is resolved first, so names work as on the
  * command line. After a command that changed the layout (`create`,
  * `assign`) the answer waits for `syncLayout`: once a client has the
@@ -88,6 +83,7 @@ export interface ControlServerOptions {
  * ```ts
  * const server = await startControlServer(ctx, address, {
  *   onKill: () => process.exit(0),
+ *   reload: async () => ({ output: "reloaded" }),
  *   resolveHost: async (host) => (await lookup(host)).address,
  *   info: { port: 80, bind: null },
  * });
@@ -117,12 +113,10 @@ export function startControlServer(
           const request = parseRequest(line);
           const host = request && commandHost(request.command);
           const hostAddress = host === undefined ? undefined : await options.resolveHost(host);
-          const { layoutChanged, ...answer }: CommandResult = request && options.reload && isReload(request.command)
-            ? { ...(await options.reload()), group: request.group }
-            : request
+          const result: CommandResult = request
             ? executeCommand(ctx, request.group, request.command, hostAddress)
             : { output: "syntax error", group: 0, error: true };
-          if (layoutChanged) await options.syncLayout?.();
+          const answer = await carryOut(result, options);
           socket.write(`${JSON.stringify(answer)}\n`, () => {
             if (answer.kill) options.onKill();
           });
@@ -160,8 +154,11 @@ export function startControlServer(
   });
 }
 
-// `reload` (or an abbreviation of it) and nothing after it: other lines go to the core.
-function isReload(command: string): boolean {
-  const words = command.trim().split(/\s+/);
-  return words.length === 1 && resolveCommand(words[0]) === "reload";
+// The effects the core leaves to the application that come before the
+// answer; `kill`'s comes after it, once the answer is out.
+async function carryOut(result: CommandResult, options: ControlServerOptions): Promise<ControlResponse> {
+  const { layoutChanged, reload, ...answer } = result;
+  if (reload) return { ...answer, ...(await options.reload()) };
+  if (layoutChanged) await options.syncLayout?.();
+  return answer;
 }

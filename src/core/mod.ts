@@ -1,7 +1,10 @@
 /**
- * The runtime-agnostic core of balance: groups, channels, selection and
- * failover, hashing, counters and the command-line grammar. Nothing here
- * touches a socket, a file or a runtime API; adapters do that.
+ * The runtime-agnostic core of balance, one folder per concept: `model/`
+ * (groups, channels, shared state), `selection/` (choice, failover, hashing),
+ * `session/` (one connection's life), `proxy/` (PROXY headers), `health/`,
+ * `config/` (grammar, files, reload), `commands/` (control), `observe/`
+ * (metrics, logs, dumps), `dns/` and `util/`. Nothing here touches a socket,
+ * a file or a runtime API; adapters do that.
  *
  * @example
  * ```ts
@@ -12,33 +15,33 @@
  *
  * @module
  */
-export * from "./balancer.ts";
-export * from "./channel.ts";
-export * from "./errors.ts";
-export * from "./exit_error.ts";
-export * from "./config_file.ts";
-export * from "./connection_log.ts";
-export * from "./dump.ts";
-export * from "./reload.ts";
-export * from "./grammar.ts";
-export * from "./escapes.ts";
-export * from "./health.ts";
-export * from "./health_checker.ts";
-export * from "./name_watch.ts";
-export * from "./timer_queue.ts";
-export * from "./group.ts";
-export * from "./hash.ts";
-export * from "./idle.ts";
-export * from "./metrics.ts";
-export * from "./packet_dump.ts";
-export * from "./proxy_protocol.ts";
-export * from "./proxy_header_reader.ts";
-export * from "./bytes.ts";
-export * from "./select.ts";
-export * from "./schedule/least_connection.ts";
-export * from "./schedule/round_robin.ts";
-export * from "./sysexits.ts";
-export * from "./control.ts";
-export * from "./shown.ts";
-export * from "./state.ts";
-export * from "./throttle.ts";
+export * from "./model/balancer.ts";
+export * from "./model/channel.ts";
+export * from "./model/group.ts";
+export * from "./model/state.ts";
+export * from "./selection/hash.ts";
+export * from "./selection/schedule/least_connection.ts";
+export * from "./selection/schedule/round_robin.ts";
+export * from "./selection/select.ts";
+export * from "./session/idle.ts";
+export * from "./proxy/proxy_header_reader.ts";
+export * from "./proxy/proxy_protocol.ts";
+export * from "./health/health.ts";
+export * from "./health/health_checker.ts";
+export * from "./config/config_file.ts";
+export * from "./config/dump.ts";
+export * from "./config/escapes.ts";
+export * from "./config/grammar.ts";
+export * from "./config/reload.ts";
+export * from "./commands/control.ts";
+export * from "./observe/connection_log.ts";
+export * from "./observe/metrics.ts";
+export * from "./observe/packet_dump.ts";
+export * from "./observe/throttle.ts";
+export * from "./dns/name_watch.ts";
+export * from "./util/bytes.ts";
+export * from "./util/errors.ts";
+export * from "./util/exit_error.ts";
+export * from "./util/shown.ts";
+export * from "./util/sysexits.ts";
+export * from "./util/timer_queue.ts";

@@ -12,8 +12,8 @@ import { join } from "node:path";
 import process from "node:process";
 import { type Backend, type Client, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
 import { balanceCommand, runBalance, type Running, startBalance } from "../support/balance.ts";
-import { control, status, type StatusRow } from "../support/health.ts";
 import { until, within } from "../support/wait.ts";
+import { control, sleep, status, type StatusRow } from "../support/helpers.ts";
 
 const at = (b: Backend) => `${b.host}:${b.port}`;
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -51,7 +51,7 @@ async function withConfigured(
 }
 
 /** Sends `text` on an open client and waits for its echo after everything received so far. */
-async function exchange(client: Client, text: string): Promise<void> {
+async function echoed(client: Client, text: string): Promise<void> {
   const before = client.received().length;
   client.socket.write(text);
   await client.waitFor((d) => d.subarray(before).includes(text), 10_000);
@@ -159,14 +159,14 @@ test(
           await Promise.all(clients.map((cl) => cl.waitFor((d) => d.includes("\n"))));
           const names = clients.map((cl) => cl.received().toString().split("\n")[0]);
           assert.deepEqual([names.filter((n) => n === "a").length, names.filter((n) => n === "b").length], [100, 100]);
-          await Promise.all(clients.map((cl, i) => exchange(cl, `before ${i};`)));
+          await Promise.all(clients.map((cl, i) => echoed(cl, `before ${i};`)));
           const totalA = (await status(port))[0].totalc;
           writeFileSync(file, `${port}\n${at(a)}\n${at(c)}\n`);
           assert.equal(await control(port, "reload"), "reloaded\n");
           await lb.waitForTrace(
             /reloaded .*web\.conf: 1 channel\(s\) kept, 1 added, 1 removed \(1 with connections open/,
           );
-          await Promise.all(clients.map((cl, i) => exchange(cl, `after ${i};`)));
+          await Promise.all(clients.map((cl, i) => echoed(cl, `after ${i};`)));
           assert.equal(b.sockets.size, 100, "every connection to the removed channel is still open");
           const fresh = [];
           for (let i = 0; i < 6; i++) fresh.push(await whoAnswers(port));
@@ -214,7 +214,7 @@ test("reload: a client connecting in a tight loop across 20 reloads (control and
         } else {
           assert.equal(await control(port, "reload"), "reloaded\n");
         }
-        await new Promise((r) => setTimeout(r, 50));
+        await sleep(50);
       }
     } finally {
       stop = true;

@@ -17,9 +17,9 @@ import {
 } from "../support/balance.ts";
 import { privateRun } from "../support/private_run.ts";
 import { until, within } from "../support/wait.ts";
+import { sleep } from "../support/helpers.ts";
 
 const at = (b: Backend) => `${b.host}:${b.port}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A private control directory per test, so tests never see each other's instances. */
 function controlDir(): { dir: string; env: Record<string, string>; cleanup(): void } {

@@ -18,6 +18,7 @@ import { type Backend, connect, freePort, startBackend, whoAnswers } from "../su
 import { runBalance, startBalance } from "../support/balance.ts";
 import { logged } from "../support/health.ts";
 import { until, within } from "../support/wait.ts";
+import { sleep } from "../support/helpers.ts";
 
 const DNSMASQ = [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/sbin"]
   .map((dir) => join(dir, "dnsmasq"))
@@ -143,7 +144,7 @@ test(
         const warning = /group 0 channel 0 \(web\.test\) does not resolve \([^)]+\); keeping 127\.0\.0\.3/;
         await logged(lb, warning, 10_000);
         // Three more rounds without an answer: still one warning.
-        await new Promise((r) => setTimeout(r, 3 * INTERVAL * 1000));
+        await sleep(3 * INTERVAL * 1000);
         assert.equal(lb.stderr().split("\n").filter((l) => warning.test(l)).length, 1, lb.stderr());
         assert.match(lb.stderr(), /WRN: group 0 channel 0 \(web\.test\) does not resolve/, "logged as a warning");
         assert.equal(await whoAnswers(port), "B", "the last address is kept");
@@ -167,7 +168,7 @@ test("dns: --resolve-interval 0 resolves only at start", { skip }, () =>
     try {
       assert.equal(await whoAnswers(port), "A");
       await dns.set("127.0.0.3 web.test\n", "127.0.0.3");
-      await new Promise((r) => setTimeout(r, 4 * INTERVAL * 1000));
+      await sleep(4 * INTERVAL * 1000);
       for (let i = 0; i < 3; i++) assert.equal(await whoAnswers(port), "A", "no lookup after the start");
       assert.doesNotMatch(lb.stderr(), /web\.test\) (resolved|address changed)/);
     } finally {

@@ -11,10 +11,9 @@ import { join } from "node:path";
 import * as net from "node:net";
 import { type ChildProcess, spawn } from "node:child_process";
 import { type Backend, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
-import { balanceCommand, runBalance, type Running, startBalance } from "../support/balance.ts";
+import { balanceCommand, type Running, startBalance } from "../support/balance.ts";
 import { until, within } from "../support/wait.ts";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep, status } from "../support/helpers.ts";
 
 interface Status {
   c: number;
@@ -40,8 +39,7 @@ async function withFaultyBackend(
     lb = await startBalance([String(port), `127.0.0.1:${faulty.port}`, "!", `127.0.0.1:${healthy.port}`], port, {
       env,
     });
-    const status = async () => JSON.parse((await runBalance(["-c", "show --json", String(port)], { env })).stdout);
-    await fn({ port, lb, status, healthy });
+    await fn({ port, lb, status: () => status(port, env), healthy });
   } finally {
     await lb?.stop();
     await Promise.all(backends.map((b) => b.close()));

@@ -3,16 +3,16 @@
  * (127.1.x.y) against five channels. The hash is deterministic, so bounds
  * that a fair hash meets only on average are checked over that many
  * addresses; each client's channel is also checked against the model in
- * src/core/schedule/rendezvous.ts.
+ * src/core/selection/schedule/rendezvous.ts.
  */
 import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import { type Backend, freePort, startBackend, whoAnswers } from "../support/net.ts";
 import { startBalance } from "../support/balance.ts";
-import { control } from "../support/health.ts";
 import { until } from "../support/wait.ts";
 import { Channel, Group, hashClientAddress } from "../../src/core/mod.ts";
-import { hashedChannels } from "../../src/core/schedule/rendezvous.ts";
+import { hashedChannels } from "../../src/core/selection/schedule/rendezvous.ts";
+import { control } from "../support/helpers.ts";
 
 const CLIENTS = Array.from({ length: 2000 }, (_, i) => `127.1.${Math.floor(i / 250)}.${1 + (i % 250)}`);
 const BATCH = 100;

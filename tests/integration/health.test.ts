@@ -16,19 +16,9 @@ import { join } from "node:path";
 import process from "node:process";
 import { type Backend, freePort, startBackend, whoAnswers } from "../support/net.ts";
 import { runBalance, type Running, startBalance } from "../support/balance.ts";
-import {
-  type Answering,
-  answering,
-  control,
-  healthLine,
-  healthRows,
-  logged,
-  loggedAt,
-  status,
-  type StatusRow,
-  synDropper,
-} from "../support/health.ts";
+import { type Answering, answering, healthLine, healthRows, logged, loggedAt, synDropper } from "../support/health.ts";
 import { until } from "../support/wait.ts";
+import { control, status, type StatusRow } from "../support/helpers.ts";
 
 const at = (b: Backend) => `${b.host}:${b.port}`;
 

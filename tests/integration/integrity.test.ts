@@ -6,8 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as net from "node:net";
 import { type Backend, connected, freePort, startBackend } from "../support/net.ts";
-import { runBalance, type Running, startBalance } from "../support/balance.ts";
+import { type Running, startBalance } from "../support/balance.ts";
 import { until } from "../support/wait.ts";
+import { status } from "../support/helpers.ts";
 
 const PARALLEL = 8;
 const EACH_WAY = 16 * 1024 * 1024; // 8 connections x 16 MiB x 2 directions = 256 MiB
@@ -49,8 +50,7 @@ test(`integrity: ${PARALLEL} connections x ${EACH_WAY >> 20} MiB each way at onc
       "server to client: every byte, in order",
     );
     clients.forEach(({ c }) => c.destroy());
-    const status = async () => JSON.parse((await runBalance(["-c", "show --json", String(port)], { env })).stdout)[0];
-    const last = await until(status, (row) => row.c === 0, "c back to 0");
+    const last = await until(async () => (await status(port, env))[0], (row) => row.c === 0, "c back to 0");
     assert.deepEqual([last.c, last.totalc, last.sent, last.rcvd], [
       0,
       PARALLEL,

@@ -8,7 +8,8 @@ import process from "node:process";
 import { balanceCommand, balanceEnv, runBalance, startBalance } from "../support/balance.ts";
 import { connect, freePort, startBackend } from "../support/net.ts";
 import { until, within } from "../support/wait.ts";
-import { discardedLog, logTargets } from "../../src/cli/log.ts";
+import { discardedLog, logTargets } from "../../src/app/observe/log.ts";
+import { sleep } from "../support/helpers.ts";
 
 const RSYSLOGD = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"].find((p) => existsSync(p));
 
@@ -260,7 +261,7 @@ for (const workers of [1, 2]) {
         assert.equal(lb.lines(/WRN: .*connect to group 0 channel 0 .* failed/).length, 1, lb.stderr());
         assert.equal(lb.lines(/WRN: .*no channel available/).length, 1, lb.stderr());
         // Past the interval, the next failure is reported with what was held back.
-        await new Promise((r) => setTimeout(r, Math.max(0, 10_500 - (Date.now() - began))));
+        await sleep(Math.max(0, 10_500 - (Date.now() - began)));
         await failedClient(port);
         await until(
           lb.stderr,

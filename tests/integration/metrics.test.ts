@@ -14,8 +14,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Backend, connect, freePort, startBackend } from "../support/net.ts";
 import { runBalance, type Running, startBalance } from "../support/balance.ts";
-import { control, status } from "../support/health.ts";
 import { until } from "../support/wait.ts";
+import { control, exchange, sleep, status } from "../support/helpers.ts";
 
 const at = (b: Backend, rest = "") => `${b.host}:${b.port}${rest}`;
 const hasPromtool = spawnSync("promtool", ["--version"]).status === 0;
@@ -61,20 +61,6 @@ function sample(text: string, name: string, labels?: string): number | undefined
 
 const labels = (g: number, n: number, b: Backend) => `group="${g}",channel="${n}",address="${at(b)}"`;
 
-/** One client: reads the greeting, sends `hello`, reads it back, closes. Sends 5 bytes, receives 7. */
-async function exchange(port: number): Promise<string> {
-  const c = await connect(port);
-  try {
-    await c.waitFor((d) => d.includes("\n"), 5000);
-    c.socket.write("hello");
-    const all = await c.waitFor((d) => d.toString().endsWith("\nhello"), 5000);
-    return all.toString().split("\n")[0];
-  } finally {
-    c.socket.end();
-    await c.closed();
-  }
-}
-
 test("metrics: the start line names the listener; /metrics and /status answer GET and HEAD; others 404, 405", () =>
   withMetrics(["a"], ([a]) => [at(a)], async ({ metricsPort, lb }) => {
     assert.match(lb.stderr(), new RegExp(` 1 group\\(s\\), metrics 127\\.0\\.0\\.1:${metricsPort}, control `));
@@ -106,7 +92,7 @@ for (const workers of [undefined, 2]) {
     withMetrics(["a", "b"], ([a, b]) => [at(a, ":0:2"), at(b)], async ({ port, metricsPort, lb, backends: [a, b] }) => {
       if (workers) await lb.waitForTrace("in 2 thread(s)");
       const rounds = workers ? 10 : 1;
-      for (let i = 0; i < 6 * rounds; i++) await exchange(port);
+      for (let i = 0; i < 6 * rounds; i++) await exchange(port, "hello");
       await until(() => status(port), (s) => s.every((row) => row.c === 0), "connections closed");
       const show = await status(port);
       const text = await scrape(metricsPort);
@@ -139,7 +125,7 @@ for (const workers of [undefined, 2]) {
       // reset: show starts again from 0, the metrics go on.
       await control(port, "reset 0");
       await control(port, "reset 1");
-      await exchange(port);
+      await exchange(port, "hello");
       const after = await status(port);
       const text2 = await scrape(metricsPort);
       assert.ok(after[0].totalc + after[1].totalc === 1, "show counts from the reset");
@@ -160,7 +146,7 @@ test("metrics: connect failures, rejected clients and disabled channels are coun
     ([a]) => [at(a), `127.0.0.1:${refused}`],
     async ({ port, metricsPort, lb, backends: [a] }) => {
       // Round robin: a client may try the refusing channel first, then fail over to a.
-      for (let i = 0; i < 4; i++) assert.equal(await exchange(port), "a");
+      for (let i = 0; i < 4; i++) assert.equal(await exchange(port, "hello"), "a");
       await control(port, "disable 0");
       // Only the refusing channel is left: connect-failed.
       const c1 = await connect(port);
@@ -194,11 +180,11 @@ test("metrics: promtool check metrics passes on scrapes taken under load", {
   withMetrics(["a", "b"], ([a, b]) => [at(a), at(b, ":0:3")], async ({ port, metricsPort }) => {
     let loading = true;
     const load = Promise.all(Array.from({ length: 8 }, async () => {
-      while (loading) await exchange(port);
+      while (loading) await exchange(port, "hello");
     }));
     try {
       for (let i = 0; i < 5; i++) {
-        await new Promise((r) => setTimeout(r, 100));
+        await sleep(100);
         const text = await scrape(metricsPort);
         const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8", timeout: 10_000 });
         assert.equal(check.status, 0, `promtool check metrics: ${check.stdout}${check.stderr}`);
@@ -225,7 +211,7 @@ test(
     withMetrics(["a", "b"], ([a, b]) => [at(a, ":0:3"), at(b)], async ({ port, metricsPort, backends: [a, b] }) => {
       // weight 3 against 1: of 8 clients, a takes 6 and b 2.
       const seen = [];
-      for (let i = 0; i < 8; i++) seen.push(await exchange(port));
+      for (let i = 0; i < 8; i++) seen.push(await exchange(port, "hello"));
       assert.deepEqual([seen.filter((x) => x === "a").length, seen.filter((x) => x === "b").length], [6, 2]);
       const dir = mkdtempSync(join(tmpdir(), "balance-prometheus-"));
       const promPort = await freePort();
@@ -295,13 +281,13 @@ test("metrics: the listener under abuse: idle connections, a 1 MB request line, 
       loris.write("GET /metrics HTTP/1.1\r\n");
       const drip = setInterval(() => loris.destroyed || loris.write("X-Slow: 1\r\n"), 200);
       // Then a flood of connections that send nothing (the loris and the 1 MB came first: within the cap).
-      await new Promise((r) => setTimeout(r, 300));
+      await sleep(300);
       let idleClosed = 0;
       for (let i = 0; i < 1000; i++) open(() => idleClosed++);
       try {
         // Relaying goes on meanwhile.
         for (let i = 0; i < 20; i++) {
-          assert.equal(await exchange(port), "a");
+          assert.equal(await exchange(port, "hello"), "a");
           peak = Math.max(peak, residentBytes(pid));
         }
         await bigClosed;
@@ -317,7 +303,7 @@ test("metrics: the listener under abuse: idle connections, a 1 MB request line, 
         clearInterval(drip);
       }
       peak = Math.max(peak, residentBytes(pid));
-      assert.equal(await exchange(port), "a");
+      assert.equal(await exchange(port, "hello"), "a");
       // The listener is free again.
       const text = await until(() => scrape(metricsPort).catch(() => ""), (t) => t !== "", "a scrape after the abuse");
       assert.equal(sample(text, "balance_clients_total"), 21);

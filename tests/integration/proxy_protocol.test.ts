@@ -18,12 +18,12 @@ import process from "node:process";
 import fc from "fast-check";
 import { type Backend, type Behaviour, type Client, connect, freePort, startBackend } from "../support/net.ts";
 import { runBalance, type Running, startBalance, withProxy } from "../support/balance.ts";
-import { status } from "../support/health.ts";
 import { until, within } from "../support/wait.ts";
 import { NGINX, startProxyProtocolNginx } from "../support/nginx.ts";
 import { HAPROXY, startProxyProtocolHaproxy } from "../support/haproxy.ts";
 import { Channel, Group, hashClientAddress } from "../../src/core/mod.ts";
-import { hashedChannels } from "../../src/core/schedule/rendezvous.ts";
+import { hashedChannels } from "../../src/core/selection/schedule/rendezvous.ts";
+import { exchange, sleep, status } from "../support/helpers.ts";
 
 // ------------------------------------------------------ headers, by hand
 
@@ -128,24 +128,6 @@ function assertBytes(got: Buffer, head: Buffer, rest: Buffer, what: string) {
   assert.ok(got.subarray(head.length).equals(rest), `${what}: then the client's ${rest.length} bytes unchanged`);
 }
 
-/**
- * Connects (from `localAddress`), sends `first` (a header, say) and then
- * `ping`, reads the backend's greeting and the echo, hangs up: the name the
- * greeting gave. For backends that greet and echo.
- */
-async function exchange(port: number, first: Buffer, localAddress?: string): Promise<string> {
-  const c = await connect(port, "127.0.0.1", localAddress);
-  try {
-    c.socket.write(first);
-    c.socket.write("ping");
-    const got = await c.waitFor((d) => d.toString().endsWith("\nping"));
-    return got.toString().split("\n")[0];
-  } finally {
-    c.socket.end();
-    await c.closed();
-  }
-}
-
 /** Resolves once balance has closed `c` (FIN or reset), with the ms since `since`; rejects after `ms`. */
 function closedByBalance(c: Client, since: number, ms: number): Promise<number> {
   const from = c.socket.localPort;
@@ -201,7 +183,7 @@ for (const version of [1, 2] as const) {
       // Bytes that look like headers themselves, and 100 kB of noise: passed on as they are.
       const payload = Buffer.concat([V1_UNKNOWN, V2_LOCAL, randomBytes(100_000)]);
       c.socket.write(payload.subarray(0, 7));
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
       c.socket.write(payload.subarray(7));
       const expected = header(version, { address: "127.0.0.9", port: c.socket.localPort! }, {
         address: "127.0.0.1",
@@ -327,7 +309,7 @@ test("accept proxy: v1 and v2 (TLVs skipped) headers: the client's bytes after t
       const from = c.socket.localPort;
       for (const w of writes) {
         c.socket.write(w);
-        await new Promise((r) => setTimeout(r, 100));
+        await sleep(100);
       }
       assert.equal((await recorded(conns, i, 5, what)).toString(), "hello", what);
       c.socket.end();
@@ -380,7 +362,7 @@ test("accept proxy: a % group hashes on the header's client: clients from 127.0.
     port,
   );
   try {
-    // The rendezvous model of src/core/schedule/rendezvous.ts over the four channels.
+    // The rendezvous model of src/core/selection/schedule/rendezvous.ts over the four channels.
     const group = new Group("Hash", backends.map((b) => new Channel(b.host, b.port)));
     const modelled = (address: string) =>
       backends[group.channels.indexOf(hashedChannels(group, hashClientAddress(address), false).next().value!)].name;
@@ -388,7 +370,10 @@ test("accept proxy: a % group hashes on the header's client: clients from 127.0.
     const landed = new Map<string, string>();
     for (const claim of claims) {
       const proxied = (from: string, version: 1 | 2) =>
-        exchange(port, header(version, { address: claim, port: 4000 }, { address: "127.0.0.1", port }), from);
+        exchange(port, "ping", {
+          first: header(version, { address: claim, port: 4000 }, { address: "127.0.0.1", port }),
+          localAddress: from,
+        });
       const names = [await proxied("127.0.0.21", 1), await proxied("127.0.0.22", 2), await proxied("127.0.0.22", 1)];
       assert.deepEqual(names, Array(3).fill(modelled(claim)), `every client claiming ${claim} on its channel`);
       landed.set(claim, names[0]);
@@ -427,7 +412,9 @@ async function withGuarded(
 
 /** A good client through a guarded balancer: header, then `ping`, echoed after the greeting `a`. */
 const goodClient = (port: number) =>
-  exchange(port, v1Line(CLAIMED, { address: "127.0.0.1", port })).then((name) => assert.equal(name, "a"));
+  exchange(port, "ping", { first: v1Line(CLAIMED, { address: "127.0.0.1", port }) }).then((name) =>
+    assert.equal(name, "a")
+  );
 
 const octet = fc.integer({ min: 0, max: 255 });
 const endpoint = fc.record({
@@ -587,7 +574,7 @@ test(
         while (serving) {
           await goodClient(port);
           good++;
-          await new Promise((r) => setTimeout(r, 20));
+          await sleep(20);
         }
       })();
       served.catch(() => {}); // awaited below, where a failure fails the test
@@ -612,7 +599,7 @@ test(
         earliest = Math.min(...closedAfter);
         assert.ok(earliest >= 1900, `none closed before the timeout: the first after ${earliest.toFixed(0)} ms`);
         assert.ok(latest < 8000, `every one closed within -t 2 and slack: the last after ${latest.toFixed(0)} ms`);
-        await new Promise((r) => setTimeout(r, 500));
+        await sleep(500);
       } finally {
         serving = false;
         await served;
@@ -774,7 +761,7 @@ test("accept proxy: a stop ends a client still sending its header as shutdown, n
     const c = await connect(port, "127.0.0.1", "127.0.0.9");
     const from = c.socket.localPort!;
     c.socket.write("PROXY TCP4 10.9.");
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     assert.equal(await lb.stop(), 0);
     c.socket.destroy();
     const line = lb.stderr().split("\n").find((l) => l.includes(`connection 127.0.0.9:${from} -> `));

@@ -9,12 +9,12 @@ import { type Backend, connect, connected, freePort, startBackend, whoAnswers } 
 import { type Running, startBalance, withProxy } from "../support/balance.ts";
 import { until, within } from "../support/wait.ts";
 import { Channel, Group, hashClientAddress } from "../../src/core/mod.ts";
-import { hashedChannels } from "../../src/core/schedule/rendezvous.ts";
+import { hashedChannels } from "../../src/core/selection/schedule/rendezvous.ts";
+import { sleep } from "../support/helpers.ts";
 
 const at = (b: Backend) => `${b.host.includes(":") ? `[${b.host}]` : b.host}:${b.port}`;
 /** Bytes a stalled path may absorb: kernel buffers only (the README's "≈ 8 MiB in flight"). */
 const IN_FLIGHT_LIMIT = 16 * 1024 * 1024;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function rssKiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]);

@@ -25,7 +25,8 @@ import { balanceCommand, type Running, startBalance } from "../support/balance.t
 import { findProgram, type Lab, labUnavailable, type Started, withLab } from "../support/netns.ts";
 import { until } from "../support/wait.ts";
 import { Channel, Group, hashClientAddress } from "../../src/core/mod.ts";
-import { hashedChannels } from "../../src/core/schedule/rendezvous.ts";
+import { hashedChannels } from "../../src/core/selection/schedule/rendezvous.ts";
+import { sleep } from "../support/helpers.ts";
 
 const PORT = 8080;
 const MAX_OUTAGE_S = 5;
@@ -255,7 +256,7 @@ test("ha pair: keepalived moves the VIP when the master's balancer dies, and whe
     );
     // Longer than the backup's master-down interval (3 adverts and a skew),
     // so that lb1 is a settled backup hearing lb2's adverts.
-    await new Promise((r) => setTimeout(r, 4_000));
+    await sleep(4_000);
     assert.ok(holdsVip(lab, "lb2") && !holdsVip(lab, "lb1"), `lb2 keeps the VIP:\n${logs()}`);
 
     // 2. The master node dies: its link is cut, then keepalived is killed

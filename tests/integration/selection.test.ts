@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { type Backend, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
 import { startBalance, withBalance } from "../support/balance.ts";
 import { Channel, Group, hashClientAddress } from "../../src/core/mod.ts";
-import { hashedChannels } from "../../src/core/schedule/rendezvous.ts";
+import { hashedChannels } from "../../src/core/selection/schedule/rendezvous.ts";
 
 const at = (b: Backend, maxc?: number) => `${b.host}:${b.port}${maxc === undefined ? "" : `:${maxc}`}`;
 
@@ -104,7 +104,7 @@ test("channel selection on real sockets: without -a a failed channel is tried ag
 // Clients bound to 127.0.0.1 … 127.0.0.40 are 40 distinct source addresses.
 const sources = Array.from({ length: 40 }, (_, i) => `127.0.0.${i + 1}`);
 
-/** The names of `channels` in `src`'s rendezvous order (tests/core/schedule/rendezvous.test.ts tests the order). */
+/** The names of `channels` in `src`'s rendezvous order (tests/core/selection/schedule/rendezvous.test.ts tests the order). */
 function ranked(channels: { name: string; host: string; port: number }[], src: string): string[] {
   const group = new Group("Hash", channels.map((c) => new Channel(c.host, c.port)));
   return [...hashedChannels(group, hashClientAddress(src), true)].map((c) => channels[group.channels.indexOf(c)].name);

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { connect, freePort, startBackend } from "../support/net.ts";
 import { startBalance } from "../support/balance.ts";
 import { synDropper } from "../support/health.ts";
+import { sleep } from "../support/helpers.ts";
 
 test("session: a client that leaves while its channel is connecting is logged with the channel it was given", async () => {
   const hole = await synDropper();
@@ -24,7 +25,7 @@ test("session: a client that leaves while its channel is connecting is logged wi
     const from = c.socket.localPort!;
     // Gone (a reset: the one close a half-open runtime reports at once) long
     // before the first channel's connect times out.
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     c.socket.resetAndDestroy();
     await lb.waitForTrace(new RegExp(`connection 127\\.0\\.0\\.1:${from} -> .*\\n`), 15_000);
     const line = lb.stderr().split("\n").find((l) => l.includes(`connection 127.0.0.1:${from} -> `))!;

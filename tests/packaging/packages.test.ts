@@ -14,6 +14,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { freePort, startBackend, whoAnswers } from "../support/net.ts";
 import { balanceEnv, startBalance } from "../support/balance.ts";
+import { sleep } from "../support/helpers.ts";
 
 const ROOT = fileURLToPath(import.meta.resolve("../.."));
 const DIST = join(ROOT, "dist");
@@ -199,7 +200,7 @@ async function startPlain(bin: string) {
   const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
   for (const deadline = Date.now() + 20_000; !stderr.includes("listening on");) {
     if (child.exitCode !== null || Date.now() > deadline) assert.fail(`balance did not start:\n${stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
   return { pid: child.pid!, exited, stderr: () => stderr };
 }

@@ -1,16 +1,17 @@
 /**
  * Fixtures for the health-check tests: backends that answer a check right
  * or wrong, a listener that drops SYNs, when balance logged a line, and
- * what `health` and `show --json` say.
+ * what `health` says.
  *
  * @module
  */
 import { spawn } from "node:child_process";
 import * as net from "node:net";
-import { runBalance, type Running } from "./balance.ts";
+import type { Running } from "./balance.ts";
 import { type Backend, startBackend } from "./net.ts";
 import { onTimeout } from "./test.ts";
 import { within } from "./wait.ts";
+import { sleep } from "./helpers.ts";
 
 /** A backend that greets with its name and answers `PING\r\n` with {@link Answering.reply}. */
 export interface Answering extends Backend {
@@ -102,7 +103,7 @@ export async function synDropper(): Promise<SynDropper> {
       fillers.push(s);
     }
     // The first fillers complete and fill the queue; the rest keep retrying their SYNs.
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     return { port, close };
   } catch (err) {
     await close();
@@ -161,55 +162,6 @@ export function healthLine(
 ): RegExp {
   const where = `group ${group} channel ${channel} \\(${host.replaceAll(".", "\\.")}:${port}\\) is ${change}`;
   return new RegExp(change === "DOWN" ? `${where}: (.+) \\(${fall} of ${fall} checks failed\\)` : `${where}\\b`);
-}
-
-/**
- * Sends one control command to the balancer on `port` (the tests' private
- * control directory); its answer. An error answer exits 65, any other 0.
- *
- * @example
- * ```ts
- * await control(port, "disable 0"); // "channel 0 disabled\n"
- * ```
- */
-export async function control(port: number, command: string): Promise<string> {
-  const r = await runBalance(["-c", command, String(port)]);
-  if (r.code !== 0 && r.code !== 65 || r.stderr !== "") {
-    throw new Error(`balance -c '${command}' exited ${r.code}: ${r.stderr}`);
-  }
-  return r.stdout;
-}
-
-/** One row of `show --json`, the fields these tests read. */
-export interface StatusRow {
-  group: number;
-  channel: number;
-  enabled: boolean;
-  port: number;
-  c: number;
-  totalc: number;
-  sent: number;
-  rcvd: number;
-  health: "up" | "down" | "none";
-  checkFailures: number;
-  /** The last result as text; empty or null before the first check. */
-  lastCheck: string | null;
-  /** `--proxy-protocol`: the header channels get, or "none". */
-  proxyProtocol: "v1" | "v2" | "none";
-  /** `--accept-proxy`. */
-  acceptProxy: boolean;
-}
-
-/**
- * `show --json` of the balancer on `port`.
- *
- * @example
- * ```ts
- * (await status(port))[1].health; // "down"
- * ```
- */
-export async function status(port: number): Promise<StatusRow[]> {
-  return JSON.parse(await control(port, "show --json"));
 }
 
 /** One line of the `health` table. */

@@ -7,6 +7,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import type * as net from "node:net";
 import { within } from "./wait.ts";
+import { sleep } from "./helpers.ts";
 
 /**
  * Writes `total` random bytes in random-sized chunks (up to `maxChunk`),
@@ -30,7 +31,7 @@ export async function sendRandom(
     hash.update(chunk);
     left -= chunk.length;
     if (!socket.write(chunk)) await new Promise((r) => socket.once("drain", r));
-    if (pauses && Math.random() < 0.01) await new Promise((r) => setTimeout(r, Math.random() * 20));
+    if (pauses && Math.random() < 0.01) await sleep(Math.random() * 20);
   }
   return hash.digest("hex");
 }

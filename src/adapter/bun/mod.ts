@@ -13,14 +13,16 @@
 /// <reference types="bun-types" />
 import type { Socket, SocketHandler } from "bun";
 import process from "node:process";
-import { type Balancer, formatHostPort } from "../../core/balancer.ts";
+import { type Balancer, formatHostPort } from "../../core/model/balancer.ts";
+import type { Channel } from "../../core/model/channel.ts";
 import { Listener } from "../../core/session/listener.ts";
-import { listenError } from "../../core/errors.ts";
+import type { Session } from "../../core/session/session.ts";
+import { listenError } from "../../core/util/errors.ts";
 import type { ServeOptions, Server } from "../types.ts";
 export { openSyslogSocket } from "./syslog.ts";
 export { makeProbe } from "./probe.ts";
 import {
-  type Attempt,
+  Attempt,
   closedUnder,
   drainFlow,
   endFlow,
@@ -98,7 +100,10 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
   // Bun accepts on its own: a client beyond the descriptor budget is turned
   // away at once rather than failing later.
   const listener = new Listener(balancer, options, "turn-away");
-  const serving: Serving = { listenPort: options.port, dial: dialer(options) };
+  const serving: Serving = {
+    listenPort: options.port,
+    from: options.sourceAddress ? { localAddress: options.sourceAddress } : {},
+  };
   let socket;
   try {
     socket = Bun.listen<Pipe>({
@@ -145,7 +150,7 @@ function takeHeader(pipe: Pipe, chunk: Uint8Array): void {
 }
 
 async function connectPipe(pipe: Pipe): Promise<void> {
-  const server = await pipe.session.connect(pipe.serving.dial, hangUp);
+  const server = await pipe.session.connect(dial, hangUp);
   // Bytes and a FIN that came while connecting are passed on now, after
   // the PROXY header if one is sent.
   if (server) sendEarlyChunks(pipe, pipe.session.proxyHeader());
@@ -155,38 +160,32 @@ function hangUp(server: Socket<Attempt>): void {
   server.terminate();
 }
 
-// One connect attempt, with -t and -B.
-function dialer(options: ServeOptions): Serving["dial"] {
-  const { connectTimeoutMs, sourceAddress } = options;
-  // Not in Bun's published types, but honoured by Bun.connect: -B.
-  const from = sourceAddress ? { localAddress: sourceAddress } : {};
-  return (channel, session) => {
-    const attempt: Attempt = { pipe: session.link, channel, abandoned: false };
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        attempt.abandoned = true;
-        reject(new Error(`connect timed out after ${connectTimeoutMs / 1000}s`));
-      }, connectTimeoutMs);
-      Bun.connect<Attempt>({
-        hostname: channel.address,
-        port: channel.port,
-        allowHalfOpen: true,
-        data: attempt,
-        socket: serverHandlers,
-        ...from,
-      }).then(
-        (s) => {
-          clearTimeout(timer);
-          if (attempt.abandoned) s.terminate();
-          else resolve(s);
-        },
-        (err) => {
-          clearTimeout(timer);
-          if (!attempt.abandoned) reject(err);
-        },
-      );
-    });
-  };
+// One connect attempt, within -t (the listener's clock), from -B.
+function dial(channel: Channel, session: Session<Pipe>): Promise<Socket<Attempt>> {
+  const { listener, link: pipe } = session;
+  const attempt = new Attempt(pipe, channel);
+  listener.watchConnect(attempt);
+  return new Promise((resolve, reject) => {
+    attempt.fail = reject;
+    Bun.connect<Attempt>({
+      hostname: channel.address,
+      port: channel.port,
+      allowHalfOpen: true,
+      data: attempt,
+      socket: serverHandlers,
+      ...pipe.serving.from,
+    }).then(
+      (s) => {
+        listener.connectSettled(attempt);
+        if (attempt.abandoned) s.terminate();
+        else resolve(s);
+      },
+      (err) => {
+        listener.connectSettled(attempt);
+        if (!attempt.abandoned) reject(err);
+      },
+    );
+  });
 }
 
 /** A compiled binary is itself the program; from source, bun runs the main file. */

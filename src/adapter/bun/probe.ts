@@ -8,9 +8,9 @@
  * @module
  */
 /// <reference types="bun-types" />
-import type { Probe } from "../../core/health_checker.ts";
+import type { Probe } from "../../core/health/health_checker.ts";
 import { deadlines, makeProbe as sharedProbe, type ProbeOptions } from "../probe.ts";
-import { errorText } from "../../core/errors.ts";
+import { errorText } from "../../core/util/errors.ts";
 
 /**
  * The most a native check sends: bytes a new connection's empty send buffer

@@ -1,11 +1,12 @@
 /// <reference types="bun-types" />
 import type { Socket } from "bun";
-import type { Channel } from "../../core/channel.ts";
-import type { EndReason } from "../../core/connection_log.ts";
-import type { Direction } from "../../core/packet_dump.ts";
-import type { ProxyEndpoints } from "../../core/proxy_header_reader.ts";
+import type { Channel } from "../../core/model/channel.ts";
+import type { EndReason } from "../../core/observe/connection_log.ts";
+import type { Direction } from "../../core/observe/packet_dump.ts";
+import type { ProxyEndpoints } from "../../core/proxy/proxy_header_reader.ts";
 import type { Session, SessionLink, Side } from "../../core/session/session.ts";
-import { concatBytes } from "../../core/bytes.ts";
+import type { TimedConnect } from "../../core/session/listener.ts";
+import { concatBytes } from "../../core/util/bytes.ts";
 
 /** One direction of a {@link Pipe}: bytes the destination has not taken yet. */
 export class Flow {
@@ -84,15 +85,25 @@ export class Pipe implements SessionLink {
 export interface Serving {
   /** Every accepted connection's local port: no getsockname needed for it. */
   listenPort: number;
-  /** One connect attempt to a channel, within `-t`, from `-B`. */
-  dial(channel: Channel, session: Session<Pipe>): Promise<Socket<Attempt>>;
+  /** `-B`, as Bun.connect takes it (not in Bun's published types, but honoured). */
+  from: { localAddress?: string };
 }
 
-/** One connect attempt to a channel; abandoned once it timed out. */
-export interface Attempt {
-  pipe: Pipe;
-  channel: Channel;
-  abandoned: boolean;
+/**
+ * One connect attempt to a channel. A Bun.connect cannot be cancelled: once
+ * the listener's clock says `-t` has passed, the attempt fails and is
+ * abandoned, and its socket is dropped whenever it shows up.
+ */
+export class Attempt implements TimedConnect {
+  abandoned = false;
+  fail: (err: Error) => void = () => {};
+
+  constructor(readonly pipe: Pipe, readonly channel: Channel) {}
+
+  timedOut(): void {
+    this.abandoned = true;
+    this.fail(this.pipe.session.listener.connectTimeoutError());
+  }
 }
 
 /**

@@ -10,22 +10,22 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import type { Balancer } from "../../core/balancer.ts";
-import type { Channel } from "../../core/channel.ts";
-import { EX_USAGE } from "../../core/sysexits.ts";
-import { listenError } from "../../core/errors.ts";
-import { ExitError } from "../../core/exit_error.ts";
-import { formatHostPort } from "../../core/balancer.ts";
+import type { Balancer } from "../../core/model/balancer.ts";
+import type { Channel } from "../../core/model/channel.ts";
+import { EX_USAGE } from "../../core/util/sysexits.ts";
+import { listenError } from "../../core/util/errors.ts";
+import { ExitError } from "../../core/util/exit_error.ts";
+import { formatHostPort } from "../../core/model/balancer.ts";
 import { Listener } from "../../core/session/listener.ts";
 import type { HeaderStep, Session } from "../../core/session/session.ts";
-import { Throttle } from "../../core/throttle.ts";
+import { Throttle } from "../../core/observe/throttle.ts";
 import type { ServeOptions, Server } from "../types.ts";
 export { openSyslogSocket } from "./syslog.ts";
 export { makeProbe } from "../probe.ts";
 import { dialChannel, type DialOptions } from "./dial.ts";
 import { closeQuietly, Pipe } from "./relay.ts";
 import type { ByteStream } from "./byte_stream.ts";
-import { concatBytes } from "../../core/bytes.ts";
+import { concatBytes } from "../../core/util/bytes.ts";
 
 /**
  * Listens on `options.hostname:port` and relays every client to a channel
@@ -50,7 +50,7 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
   }
   // Deno accepts when asked: at the descriptor budget, clients wait in the kernel's queue.
   const listener = new Listener(balancer, options, "wait");
-  const dial: DialOptions = { timeoutMs: options.connectTimeoutMs, sourceAddress: options.sourceAddress };
+  const dial: DialOptions = { sourceAddress: options.sourceAddress };
   let closing = false;
   const finished = acceptLoop(socket, listener, dial, () => closing);
   return Promise.resolve({
@@ -156,7 +156,7 @@ async function readHeader(session: Session<Pipe>, client: Deno.TcpConn): Promise
 }
 
 function dialFor(channel: Channel, session: Session<Pipe>): Promise<ByteStream> {
-  return dialChannel(channel, session.link.dial);
+  return dialChannel(channel, session.link.dial, session.listener);
 }
 
 async function writeAll(to: ByteStream, bytes: Uint8Array): Promise<void> {

@@ -1,5 +1,5 @@
-import type { Direction } from "../../core/packet_dump.ts";
-import type { ProxyEndpoints } from "../../core/proxy_header_reader.ts";
+import type { Direction } from "../../core/observe/packet_dump.ts";
+import type { ProxyEndpoints } from "../../core/proxy/proxy_header_reader.ts";
 import type { Session, SessionLink, Side } from "../../core/session/session.ts";
 import type { ByteStream } from "./byte_stream.ts";
 import type { DialOptions } from "./dial.ts";
@@ -91,7 +91,7 @@ export async function copyBytes(
  *
  * @example
  * ```ts
- * const pipe = new Pipe(client, { timeoutMs: 5000 });
+ * const pipe = new Pipe(client, { sourceAddress: "10.0.0.2" });
  * pipe.session = listener.open(pipe, client.remoteAddr.hostname);
  * ```
  */

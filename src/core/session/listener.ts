@@ -5,12 +5,12 @@
  *
  * @module
  */
-import type { Balancer } from "../balancer.ts";
-import type { ConnectionRecord } from "../connection_log.ts";
-import { IdleTimer } from "../idle.ts";
-import type { Direction } from "../packet_dump.ts";
-import { Throttle } from "../throttle.ts";
-import { TimerQueue } from "../timer_queue.ts";
+import type { Balancer } from "../model/balancer.ts";
+import type { ConnectionRecord } from "../observe/connection_log.ts";
+import { IdleTimer } from "./idle.ts";
+import type { Direction } from "../observe/packet_dump.ts";
+import { Throttle } from "../observe/throttle.ts";
+import { TimerQueue } from "../util/timer_queue.ts";
 import { Session, type SessionLink } from "./session.ts";
 
 /**
@@ -46,6 +46,20 @@ export interface ListenerOptions {
   onConnectionEnd?: (record: ConnectionRecord) => void;
 }
 
+/**
+ * A connect attempt the listener gives up on once `-t` has passed: the
+ * adapter cancels it in {@link timedOut} and fails it with
+ * {@link Listener.connectTimeoutError}.
+ *
+ * @example
+ * ```ts
+ * class Attempt implements TimedConnect { timedOut() { this.abort.abort(); } }
+ * ```
+ */
+export interface TimedConnect {
+  timedOut(): void;
+}
+
 /** At most one "at the limit" warning per this interval. */
 const LIMIT_REPORT_MS = 10_000;
 /** How long {@link Listener.endAll} waits for the sessions it ended to finish. */
@@ -72,6 +86,7 @@ export class Listener {
   /** Clients still sending their PROXY header: they hold descriptors too. */
   private awaiting = 0;
   private readonly headerTimeouts: TimerQueue<Session> | undefined;
+  private readonly connectTimeouts = new TimerQueue<TimedConnect>((a) => a.timedOut(), 5, () => performance.now());
   private readonly atLimit = new Throttle(LIMIT_REPORT_MS);
   private readonly max: number;
 
@@ -125,6 +140,25 @@ export class Listener {
   headerDone(session: Session): void {
     this.awaiting--;
     this.headerTimeouts!.cancel(session);
+  }
+
+  /**
+   * Gives `attempt` until `-t` from now: one timer for every connect in
+   * flight, not one each. The adapter calls {@link connectSettled} when it
+   * succeeds or fails first.
+   */
+  watchConnect(attempt: TimedConnect): void {
+    this.connectTimeouts.schedule(attempt, performance.now() + this.options.connectTimeoutMs);
+  }
+
+  /** `attempt` succeeded or failed before its time was up. */
+  connectSettled(attempt: TimedConnect): void {
+    this.connectTimeouts.cancel(attempt);
+  }
+
+  /** What a timed-out connect fails with, in the same words on every runtime. */
+  connectTimeoutError(): Error {
+    return new Error(`connect timed out after ${this.options.connectTimeoutMs / 1000}s`);
   }
 
   /** `session` finished: nothing here tracks it any more. */

@@ -5,19 +5,19 @@
  *
  * @module
  */
-import type { Channel } from "../channel.ts";
-import { formatHostPort } from "../balancer.ts";
-import type { EndReason } from "../connection_log.ts";
-import type { Idleable } from "../idle.ts";
-import type { Direction } from "../packet_dump.ts";
-import { encodeProxyHeader } from "../proxy_protocol.ts";
+import type { Channel } from "../model/channel.ts";
+import { formatHostPort } from "../model/balancer.ts";
+import type { EndReason } from "../observe/connection_log.ts";
+import type { Idleable } from "./idle.ts";
+import type { Direction } from "../observe/packet_dump.ts";
+import { encodeProxyHeader } from "../proxy/proxy_protocol.ts";
 import {
   describeProxied,
   proxiedEndpoints,
   type ProxyEndpoints,
   ProxyHeaderReader,
   proxyHeaderTimedOut,
-} from "../proxy_header_reader.ts";
+} from "../proxy/proxy_header_reader.ts";
 import type { Listener } from "./listener.ts";
 
 /**

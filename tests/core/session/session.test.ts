@@ -257,3 +257,18 @@ test("session: without a connection log nothing is recorded and the client's por
   link.session.abort("client-reset");
   assert.equal(f.records.length, 0);
 });
+
+test("listener: a connect still in flight after -t is timed out by the listener's one clock; a settled one is not", async () => {
+  const f = fixture({ connectTimeoutMs: 30 });
+  const expired: string[] = [];
+  const slow = { timedOut: () => expired.push("slow") };
+  const quick = { timedOut: () => expired.push("quick") };
+  f.listener.watchConnect(slow);
+  f.listener.watchConnect(quick);
+  f.listener.connectSettled(quick);
+  const deadline = Date.now() + 5000;
+  while (expired.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(expired, ["slow"]);
+  assert.equal(f.listener.connectTimeoutError().message, "connect timed out after 0.03s");
+});

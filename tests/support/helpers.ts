@@ -1,0 +1,104 @@
+/**
+ * What most integration tests do in one line: pause, make one client
+ * exchange, send one control command, read `show --json`.
+ *
+ * @module
+ */
+import { runBalance } from "./balance.ts";
+import { connect } from "./net.ts";
+
+/**
+ * Resolves after `ms`.
+ *
+ * @example
+ * ```ts
+ * await sleep(100);
+ * ```
+ */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** What {@link exchange} sends before its text, and from where. */
+export interface ExchangeOptions {
+  /** Sent first (a PROXY header, say). */
+  first?: Uint8Array;
+  /** The client's own address. */
+  localAddress?: string;
+}
+
+/**
+ * Connects (from `localAddress`), sends `first` and then `text`, reads the
+ * backend's greeting and the echo, hangs up: the name the greeting gave. For
+ * backends that greet and echo (`startBackend`); `text` goes out before the
+ * greeting arrives, so that a balancer awaiting a header from the client
+ * gets it.
+ *
+ * @example
+ * ```ts
+ * assert.equal(await exchange(port), "a");
+ * await exchange(port, "hello"); // sends 5 bytes, receives 7 ("a\nhello")
+ * ```
+ */
+export async function exchange(port: number, text = "ping", options: ExchangeOptions = {}): Promise<string> {
+  const c = await connect(port, "127.0.0.1", options.localAddress);
+  try {
+    if (options.first) c.socket.write(options.first);
+    c.socket.write(text);
+    const got = await c.waitFor((d) => d.toString().endsWith(`\n${text}`));
+    return got.toString().split("\n")[0];
+  } finally {
+    c.socket.end();
+    await c.closed();
+  }
+}
+
+/**
+ * Sends one control command to the balancer on `port` (the tests' private
+ * control directory, or the one `env` names); its answer. An error answer
+ * exits 65, any other 0.
+ *
+ * @example
+ * ```ts
+ * await control(port, "disable 0"); // "channel 0 disabled\n"
+ * ```
+ */
+export async function control(port: number, command: string, env?: Record<string, string>): Promise<string> {
+  const r = await runBalance(["-c", command, String(port)], { env });
+  if (r.code !== 0 && r.code !== 65 || r.stderr !== "") {
+    throw new Error(`balance -c '${command}' exited ${r.code}: ${r.stderr}`);
+  }
+  return r.stdout;
+}
+
+/** One row of `show --json`, the fields these tests read. */
+export interface StatusRow {
+  group: number;
+  channel: number;
+  enabled: boolean;
+  port: number;
+  c: number;
+  totalc: number;
+  sent: number;
+  rcvd: number;
+  health: "up" | "down" | "none";
+  checkFailures: number;
+  /** The last result as text; empty or null before the first check. */
+  lastCheck: string | null;
+  /** `--proxy-protocol`: the header channels get, or "none". */
+  proxyProtocol: "v1" | "v2" | "none";
+  /** `--accept-proxy`. */
+  acceptProxy: boolean;
+}
+
+/**
+ * `show --json` of the balancer on `port`.
+ *
+ * @example
+ * ```ts
+ * (await status(port))[1].health; // "down"
+ * ```
+ */
+export async function status(port: number, env?: Record<string, string>): Promise<StatusRow[]> {
+  return JSON.parse(await control(port, "show --json", env));
+}
