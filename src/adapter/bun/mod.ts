@@ -176,11 +176,13 @@ function dial(channel: Channel, session: Session<Pipe>): Promise<Socket<Attempt>
       ...pipe.serving.from,
     }).then(
       (s) => {
+        attempt.fail = undefined;
         listener.connectSettled(attempt);
         if (attempt.abandoned) s.terminate();
         else resolve(s);
       },
       (err) => {
+        attempt.fail = undefined;
         listener.connectSettled(attempt);
         if (!attempt.abandoned) reject(err);
       },

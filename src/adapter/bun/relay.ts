@@ -96,13 +96,15 @@ export interface Serving {
  */
 export class Attempt implements TimedConnect {
   abandoned = false;
-  fail: (err: Error) => void = () => {};
+  /** Rejects the dial while it is in flight; dropped once it settles, so an open connection keeps no promise alive. */
+  fail: ((err: Error) => void) | undefined = undefined;
 
   constructor(readonly pipe: Pipe, readonly channel: Channel) {}
 
   timedOut(): void {
     this.abandoned = true;
-    this.fail(this.pipe.session.listener.connectTimeoutError());
+    this.fail?.(this.pipe.session.listener.connectTimeoutError());
+    this.fail = undefined;
   }
 }
 

@@ -10,7 +10,8 @@ interface Due<T> {
   at: number;
   // Items due at the same time run in the order they were scheduled.
   seq: number;
-  item: T;
+  /** Undefined once cancelled or scheduled again: a stale row. */
+  item: T | undefined;
 }
 
 function before<T>(a: Due<T>, b: Due<T>): boolean {
@@ -31,8 +32,8 @@ function before<T>(a: Due<T>, b: Due<T>): boolean {
  */
 export class TimerQueue<T> {
   private readonly heap: Due<T>[] = [];
-  // The time each scheduled item is due; heap rows that disagree are stale.
-  private readonly dueAt = new Map<T, number>();
+  // Each scheduled item's live row.
+  private readonly pending = new Map<T, Due<T>>();
   private timer?: ReturnType<typeof setTimeout>;
   private timerAt = Infinity;
   private scheduled = 0;
@@ -45,23 +46,34 @@ export class TimerQueue<T> {
 
   /** Runs `item` at time `at` (ms) instead of whenever it was due. */
   schedule(item: T, at: number): void {
-    this.dueAt.set(item, at);
-    this.push({ at, seq: this.scheduled++, item });
+    this.drop(item);
+    const due = { at, seq: this.scheduled++, item };
+    this.pending.set(item, due);
+    this.push(due);
     if (at < this.timerAt) this.arm(at);
   }
 
   /** Forgets `item`: it does not run unless scheduled again. */
   cancel(item: T): void {
-    this.dueAt.delete(item);
+    this.drop(item);
   }
 
   /** Forgets every item and stops the timer. */
   clear(): void {
-    this.dueAt.clear();
+    this.pending.clear();
     this.heap.length = 0;
     clearTimeout(this.timer);
     this.timer = undefined;
     this.timerAt = Infinity;
+  }
+
+  // A stale row stays in the heap until its time but lets go of its item at
+  // once: a connection's deadline must not keep the connection in memory.
+  private drop(item: T): void {
+    const due = this.pending.get(item);
+    if (due === undefined) return;
+    due.item = undefined;
+    this.pending.delete(item);
   }
 
   private arm(at: number): void {
@@ -75,13 +87,13 @@ export class TimerQueue<T> {
     this.timerAt = Infinity;
     const until = this.now() + this.slackMs;
     while (this.heap.length > 0 && this.heap[0].at <= until) {
-      const { at, item } = this.pop();
-      if (this.dueAt.get(item) !== at) continue;
-      this.dueAt.delete(item);
+      const { item } = this.pop();
+      if (item === undefined) continue;
+      this.pending.delete(item);
       this.run(item);
     }
     // Stale rows need no timer of their own: drop them before arming.
-    while (this.heap.length > 0 && this.dueAt.get(this.heap[0].item) !== this.heap[0].at) this.pop();
+    while (this.heap.length > 0 && this.heap[0].item === undefined) this.pop();
     // An item run above may have armed the timer for a later time than the next one due.
     if (this.heap.length > 0 && this.heap[0].at < this.timerAt) this.arm(this.heap[0].at);
   }
