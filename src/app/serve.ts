@@ -26,7 +26,7 @@ import { openFilesLimit, processFigures } from "../adapter/process_stats.ts";
 import type { Config } from "./config.ts";
 import { reload, type ReloadAnswer, type ReloadContext } from "./reload.ts";
 import { type Log, logTargets, setupLog } from "./observe/log.ts";
-import { RUNTIME, VERSION } from "../cli/usage.ts";
+import { RUNTIME, VERSION } from "./version.ts";
 import { serveInWorkers, type WorkerServer } from "./workers.ts";
 
 /**

@@ -14,7 +14,8 @@ import { DETACHED_ENV, startInBackground } from "./background.ts";
 import { discardedLog, logTargets } from "../app/observe/log.ts";
 import { resolveConfig, serveUntilStopped } from "../app/serve.ts";
 import type { Config } from "../app/config.ts";
-import { TRY_HELP, USAGE, versionLine } from "./usage.ts";
+import { TRY_HELP, USAGE } from "./usage.ts";
+import { versionLine } from "../app/version.ts";
 
 /**
  * Runs balance with a command line on the given adapter and resolves to the
