@@ -6,48 +6,34 @@
 import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { type Backend, type Client, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
-import { balanceCommand, runBalance, type Running, startBalance } from "../support/balance.ts";
+import { balanceCommand, runBalance, type Running, startBalance, withBalancer } from "../support/balance.ts";
 import { until, within } from "../support/wait.ts";
-import { control, sleep, status, type StatusRow } from "../support/helpers.ts";
+import { control, sleep, status, type StatusRow, withTempDir } from "../support/helpers.ts";
 
 const at = (b: Backend) => `${b.host}:${b.port}`;
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 /** A private directory for a test's files, removed after `body`. */
-async function inDir<T>(body: (dir: string) => Promise<T>): Promise<T> {
-  const dir = mkdtempSync(join(tmpdir(), "balance-config-"));
-  try {
-    return await body(dir);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+const inDir = <T>(body: (dir: string) => Promise<T>): Promise<T> => withTempDir("balance-config-", body);
 
 /** Backends named `names`, a balancer started with `-F FILE` (FILE = `text(backends)`), and cleanup. */
-async function withConfigured(
+function withConfigured(
   names: string[],
   text: (port: number, b: Backend[]) => string,
   body: (lb: Running, file: string, port: number, b: Backend[]) => Promise<void>,
 ): Promise<void> {
-  const backends = await Promise.all(names.map((n) => startBackend(n)));
-  let lb: Running | undefined;
-  try {
-    await inDir(async (dir) => {
-      const port = await freePort();
-      const file = join(dir, "web.conf");
+  return inDir((dir) => {
+    const file = join(dir, "web.conf");
+    const args = ({ port, backends }: { port: number; backends: Backend[] }) => {
       writeFileSync(file, text(port, backends));
-      lb = await startBalance(["-F", file], port);
-      await body(lb, file, port, backends);
-    });
-  } finally {
-    await lb?.stop();
-    await Promise.all(backends.map((b) => b.close()));
-  }
+      return ["-F", file];
+    };
+    return withBalancer({ backends: names, args }, ({ lb, port, backends }) => body(lb, file, port, backends));
+  });
 }
 
 /** Sends `text` on an open client and waits for its echo after everything received so far. */

@@ -6,8 +6,8 @@
 import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import type * as net from "node:net";
-import { type Behaviour, type Client, connect, freePort, startBackend } from "../support/net.ts";
-import { type Running, startBalance } from "../support/balance.ts";
+import { type Backend, type Behaviour, type Client, connect, freePort } from "../support/net.ts";
+import { type Running, withBalancer } from "../support/balance.ts";
 import { within } from "../support/wait.ts";
 
 /** One parsed `connection …` log line. */
@@ -54,24 +54,20 @@ async function lineOf(lb: Running, clientPort: number, ms = 10_000): Promise<Lin
  * balance `--log-connections` (without `-d`: what production logs) in
  * front of one backend with `behaviour`, plus `options`.
  */
-async function withLogged(
+function withLogged(
   behaviour: Behaviour | undefined,
   options: string[],
   fn: (ctx: { port: number; lb: Running; channel: string }) => Promise<void>,
 ) {
-  const backend = await startBackend("a", behaviour);
-  const port = await freePort();
-  const lb = await startBalance(
-    ["--log-connections", ...options, String(port), `127.0.0.1:${backend.port}`],
-    port,
-    { debug: false },
+  return withBalancer(
+    {
+      backends: [{ name: "a", behaviour }],
+      options: ["--log-connections", ...options],
+      channels: ([a]) => [`127.0.0.1:${a.port}`],
+      debug: false,
+    },
+    ({ port, lb, backends: [a] }) => fn({ port, lb, channel: `group 0 channel 0 (127.0.0.1:${a.port})` }),
   );
-  try {
-    await fn({ port, lb, channel: `group 0 channel 0 (127.0.0.1:${backend.port})` });
-  } finally {
-    await lb.stop();
-    await backend.close();
-  }
 }
 
 const greeted = (c: Client) => c.waitFor((d) => d.toString().startsWith("a\n"));
@@ -168,9 +164,8 @@ test("connection log: -T 1 idle timeout: idle-timeout", () =>
 
 test("connection log: a refused connect: connect-failed, no channel named", async () => {
   const refused = await freePort();
-  const port = await freePort();
-  const lb = await startBalance(["--log-connections", String(port), `127.0.0.1:${refused}`], port, { debug: false });
-  try {
+  const setup = { options: ["--log-connections"], channels: () => [`127.0.0.1:${refused}`], debug: false };
+  await withBalancer(setup, async ({ port, lb }) => {
     const c = await connect(port);
     const from = c.socket.localPort!;
     c.socket.write(PAYLOAD);
@@ -186,37 +181,28 @@ test("connection log: a refused connect: connect-failed, no channel named", asyn
       0,
     ]);
     assert.ok(!lb.stderr().includes("SECRET"), "client bytes never reach the log");
-  } finally {
-    await lb.stop();
-  }
+  });
 });
 
 test("connection log: every channel disabled: no-channel", async () => {
-  const backend = await startBackend("a");
-  const port = await freePort();
-  const lb = await startBalance(
-    ["--log-connections", String(port), `127.0.0.1:${backend.port}:0:1:dis`],
-    port,
-    { debug: false },
-  );
-  try {
+  const setup = {
+    backends: ["a"],
+    options: ["--log-connections"],
+    channels: ([a]: Backend[]) => [`127.0.0.1:${a.port}:0:1:dis`],
+    debug: false,
+  };
+  await withBalancer(setup, async ({ port, lb, backends: [backend] }) => {
     const c = await connect(port);
     const from = c.socket.localPort!;
     await c.ended();
     const line = await lineOf(lb, from);
     assert.deepEqual([line.channel, line.reason, line.sent, line.rcvd], ["none", "no-channel", 0, 0]);
     assert.equal(backend.peers.length, 0, "no channel was tried");
-  } finally {
-    await lb.stop();
-    await backend.close();
-  }
+  });
 });
 
 test("connection log: without --log-connections no connection line is logged", async () => {
-  const backend = await startBackend("a");
-  const port = await freePort();
-  const lb = await startBalance([String(port), `127.0.0.1:${backend.port}`], port, { debug: false });
-  try {
+  await withBalancer({ backends: ["a"], debug: false }, async ({ port, lb }) => {
     const c = await connect(port);
     await greeted(c);
     c.socket.end();
@@ -224,8 +210,5 @@ test("connection log: without --log-connections no connection line is logged", a
     await lb.stop();
     await within(lb.exited, 1000, "the exit");
     assert.doesNotMatch(lb.stderr(), /connection 127\.0\.0\.1:/);
-  } finally {
-    await lb.stop();
-    await backend.close();
-  }
+  });
 });

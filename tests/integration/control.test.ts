@@ -14,6 +14,7 @@ import {
   type Running,
   type RunOptions,
   startBalance,
+  withBalancer,
 } from "../support/balance.ts";
 import { privateRun } from "../support/private_run.ts";
 import { until, within } from "../support/wait.ts";
@@ -37,18 +38,13 @@ interface Fixture {
 }
 
 /** balance in front of a, b (group 0, RR) and c (group 1), with its own control directory. */
-async function withBalancer(fn: (f: Fixture) => Promise<void>, extraArgs: string[] = []) {
-  const { dir, env, cleanup } = controlDir();
-  const backends: Backend[] = [];
-  let lb: Running | undefined;
-  try {
-    for (const name of ["a", "b", "c"]) backends.push(await startBackend(name));
-    const port = await freePort();
-    lb = await startBalance(
-      [...extraArgs, String(port), at(backends[0]), at(backends[1]), "!", at(backends[2])],
-      port,
-      { env },
-    );
+function withControlled(fn: (f: Fixture) => Promise<void>, extraArgs: string[] = []) {
+  return withBalancer({
+    backends: ["a", "b", "c"],
+    options: extraArgs,
+    channels: ([a, b, c]) => [at(a), at(b), "!", at(c)],
+    controlDir: true,
+  }, ({ port, backends, lb, env }) => {
     const ctl = async (command: string) => {
       const r = await runBalance(["-c", command, String(port)], { env });
       // An error answer exits 65 (see instances.test.ts); the answer is the same.
@@ -57,18 +53,14 @@ async function withBalancer(fn: (f: Fixture) => Promise<void>, extraArgs: string
       assert.equal(r.stderr, "");
       return r.stdout;
     };
-    await fn({ port, backends, lb, env, dir, ctl });
-  } finally {
-    await lb?.stop();
-    await Promise.all(backends.map((b) => b.close()));
-    cleanup();
-  }
+    return fn({ port, backends, lb, env, dir: env.BALANCE_CONTROL_DIR, ctl });
+  });
 }
 
 const rows = (show: string) => show.trim().split("\n").slice(1).map((l) => l.trim().split(/\s+/));
 
 test("control: show lists every channel with balance's columns", () =>
-  withBalancer(async ({ ctl, backends, port }) => {
+  withControlled(async ({ ctl, backends, port }) => {
     await whoAnswers(port);
     await sleep(50);
     const out = await ctl("show");
@@ -86,7 +78,7 @@ test("control: show lists every channel with balance's columns", () =>
   }));
 
 test("control: disable and enable steer live traffic, answers word for word", () =>
-  withBalancer(async ({ ctl, port }) => {
+  withControlled(async ({ ctl, port }) => {
     assert.equal(await ctl("disable 0"), "channel 0 disabled\n");
     assert.equal(await ctl("dis 0"), "channel 0 already disabled\n");
     assert.deepEqual([await whoAnswers(port), await whoAnswers(port)], ["b", "b"]);
@@ -102,7 +94,7 @@ test("control: disable and enable steer live traffic, answers word for word", ()
   }));
 
 test("control: maxc, reset, mrtg-bytes, mrtg-conns, version, help", () =>
-  withBalancer(async ({ ctl, port }) => {
+  withControlled(async ({ ctl, port }) => {
     assert.equal(await ctl("maxc 0 1"), "maxc of channel 0 changed to 1\n");
     const held = await connect(port);
     await held.waitFor((d) => d.toString() === "a\n");
@@ -125,7 +117,7 @@ test("control: maxc, reset, mrtg-bytes, mrtg-conns, version, help", () =>
   }));
 
 test("control: create (disabled), assign (only when disabled), enable: the new channel serves", () =>
-  withBalancer(async ({ ctl, port }) => {
+  withControlled(async ({ ctl, port }) => {
     const d = await startBackend("d");
     const e = await startBackend("e");
     try {
@@ -145,7 +137,7 @@ test("control: create (disabled), assign (only when disabled), enable: the new c
   }));
 
 test("control: -i through a pipe: group, hash, rr, answers only, quit ends", () =>
-  withBalancer(async ({ port, env }) => {
+  withControlled(async ({ port, env }) => {
     const r = await runBalance(["-i", String(port)], {
       env,
       input: "group 1\nhash\nshow\nrr\ngroup 99999\nquit\nshow\n",
@@ -164,7 +156,7 @@ test(
   "control: -i on a terminal prompts balance[G] and follows group",
   { skip: !existsSync("/usr/bin/script") && "script (bsdutils) is not installed" },
   () =>
-    withBalancer(async ({ port, env }) => {
+    withControlled(async ({ port, env }) => {
       const command = [...balanceCommand(), "-i", String(port)].map((a) => `'${a}'`).join(" ");
       // `script` gives balance a pseudo-terminal; the input arrives typed.
       const r = await runBalance(["-qfec", command, "/dev/null"], {
@@ -180,7 +172,7 @@ test(
 );
 
 test("control: changes never cut existing connections", () =>
-  withBalancer(async ({ ctl, port }) => {
+  withControlled(async ({ ctl, port }) => {
     const c = await connect(port);
     await c.waitFor((d) => d.toString() === "a\n");
     for (const command of ["disable 0", "maxc 0 1", "hash", "rr", "create 127.0.0.9 1", "assign 2 127.0.0.8 2"]) {
@@ -192,7 +184,7 @@ test("control: changes never cut existing connections", () =>
   }));
 
 test("control: garbage on the control socket is answered 'syntax error' and changes nothing", () =>
-  withBalancer(async ({ ctl, port, dir }) => {
+  withControlled(async ({ ctl, port, dir }) => {
     const before = await ctl("show --json");
     const socketPath = join(dir, `any-${port}.sock`);
     const garbage = [
@@ -234,7 +226,7 @@ test("control: garbage on the control socket is answered 'syntax error' and chan
   }));
 
 test("control: the control socket is owner-only, and -c without an instance exits 69", () =>
-  withBalancer(async ({ port, dir, env }) => {
+  withControlled(async ({ port, dir, env }) => {
     const socketPath = join(dir, `any-${port}.sock`);
     assert.equal(statSync(socketPath).mode & 0o777, 0o600);
     assert.equal(statSync(dir).mode & 0o777, 0o700, "in an owner-only directory");
@@ -257,7 +249,7 @@ test(
   "control: another user cannot read or change the balancer",
   { skip: nobodySkip },
   () =>
-    withBalancer(async ({ port, dir }) => {
+    withControlled(async ({ port, dir }) => {
       // Looking where its own instances would be, nobody finds none.
       const own = await asNobody(["-c", "disable 0", String(port)]);
       assert.equal(own.code, 69, own.stderr);
@@ -431,7 +423,7 @@ test("control: a stale socket after kill -9 is detected, not obeyed, and replace
 });
 
 test("control: a second balancer on the same port fails with 71 in one line and leaves the first in control", () =>
-  withBalancer(async ({ port, env, ctl, backends }) => {
+  withControlled(async ({ port, env, ctl, backends }) => {
     const r = await runBalance(["-f", String(port), at(backends[0])], { env });
     assert.equal(r.code, 71, r.stderr);
     assert.equal(r.stderr.split("\n").length, 2, `one line: ${r.stderr}`);

@@ -4,21 +4,14 @@
  */
 import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../support/net.ts";
 import { runBalance } from "../support/balance.ts";
+import { withTempDir } from "../support/helpers.ts";
 
 /** A private control directory for the duration of `fn`. */
-async function withControlDir(fn: (env: Record<string, string>) => Promise<void>) {
-  const dir = mkdtempSync(join(tmpdir(), "balance-err-"));
-  try {
-    await fn({ BALANCE_CONTROL_DIR: dir });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+const withControlDir = (fn: (env: Record<string, string>) => Promise<void>) =>
+  withTempDir("balance-err-", (dir) => fn({ BALANCE_CONTROL_DIR: dir }));
 
 test("errors: an unresolvable host exits 68 with one line naming it, no usage", () =>
   withControlDir(async (env) => {

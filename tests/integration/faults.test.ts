@@ -11,7 +11,7 @@ import { join } from "node:path";
 import * as net from "node:net";
 import { type ChildProcess, spawn } from "node:child_process";
 import { type Backend, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
-import { balanceCommand, type Running, startBalance } from "../support/balance.ts";
+import { balanceCommand, type Running, startBalance, withBalancer } from "../support/balance.ts";
 import { until, within } from "../support/wait.ts";
 import { sleep, status } from "../support/helpers.ts";
 
@@ -22,29 +22,19 @@ interface Status {
   rcvd: number;
 }
 
-async function withFaultyBackend(
+/**
+ * Balance, with its own control directory, in front of a backend that does
+ * `behaviour` (group 0) and a healthy one (group 1).
+ */
+function withFaultyBackend(
   behaviour: (s: net.Socket) => void,
   fn: (ctx: { port: number; lb: Running; status(): Promise<Status[]>; healthy: Backend }) => Promise<void>,
 ) {
-  const dir = mkdtempSync(join(tmpdir(), "balance-faults-"));
-  const env = { BALANCE_CONTROL_DIR: dir };
-  const backends: Backend[] = [];
-  let lb: Running | undefined;
-  try {
-    const faulty = await startBackend("faulty", (s) => behaviour(s));
-    backends.push(faulty);
-    const healthy = await startBackend("healthy");
-    backends.push(healthy);
-    const port = await freePort();
-    lb = await startBalance([String(port), `127.0.0.1:${faulty.port}`, "!", `127.0.0.1:${healthy.port}`], port, {
-      env,
-    });
-    await fn({ port, lb, status: () => status(port, env), healthy });
-  } finally {
-    await lb?.stop();
-    await Promise.all(backends.map((b) => b.close()));
-    rmSync(dir, { recursive: true, force: true });
-  }
+  return withBalancer({
+    backends: [{ name: "faulty", behaviour: (s) => behaviour(s) }, "healthy"],
+    channels: ([faulty, healthy]) => [`127.0.0.1:${faulty.port}`, "!", `127.0.0.1:${healthy.port}`],
+    controlDir: true,
+  }, ({ port, lb, env, backends: [, healthy] }) => fn({ port, lb, status: () => status(port, env), healthy }));
 }
 
 /** Waits (at most 10 s) until every channel's `c` is 0 again. */

@@ -7,8 +7,8 @@
  */
 import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
-import { type Backend, freePort, startBackend, whoAnswers } from "../support/net.ts";
-import { startBalance } from "../support/balance.ts";
+import { type Backend, whoAnswers, withBackends } from "../support/net.ts";
+import { withBalance } from "../support/balance.ts";
 import { until } from "../support/wait.ts";
 import { Channel, Group, hashClientAddress } from "../../src/core/mod.ts";
 import { hashedChannels } from "../../src/core/selection/schedule/rendezvous.ts";
@@ -41,27 +41,15 @@ const tally = (names: readonly string[]) => {
   return counts;
 };
 
-async function withBackends<T>(count: number, fn: (bs: Backend[]) => Promise<T>): Promise<T> {
-  const backends = await Promise.all(Array.from({ length: count }, (_, i) => startBackend(`c${i}`)));
-  try {
-    return await fn(backends);
-  } finally {
-    await Promise.all(backends.map((b) => b.close()));
-  }
-}
+/** Names of `count` backends: c0, c1, … */
+const named = (count: number) => Array.from({ length: count }, (_, i) => `c${i}`);
 
-async function withHashBalancer(backends: readonly Backend[], fn: (port: number) => Promise<void>) {
-  const port = await freePort();
-  const lb = await startBalance(["-H", String(port), ...backends.map((b) => `${b.host}:${b.port}`), "%"], port);
-  try {
-    await fn(port);
-  } finally {
-    await lb.stop();
-  }
-}
+/** Balance `-H PORT backends… %` for the length of `fn`. */
+const withHashBalancer = (backends: readonly Backend[], fn: (port: number) => Promise<void>) =>
+  withBalance(["-H"], [...backends.map((b) => `${b.host}:${b.port}`), "%"], ({ port }) => fn(port));
 
 test("consistent hashing on real sockets: disable, enable, create: only the clients that must move do", () =>
-  withBackends(6, async (bs) => {
+  withBackends(named(6), async (bs) => {
     const five = bs.slice(0, 5);
     await withHashBalancer(five, async (port) => {
       const before = await answers(port);
@@ -109,7 +97,7 @@ test("consistent hashing on real sockets: disable, enable, create: only the clie
   }));
 
 test("consistent hashing on real sockets: two balancers with the channels in reverse order agree on every client", () =>
-  withBackends(5, async (bs) => {
+  withBackends(named(5), async (bs) => {
     let first: string[] = [];
     await withHashBalancer(bs, async (port) => {
       first = await answers(port);

@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { type Backend, freePort, startBackend, whoAnswers } from "../support/net.ts";
-import { runBalance, type Running, startBalance } from "../support/balance.ts";
+import { runBalance, type Running, startBalance, withBalancer } from "../support/balance.ts";
 import { type Answering, answering, healthLine, healthRows, logged, loggedAt, synDropper } from "../support/health.ts";
 import { until } from "../support/wait.ts";
 import { control, status, type StatusRow } from "../support/helpers.ts";
@@ -278,19 +278,18 @@ async function withDeadChannel(
   debug: boolean,
   body: (lb: Running, port: number, aPort: number, revive: () => Promise<void>) => Promise<void>,
 ): Promise<void> {
-  const b = await startBackend("b");
   const aPort = await freePort();
   let a: Backend | undefined;
-  let lb: Running | undefined;
   try {
-    const port = await freePort();
-    lb = await startBalance([...FAST, String(port), `127.0.0.1:${aPort}`, at(b)], port, { debug });
-    await body(lb, port, aPort, async () => {
-      a = await startBackend("a", undefined, "127.0.0.1", aPort);
-    });
+    await withBalancer(
+      { backends: ["b"], options: FAST, channels: ([b]) => [`127.0.0.1:${aPort}`, at(b)], debug },
+      ({ lb, port }) =>
+        body(lb, port, aPort, async () => {
+          a = await startBackend("a", undefined, "127.0.0.1", aPort);
+        }),
+    );
   } finally {
-    await lb?.stop();
-    await Promise.all([a?.close(), b.close()]);
+    await a?.close();
   }
 }
 

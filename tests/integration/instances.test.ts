@@ -11,7 +11,7 @@ import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { type Backend, freePort, startBackend, whoAnswers } from "../support/net.ts";
-import { runBalance, type Running, startBalance } from "../support/balance.ts";
+import { runBalance, type Running, startBalance, withBalancer } from "../support/balance.ts";
 import { prepareNobody } from "../support/nobody.ts";
 
 const at = (b: Backend) => `${b.host}:${b.port}`;
@@ -40,16 +40,9 @@ async function withInstance(
   fn: (f: { port: number; lb: Running; env: Record<string, string>; backends: Backend[] }) => Promise<void>,
 ) {
   const dirs = privateDirs();
-  const backends: Backend[] = [];
-  let lb: Running | undefined;
   try {
-    backends.push(await startBackend("a"), await startBackend("b"));
-    const port = await freePort();
-    lb = await startBalance([String(port), ...backends.map(at)], port, { env: dirs.env });
-    await fn({ port, lb, env: dirs.env, backends });
+    await withBalancer({ backends: ["a", "b"], env: dirs.env }, fn);
   } finally {
-    await lb?.stop();
-    await Promise.all(backends.map((b) => b.close()));
     dirs.cleanup();
   }
 }

@@ -12,8 +12,8 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Backend, connect, freePort, startBackend } from "../support/net.ts";
-import { runBalance, type Running, startBalance } from "../support/balance.ts";
+import { type Backend, connect, freePort } from "../support/net.ts";
+import { runBalance, type Running, withBalancer } from "../support/balance.ts";
 import { until } from "../support/wait.ts";
 import { control, exchange, sleep, status } from "../support/helpers.ts";
 
@@ -21,7 +21,10 @@ const at = (b: Backend, rest = "") => `${b.host}:${b.port}${rest}`;
 const hasPromtool = spawnSync("promtool", ["--version"]).status === 0;
 const hasPrometheus = spawnSync("prometheus", ["--version"]).status === 0;
 
-/** Balance with `--metrics` on a free port (after `options`) in front of backends named `names`. */
+/**
+ * Balance with `--metrics` on a free port (after `options`) in front of
+ * backends named `names`; it must exit 0.
+ */
 async function withMetrics(
   names: string[],
   channels: (bs: Backend[]) => string[],
@@ -29,22 +32,11 @@ async function withMetrics(
   options: string[] = [],
   metricsAt = (port: number) => String(port),
 ) {
-  const backends: Backend[] = [];
-  let lb: Running | undefined;
-  try {
-    for (const name of names) backends.push(await startBackend(name));
-    const port = await freePort();
-    const metricsPort = await freePort();
-    lb = await startBalance(
-      [...options, "--metrics", metricsAt(metricsPort), String(port), ...channels(backends)],
-      port,
-    );
-    await fn({ port, metricsPort, lb, backends });
-  } finally {
-    const code = await lb?.stop();
-    await Promise.all(backends.map((b) => b.close()));
-    assert.equal(code, 0);
-  }
+  const metricsPort = await freePort();
+  await withBalancer(
+    { backends: names, options: [...options, "--metrics", metricsAt(metricsPort)], channels, exitCode: 0 },
+    ({ port, lb, backends }) => fn({ port, metricsPort, lb, backends }),
+  );
 }
 
 async function scrape(metricsPort: number, path = "/metrics"): Promise<string> {

@@ -1,20 +1,11 @@
 import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
-import { type Backend, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
-import { startBalance, withBalance } from "../support/balance.ts";
+import { type Backend, connect, freePort, startBackend, whoAnswers, withBackends } from "../support/net.ts";
+import { withBalance } from "../support/balance.ts";
 import { Channel, Group, hashClientAddress } from "../../src/core/mod.ts";
 import { hashedChannels } from "../../src/core/selection/schedule/rendezvous.ts";
 
 const at = (b: Backend, maxc?: number) => `${b.host}:${b.port}${maxc === undefined ? "" : `:${maxc}`}`;
-
-async function withBackends<T>(names: string[], fn: (bs: Backend[]) => Promise<T>): Promise<T> {
-  const backends = await Promise.all(names.map((n) => startBackend(n)));
-  try {
-    return await fn(backends);
-  } finally {
-    await Promise.all(backends.map((b) => b.close()));
-  }
-}
 
 /** A port on which nothing listens: connects are refused. */
 const deadChannel = async () => `127.0.0.1:${await freePort()}`;
@@ -68,35 +59,33 @@ test("channel selection on real sockets: nothing usable: the client is accepted 
 
 test("channel selection on real sockets: -a disables a channel whose connect failed, even after it comes back", () =>
   withBackends(["b"], async ([b]) => {
-    const port = await freePort();
     const deadPort = await freePort();
-    const lb = await startBalance(["-a", String(port), `127.0.0.1:${deadPort}`, at(b)], port);
     let revived: Backend | undefined;
     try {
-      assert.equal(await whoAnswers(port), "b");
-      await lb.waitForTrace(/failed: .*channel disabled/);
-      revived = await startBackend("revived", undefined, "127.0.0.1", deadPort);
-      for (let i = 0; i < 4; i++) assert.equal(await whoAnswers(port), "b");
+      await withBalance(["-a"], [`127.0.0.1:${deadPort}`, at(b)], async ({ port, lb }) => {
+        assert.equal(await whoAnswers(port), "b");
+        await lb.waitForTrace(/failed: .*channel disabled/);
+        revived = await startBackend("revived", undefined, "127.0.0.1", deadPort);
+        for (let i = 0; i < 4; i++) assert.equal(await whoAnswers(port), "b");
+      });
     } finally {
-      await lb.stop();
       await revived?.close();
     }
   }));
 
 test("channel selection on real sockets: without -a a failed channel is tried again later", () =>
   withBackends(["b"], async ([b]) => {
-    const port = await freePort();
     const deadPort = await freePort();
-    const lb = await startBalance([String(port), `127.0.0.1:${deadPort}`, at(b)], port);
     let revived: Backend | undefined;
     try {
-      assert.equal(await whoAnswers(port), "b");
-      revived = await startBackend("revived", undefined, "127.0.0.1", deadPort);
-      const seen = new Set<string>();
-      for (let i = 0; i < 4; i++) seen.add(await whoAnswers(port));
-      assert.deepEqual([...seen].sort(), ["b", "revived"]);
+      await withBalance([], [`127.0.0.1:${deadPort}`, at(b)], async ({ port }) => {
+        assert.equal(await whoAnswers(port), "b");
+        revived = await startBackend("revived", undefined, "127.0.0.1", deadPort);
+        const seen = new Set<string>();
+        for (let i = 0; i < 4; i++) seen.add(await whoAnswers(port));
+        assert.deepEqual([...seen].sort(), ["b", "revived"]);
+      });
     } finally {
-      await lb.stop();
       await revived?.close();
     }
   }));

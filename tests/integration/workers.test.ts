@@ -1,10 +1,8 @@
 import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { availableParallelism, tmpdir } from "node:os";
-import { join } from "node:path";
-import { type Backend, type Client, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
-import { runBalance, type Running, startBalance } from "../support/balance.ts";
+import { availableParallelism } from "node:os";
+import { type Backend, type Client, connect, freePort, whoAnswers } from "../support/net.ts";
+import { runBalance, type Running, startBalance, withBalancer } from "../support/balance.ts";
 import { until } from "../support/wait.ts";
 
 const at = (b: Backend, maxc?: number) => `${b.host}:${b.port}${maxc === undefined ? "" : `:${maxc}`}`;
@@ -13,38 +11,31 @@ const at = (b: Backend, maxc?: number) => `${b.host}:${b.port}${maxc === undefin
 const acceptedBy = (lb: Running) =>
   [0, 1].map((w) => lb.stderr().split("\n").filter((l) => l.includes(`worker ${w}: accepted`)).length);
 
-/** `balance -w 2` in front of `channels(backends)`, with its own control directory. */
-async function withWorkers(
+/**
+ * `balance -w 2` in front of `channels(backends)`, with its own control
+ * directory; it must exit 0 and leave no control socket.
+ */
+function withWorkers(
   names: string[],
   channels: (bs: Backend[]) => string[],
   fn: (f: { port: number; lb: Running; backends: Backend[]; ctl(c: string): Promise<string> }) => Promise<void>,
 ) {
-  const dir = mkdtempSync(join(tmpdir(), "balance-workers-"));
-  const env = { BALANCE_CONTROL_DIR: dir };
-  const backends: Backend[] = [];
-  let lb: Running | undefined;
-  let port = 0;
-  let code: number | null | undefined;
-  let socketLeft = false;
-  try {
-    for (const name of names) backends.push(await startBackend(name));
-    port = await freePort();
-    lb = await startBalance(["-w", "2", String(port), ...channels(backends)], port, { env });
+  return withBalancer({
+    backends: names,
+    options: ["-w", "2"],
+    channels,
+    controlDir: true,
+    ready: "in 2 thread(s)",
+    exitCode: 0,
+    socketRemoved: true,
+  }, ({ port, lb, backends, env }) => {
     const ctl = async (command: string) => {
       const r = await runBalance(["-c", command, String(port)], { env });
       assert.equal(r.code, 0, `balance -c '${command}': ${r.stderr}`);
       return r.stdout;
     };
-    await lb.waitForTrace("in 2 thread(s)");
-    await fn({ port, lb, backends, ctl });
-  } finally {
-    code = await lb?.stop();
-    await Promise.all(backends.map((b) => b.close()));
-    socketLeft = existsSync(join(dir, `any-${port}.sock`));
-    rmSync(dir, { recursive: true, force: true });
-  }
-  assert.equal(code, 0);
-  assert.equal(socketLeft, false, "control socket removed");
+    return fn({ port, lb, backends, ctl });
+  });
 }
 
 test("workers: -w 2 accepts in both threads and keeps one round robin over them", () =>

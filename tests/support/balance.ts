@@ -6,13 +6,14 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { type Backend, type Behaviour, freePort, startBackend } from "./net.ts";
+import { type Backend, type BackendSpec, type Behaviour, freePort, withBackends } from "./net.ts";
 import { onTimeout } from "./test.ts";
 
 const MAIN = fileURLToPath(import.meta.resolve("../../src/main.ts"));
@@ -218,6 +219,114 @@ export async function startBalance(args: string[], port: number, options: RunOpt
   return running;
 }
 
+/**
+ * What {@link withBalancer} starts and checks: backends, the balancer's
+ * command line and environment, and how its run must end.
+ */
+export interface BalancerSetup {
+  /** Backends started first, in this order (see {@link BackendSpec}); none by default. */
+  backends?: readonly BackendSpec[];
+  /** Options before the port. */
+  options?: string[];
+  /** The channels after the port, from the started backends; default: every backend, in order, in group 0. */
+  channels?: (backends: Backend[]) => string[];
+  /** The whole command line instead of `options PORT channels…` (for `-F FILE`, say). */
+  args?: (f: { port: number; backends: Backend[] }) => string[];
+  /** Where the balancer listens (its port is free there); default 127.0.0.1. */
+  listenHost?: string;
+  /** Added to the balancer's environment (see {@link balanceEnv}). */
+  env?: Record<string, string>;
+  /** true: a private `BALANCE_CONTROL_DIR` of this balancer's own, removed after it. */
+  controlDir?: boolean;
+  /** false leaves `-d` out, to see what a production balancer logs. */
+  debug?: boolean;
+  /** A trace to await after `listening on`, before the body runs (`in 2 thread(s)`, say). */
+  ready?: string | RegExp;
+  /** The code the balancer must exit with when stopped; checked once all is cleaned up, if the body passed. */
+  exitCode?: number;
+  /** With `controlDir`: its control socket (`any-PORT.sock`) must be gone once it stopped; checked like `exitCode`. */
+  socketRemoved?: boolean;
+}
+
+/** What {@link withBalancer} hands its test body. */
+export interface Balanced {
+  /** The balancer's port. */
+  port: number;
+  lb: Running;
+  /** The backends of {@link BalancerSetup.backends}, in its order. */
+  backends: Backend[];
+  /** The environment added for the balancer (`setup.env`, plus the private control directory): give it to `-c`. */
+  env: Record<string, string>;
+}
+
+/**
+ * The common fixture: starts the backends of `setup`, then balance in front
+ * of them on a free port (`setup.options PORT channels…`, or `setup.args`),
+ * runs `fn`, and then, whatever happened, stops balance, closes the
+ * backends and removes the private control directory. Then checks the exit
+ * code and the control socket, if `setup` asks.
+ *
+ * @example
+ * ```ts
+ * await withBalancer({
+ *   backends: ["a", "b", { name: "mute", behaviour: () => {} }],
+ *   options: ["-t", "1"],
+ *   channels: ([a, b, mute]) => [at(a), at(b), "!", at(mute)],
+ *   controlDir: true,
+ *   exitCode: 0,
+ * }, async ({ port, lb, backends, env }) => {
+ *   assert.equal(await control(port, "disable 0", env), "channel 0 disabled\n");
+ * });
+ * ```
+ */
+export async function withBalancer(setup: BalancerSetup, fn: (balanced: Balanced) => Promise<void>): Promise<void> {
+  const dir = setup.controlDir ? mkdtempSync(join(tmpdir(), "balance-ctl-")) : undefined;
+  const env: Record<string, string> = dir === undefined ? { ...setup.env } : { ...setup.env, BALANCE_CONTROL_DIR: dir };
+  let port = 0;
+  let code: number | null = null;
+  let socketLeft = false;
+  try {
+    await withBackends(setup.backends ?? [], async (backends) => {
+      port = await freePort(setup.listenHost);
+      const channels = setup.channels?.(backends) ?? backends.map((b) => `${b.host}:${b.port}`);
+      const args = setup.args?.({ port, backends }) ?? [...setup.options ?? [], String(port), ...channels];
+      const lb = await startBalance(args, port, { env, debug: setup.debug });
+      try {
+        if (setup.ready !== undefined) await lb.waitForTrace(setup.ready);
+        await fn({ port, lb, backends, env });
+      } finally {
+        code = await lb.stop();
+      }
+    });
+  } finally {
+    if (dir !== undefined) {
+      socketLeft = existsSync(join(dir, `any-${port}.sock`));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  if (setup.exitCode !== undefined) assert.equal(code, setup.exitCode);
+  if (setup.socketRemoved) assert.equal(socketLeft, false, "control socket removed");
+}
+
+/**
+ * Balance with `options` before a free port on `listenHost` and `channels`
+ * after it; runs `fn`, then stops balance whatever happened (a
+ * {@link withBalancer} without backends).
+ *
+ * @example
+ * ```ts
+ * await withBalance(["-H"], ["127.0.0.1:8081", "%"], async ({ port, lb }) => { ... });
+ * ```
+ */
+export function withBalance(
+  options: string[],
+  channels: string[],
+  fn: (running: { port: number; lb: Running }) => Promise<void>,
+  listenHost = "127.0.0.1",
+): Promise<void> {
+  return withBalancer({ options, channels: () => channels, listenHost }, ({ port, lb }) => fn({ port, lb }));
+}
+
 /** What {@link withProxy} hands its test body. */
 export interface Proxied {
   port: number;
@@ -226,56 +335,26 @@ export interface Proxied {
 }
 
 /**
- * Balance with `options` before a free port on `listenHost` and `channels`
- * after it; runs `fn`, then stops balance whatever happened.
- *
- * @example
- * ```ts
- * await withBalance(["-H"], ["127.0.0.1:8081", "%"], async ({ port, lb }) => { ... });
- * ```
- */
-export async function withBalance(
-  options: string[],
-  channels: string[],
-  fn: (running: { port: number; lb: Running }) => Promise<void>,
-  listenHost = "127.0.0.1",
-): Promise<void> {
-  const port = await freePort(listenHost);
-  const lb = await startBalance([...options, String(port), ...channels], port);
-  try {
-    await fn({ port, lb });
-  } finally {
-    await lb.stop();
-  }
-}
-
-/**
  * One backend, and balance (with `options` before the port) in front of it
- * on `listenHost`; runs `fn`, then stops both whatever happened.
+ * on `listenHost`; runs `fn`, then stops both whatever happened (a
+ * {@link withBalancer} with one backend).
  *
  * @example
  * ```ts
  * await withProxy("a", undefined, ["-T", "1"], async ({ port }) => { ... });
  * ```
  */
-export async function withProxy(
+export function withProxy(
   name: string,
   behaviour: Behaviour | undefined,
   options: string[],
   fn: (proxied: Proxied) => Promise<void>,
   listenHost = "127.0.0.1",
 ): Promise<void> {
-  const backend = await startBackend(name, behaviour);
-  try {
-    await withBalance(
-      options,
-      [`${backend.host}:${backend.port}`],
-      (running) => fn({ ...running, backend }),
-      listenHost,
-    );
-  } finally {
-    await backend.close();
-  }
+  return withBalancer(
+    { backends: [{ name, behaviour }], options, listenHost },
+    ({ port, lb, backends: [backend] }) => fn({ port, lb, backend }),
+  );
 }
 
 /**

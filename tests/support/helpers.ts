@@ -1,11 +1,33 @@
 /**
  * What most integration tests do in one line: pause, make one client
- * exchange, send one control command, read `show --json`.
+ * exchange, send one control command, read `show --json`, keep a private
+ * directory for the length of a test.
  *
  * @module
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { runBalance } from "./balance.ts";
 import { connect } from "./net.ts";
+
+/**
+ * A fresh private directory (`$TMPDIR/PREFIX…`) for the duration of `fn`,
+ * removed with everything in it afterwards, whatever happened.
+ *
+ * @example
+ * ```ts
+ * await withTempDir("balance-config-", async (dir) => writeFileSync(join(dir, "web.conf"), "80 a:81\n"));
+ * ```
+ */
+export async function withTempDir<T>(prefix: string, fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  try {
+    return await fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 /**
  * Resolves after `ms`.

@@ -223,3 +223,32 @@ export async function whoAnswers(port: number, host = "127.0.0.1", localAddress?
     c.socket.destroy();
   }
 }
+
+/** A backend to start: a name (greets with it, then echoes), or a name with a {@link Behaviour}, host or port. */
+export type BackendSpec = string | { name: string; behaviour?: Behaviour; host?: string; port?: number };
+
+/**
+ * Starts a backend for each spec in `specs` (all at once), runs `fn` with
+ * them in that order, then closes them all, whatever happened.
+ *
+ * @example
+ * ```ts
+ * await withBackends(["a", { name: "mute", behaviour: () => {} }], async ([a, mute]) => { ... });
+ * ```
+ */
+export async function withBackends<T>(
+  specs: readonly BackendSpec[],
+  fn: (backends: Backend[]) => Promise<T>,
+): Promise<T> {
+  const started = await Promise.allSettled(
+    specs.map((s) => typeof s === "string" ? startBackend(s) : startBackend(s.name, s.behaviour, s.host, s.port)),
+  );
+  const backends = started.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+  try {
+    const failed = started.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+    return await fn(backends);
+  } finally {
+    await Promise.all(backends.map((b) => b.close()));
+  }
+}
