@@ -118,7 +118,7 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
           const pipe = new Pipe(client, serving);
           client.data = pipe;
           pipe.session = listener.open(pipe, client.remoteAddress);
-          if (!pipe.session.awaitingHeader) connectPipe(pipe);
+          if (!pipe.session.awaitingHeader) connectPipe(pipe).catch(listener.unexpected);
         },
       },
       // Accepted by Bun.listen though its published types only show it for connect.
@@ -146,7 +146,7 @@ function takeHeader(pipe: Pipe, chunk: Uint8Array): void {
   const step = pipe.session.takeHeader(chunk);
   if (!(step instanceof Uint8Array)) return;
   if (step.length > 0) holdEarlyChunk(pipe, step);
-  connectPipe(pipe);
+  connectPipe(pipe).catch(pipe.session.listener.unexpected);
 }
 
 async function connectPipe(pipe: Pipe): Promise<void> {

@@ -98,7 +98,7 @@ async function acceptLoop(
       if (isExhaustion(err)) await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS));
       continue;
     }
-    handleClient(client, listener, dial);
+    handleClient(client, listener, dial).catch(listener.unexpected);
   }
 }
 
@@ -113,7 +113,8 @@ function isExhaustion(err: unknown): boolean {
 /** Read size while a header is awaited: a v1 line or a v2 header with its usual TLVs in one read. */
 const HEADER_READ_SIZE = 4 * 1024;
 
-// Never rejects: every way out ends in the session's finish.
+// Every way out ends in the session's finish; a throw would be a bug, which the
+// caller hands to the listener to report.
 async function handleClient(client: Deno.TcpConn, listener: Listener, dial: DialOptions): Promise<void> {
   client.setNoDelay(true);
   client.setKeepAlive(true);

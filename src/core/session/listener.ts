@@ -11,6 +11,7 @@ import { IdleTimer } from "./idle.ts";
 import type { Direction } from "../observe/packet_dump.ts";
 import { Throttle } from "../observe/throttle.ts";
 import { TimerQueue } from "../util/timer_queue.ts";
+import { errorText } from "../util/errors.ts";
 import { Session, type SessionLink } from "./session.ts";
 
 /**
@@ -160,6 +161,14 @@ export class Listener {
   connectTimeoutError(): Error {
     return new Error(`connect timed out after ${this.options.connectTimeoutMs / 1000}s`);
   }
+
+  /**
+   * The catch of every session's task: a failure no rule above covers is a
+   * bug, and is said (throttled as one kind) rather than lost.
+   */
+  readonly unexpected = (err: unknown): void => {
+    this.options.warn(`internal error in a connection: ${errorText(err)}`, "internal error");
+  };
 
   /** `session` finished: nothing here tracks it any more. */
   forget(session: Session): void {

@@ -272,3 +272,9 @@ test("listener: a connect still in flight after -t is timed out by the listener'
   assert.deepEqual(expired, ["slow"]);
   assert.equal(f.listener.connectTimeoutError().message, "connect timed out after 0.03s");
 });
+
+test("listener: a session task that throws is reported as an internal error, not lost", () => {
+  const f = fixture();
+  f.listener.unexpected(new Error("boom"));
+  assert.deepEqual(f.warnings, ["internal error in a connection: boom"]);
+});
