@@ -153,7 +153,7 @@ async function connectPipe(pipe: Pipe): Promise<void> {
   const server = await pipe.session.connect(dial, hangUp);
   // Bytes and a FIN that came while connecting are passed on now, after
   // the PROXY header if one is sent.
-  if (server) sendEarlyChunks(pipe, pipe.session.proxyHeader());
+  if (server) sendEarlyChunks(pipe);
 }
 
 function hangUp(server: Socket<Attempt>): void {

@@ -16,8 +16,6 @@ export class Flow {
   ended = false;
   /** FIN passed on to the destination. */
   done = false;
-  /** PROXY header bytes still at the front of `pending`: not the client's, so not counted. */
-  uncounted = 0;
 
   constructor(readonly direction: Direction) {}
 }
@@ -126,37 +124,20 @@ export function holdEarlyChunk(pipe: Pipe, chunk: Uint8Array): void {
 }
 
 /**
- * The server is connected: send what the client sent meanwhile, and its FIN.
- * A PROXY `header` (`--proxy-protocol`) goes first, in the same write.
+ * The server is connected: send what the client sent meanwhile (after the
+ * PROXY header, if one is sent), and its FIN.
  */
-export function sendEarlyChunks(pipe: Pipe, header?: Uint8Array): void {
+export function sendEarlyChunks(pipe: Pipe): void {
   const flow = pipe.toServer;
-  const early = flow.pending;
+  const opening = pipe.session.opening(flow.pending);
   flow.pending = undefined;
-  if (header) sendHeader(pipe, header, early);
-  else if (early) forwardChunk(pipe, flow, pipe.client, pipe.server!, early);
+  if (opening) writeChunk(pipe, flow, pipe.client, pipe.server!, opening);
   if (flow.pending) return;
   if (pipe.clientPaused) {
     pipe.client.resume();
     pipe.clientPaused = false;
   }
   if (flow.ended) endFlow(pipe, flow, pipe.server);
-}
-
-// Counts only the client's bytes: a write that ends inside the header leaves
-// the rest of it uncounted in `pending` for drainFlow.
-function sendHeader(pipe: Pipe, header: Uint8Array, early: Uint8Array | undefined): void {
-  const flow = pipe.toServer;
-  if (early) pipe.session.relaying(flow.direction, early);
-  const bytes = early ? concatBytes(header, early) : header;
-  const n = pipe.server!.write(bytes);
-  if (n < 0) return pipe.session.abort("server-reset");
-  if (n > header.length) pipe.count(flow, n - header.length);
-  if (n < bytes.length) {
-    flow.pending = bytes.subarray(n);
-    flow.uncounted = Math.max(0, header.length - n);
-    pipe.client.pause();
-  }
 }
 
 /**
@@ -177,6 +158,10 @@ export function forwardChunk(
     src.pause();
     return;
   }
+  writeChunk(pipe, flow, src, dst, chunk);
+}
+
+function writeChunk(pipe: Pipe, flow: Flow, src: Socket<unknown>, dst: Socket<unknown>, chunk: Uint8Array): void {
   const n = dst.write(chunk);
   if (n < 0) return pipe.session.abort(resetOf(pipe, dst));
   pipe.count(flow, n);
@@ -193,9 +178,7 @@ export function drainFlow(pipe: Pipe, flow: Flow, src: Socket<unknown>, dst: Soc
   if (!pending) return;
   const n = dst.write(pending);
   if (n < 0) return pipe.session.abort(resetOf(pipe, dst));
-  const header = Math.min(flow.uncounted, n);
-  flow.uncounted -= header;
-  pipe.count(flow, n - header);
+  pipe.count(flow, n);
   if (n < pending.length) {
     flow.pending = pending.subarray(n);
     return;

@@ -25,7 +25,6 @@ export { makeProbe } from "../probe.ts";
 import { dialChannel, type DialOptions } from "./dial.ts";
 import { closeQuietly, Pipe } from "./relay.ts";
 import type { ByteStream } from "./byte_stream.ts";
-import { concatBytes } from "../../core/util/bytes.ts";
 
 /**
  * Listens on `options.hostname:port` and relays every client to a channel
@@ -129,13 +128,10 @@ async function handleClient(client: Deno.TcpConn, listener: Listener, dial: Dial
   }
   const server = await session.connect(dialFor, closeQuietly);
   if (!server) return;
-  const header = session.proxyHeader();
-  if (header || early) {
-    if (early) session.relaying("->", early);
-    const bytes = header && early ? concatBytes(header, early) : header || early!;
-    // A failed write shows in the relay's first read or write.
-    const written = await writeAll(server, bytes).then(() => true, () => false);
-    if (early && written) session.countSent(early.length);
+  const opening = session.opening(early);
+  // A failed write shows in the relay's first read or write.
+  if (opening && await writeAll(server, opening).then(() => true, () => false)) {
+    session.countSent(opening.length);
   }
   await pipe.relay(server);
 }

@@ -19,6 +19,7 @@ import {
   proxyHeaderTimedOut,
 } from "../proxy/proxy_header_reader.ts";
 import type { Listener } from "./listener.ts";
+import { concatBytes } from "../util/bytes.ts";
 
 /**
  * What an adapter gives a session: its sockets, as far as the session has to
@@ -107,6 +108,8 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
   private fin: EndReason | undefined = undefined;
   private torn: EndReason | undefined = undefined;
   private headerReader: ProxyHeaderReader | undefined = undefined;
+  /** PROXY header bytes the channel has still to take: not the client's, so not counted. */
+  private headerUnsent = 0;
   private connecting = false;
   /** The adapter finished while a connect was in flight: finish once it is settled. */
   private finishAfterConnect = false;
@@ -221,12 +224,21 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
     return connected.conn;
   }
 
-  /** `--proxy-protocol`: the header to write to the channel before any client byte. */
-  proxyHeader(): Uint8Array | undefined {
+  /**
+   * The first write to a connected channel: the PROXY header
+   * (`--proxy-protocol`) and the client's early bytes together, so the channel
+   * gets them in one segment. `-p` shows the early bytes now, and
+   * {@link countSent} leaves the header's bytes out. Undefined when there is
+   * nothing to write.
+   */
+  opening(early: Uint8Array | undefined): Uint8Array | undefined {
+    if (early) this.relaying("->", early);
     const version = this.listener.options.proxyProtocol;
-    if (!version) return undefined;
+    if (!version) return early;
     const { src, dst } = this.proxied ?? this.link.endpoints();
-    return encodeProxyHeader(version, src, dst);
+    const header = encodeProxyHeader(version, src, dst);
+    this.headerUnsent = header.length;
+    return early ? concatBytes(header, early) : header;
   }
 
   /** A chunk was taken from one side and is about to be written to the other (`-p` shows it now). */
@@ -235,8 +247,13 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
     this.listener.options.dump?.(direction, chunk);
   }
 
-  /** `n` of the client's bytes reached the channel. */
+  /** `n` bytes reached the channel: the client's, after any of the PROXY header. */
   countSent(n: number): void {
+    if (this.headerUnsent > 0) {
+      const header = Math.min(this.headerUnsent, n);
+      this.headerUnsent -= header;
+      n -= header;
+    }
     this.sent += n;
     this.channel!.countSent(n);
   }

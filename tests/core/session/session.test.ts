@@ -143,20 +143,37 @@ test("session: the server resets during the early bytes: server-reset, only what
   const f = fixture();
   const link = f.open();
   await link.session.connect(() => Promise.resolve("conn"), hangUp);
-  link.session.relaying("->", encode("early"));
+  assert.deepEqual(link.session.opening(encode("early")), encode("early"));
   link.session.abort("server-reset");
   assert.deepEqual([f.records[0].reason, f.records[0].sent, f.channel.sent], ["server-reset", 0, 0]);
   assert.deepEqual(f.dumped, ["->early"]);
 });
 
-test("session: with --proxy-protocol the header carries the client and the address it reached", () => {
+test("session: with --proxy-protocol the header carries the client and the address it reached", async () => {
   const f = fixture({ proxyProtocol: 1 });
   const link = f.open();
+  await link.session.connect(() => Promise.resolve("conn"), hangUp);
   assert.equal(
-    new TextDecoder().decode(link.session.proxyHeader()),
+    new TextDecoder().decode(link.session.opening(undefined)),
     "PROXY TCP4 10.0.0.7 10.0.0.1 40000 80\r\n",
   );
-  assert.equal(fixture().open().session.proxyHeader(), undefined);
+  assert.equal(fixture().open().session.opening(undefined), undefined);
+});
+
+test("session: the PROXY header and the early bytes go in one write; only the client's bytes are counted, however the write is cut", async () => {
+  const f = fixture({ proxyProtocol: 1 });
+  const link = f.open();
+  await link.session.connect(() => Promise.resolve("conn"), hangUp);
+  const opening = link.session.opening(encode("GET /"))!;
+  const header = "PROXY TCP4 10.0.0.7 10.0.0.1 40000 80\r\n";
+  assert.equal(new TextDecoder().decode(opening), header + "GET /");
+  assert.deepEqual(f.dumped, ["->GET /"]);
+  link.session.countSent(10); // inside the header
+  link.session.countSent(header.length - 10 + 2); // the rest of it and "GE"
+  assert.equal(link.session.sent, 2);
+  link.session.countSent(3);
+  link.session.countSent(7); // later chunks count whole
+  assert.deepEqual([link.session.sent, f.channel.sent], [12, 12]);
 });
 
 test("session: --accept-proxy: a header in pieces, then the client is known by the address it names", () => {
