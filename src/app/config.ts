@@ -1,5 +1,6 @@
 import type { GroupSpec } from "../core/config/grammar.ts";
 import type { HealthSettings } from "../core/health/health.ts";
+import type { AccessSettings } from "../core/access/gate.ts";
 
 /** What a command line asks for. */
 export type Mode = "serve" | "control" | "interactive" | "list" | "help" | "version";
@@ -53,6 +54,10 @@ export interface Config {
   proxyProtocol?: 1 | 2;
   /** `--accept-proxy`: every client must begin with a PROXY header. */
   acceptProxy: boolean;
+  /** `--allow`/`--deny`, `--proxy-from`, `--max-per-client`, `--rate-per-client`. */
+  access: AccessSettings;
+  /** `--client-table`: clients the per-client limits remember. */
+  clientTable: number;
   groups: GroupSpec[];
   /** `--check-config`: parse and resolve, then exit 0 without serving. */
   checkConfig: boolean;
@@ -81,6 +86,8 @@ export const DEFAULTS: Omit<Config, "mode" | "listenPort" | "groups"> = {
   workers: 1,
   resolveInterval: 30,
   acceptProxy: false,
+  access: { rules: [] },
+  clientTable: 65_536,
   checkConfig: false,
   configFiles: [],
   optionWords: [],

@@ -28,6 +28,7 @@ const LIVE: ReadonlySet<keyof Config> = new Set<keyof Config>([
   "autodisable",
   "hashFailover",
   "graceSeconds",
+  "access",
   "optionWords",
   "configFiles",
 ]);
@@ -52,6 +53,7 @@ const FLAGS: Partial<Record<keyof Config, string>> = {
   metrics: "--metrics",
   proxyProtocol: "--proxy-protocol",
   acceptProxy: "--accept-proxy",
+  clientTable: "--client-table",
 };
 
 /**

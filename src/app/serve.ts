@@ -15,6 +15,8 @@ import type { Adapter, ServeOptions, Server } from "../adapter/types.ts";
 import type { ProbeOptions } from "../adapter/probe.ts";
 import type { HealthSettings } from "../core/health/health.ts";
 import { concatBytes } from "../core/util/bytes.ts";
+import { ClientGate } from "../core/access/gate.ts";
+import { ClientTable } from "../core/access/client_table.ts";
 import { encodeProxyHeader } from "../core/proxy/proxy_protocol.ts";
 import type { ProxySettings } from "../core/proxy/proxy_protocol.ts";
 import { controlAddress, ensureControlDirectory } from "../control/address.ts";
@@ -68,6 +70,7 @@ export async function serveUntilStopped(
   handleSignals(s);
   const fileLimit = openFilesLimit();
   const options = serveOptions(config, { hostname, sourceAddress }, connectionBudget(fileLimit), s);
+  const gate = options.gate!;
   const proxy: ProxySettings = { send: config.proxyProtocol, accept: config.acceptProxy };
   const checker = healthChecker(config, adapter, sourceAddress, proxy, s);
   const observe = checker && ((slot: number, reason: string) => checker.observeFailure(slot, reason));
@@ -75,12 +78,13 @@ export async function serveUntilStopped(
   const inWorkers = workers > 1 ? await serveInWorkers(balancer, options, workers, workerUrl, observe) : undefined;
   const server = inWorkers ?? await adapter.serve(balancer, options);
   const names = watchNames(config, resolver, inWorkers, s);
-  s.reload = reloader(s, { options, resolver, reread, checker, names, inWorkers });
+  s.reload = reloader(s, { options, gate, resolver, reread, checker, names, inWorkers });
   const { controlServer, metricsServer } = await startControlAndMetrics(s, config, control, {
     lookupPort,
     resolver,
     checker,
     proxy,
+    gate,
     server,
     inWorkers,
   });
@@ -219,6 +223,7 @@ function serveOptions(
   s: Serving,
 ): ServeOptions {
   const { log, trace, connectionLog } = s;
+  const warn = (message: string, key?: string) => log.throttled(message, key);
   return {
     maxConnections,
     hostname,
@@ -228,10 +233,12 @@ function serveOptions(
     sourceAddress,
     dump: config.packetDump ? (dir, chunk) => process.stdout.write(formatPacketDump(dir, chunk)) : undefined,
     trace,
-    warn: (message, key) => log.throttled(message, key),
+    warn,
     onConnectionEnd: connectionLog && ((record) => connectionLog.add(record)),
     proxyProtocol: config.proxyProtocol,
     acceptProxy: config.acceptProxy,
+    // One table for every thread, made here and shared with workers.
+    gate: new ClientGate(ClientTable.create(config.clientTable), s.balancer.state, warn, config.access),
   };
 }
 
@@ -282,6 +289,7 @@ function watchNames(
 /** What a reload changes besides the balancer. */
 interface ReloadTargets {
   options: ServeOptions;
+  gate: ClientGate;
   resolver: NameResolver;
   reread: () => Config;
   checker?: HealthChecker;
@@ -301,6 +309,7 @@ function reloader(s: Serving, t: ReloadTargets): () => Promise<ReloadAnswer> {
       balancer.options.autodisable = next.autodisable;
       balancer.options.hashFailover = next.hashFailover;
       t.options.connectTimeoutMs = next.connectTimeout * 1000;
+      t.gate.configure(next.access);
       s.running = next;
     },
     layoutChanged: async () => {
@@ -320,6 +329,7 @@ interface Served {
   resolver: NameResolver;
   checker?: HealthChecker;
   proxy: ProxySettings;
+  gate: ClientGate;
   server: Server;
   inWorkers?: WorkerServer;
 }
@@ -332,7 +342,7 @@ async function startControlAndMetrics(
   served: Served,
 ): Promise<{ controlServer: ControlServer; metricsServer?: MetricsServer }> {
   const { log, balancer } = s;
-  const { checker, proxy, inWorkers } = served;
+  const { checker, proxy, gate, inWorkers } = served;
   let controlServer: ControlServer | undefined;
   try {
     controlServer = await startControlServer(
@@ -343,6 +353,7 @@ async function startControlAndMetrics(
         log: (line) => log.info(line),
         health: checker,
         proxy,
+        access: gate,
         configuration: () => ({ options: s.running.optionWords, port: s.running.listenPort }),
       },
       control,
@@ -362,7 +373,7 @@ async function startControlAndMetrics(
       ? await startMetricsServer(config.metrics.host, config.metrics.port, {
         metricsContentType: METRICS_CONTENT_TYPE,
         metrics: () => renderMetrics({ balancer, version: VERSION, runtime: RUNTIME, process: processFigures() }),
-        status: () => JSON.stringify(showJson(balancer, checker, proxy)),
+        status: () => JSON.stringify(showJson(balancer, checker, proxy, gate)),
       })
       : undefined;
     return { controlServer, metricsServer };

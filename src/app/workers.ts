@@ -16,6 +16,8 @@ import { SharedState, type StateHandle } from "../core/model/state.ts";
 import { EX_SOFTWARE } from "../core/util/sysexits.ts";
 import { warningKey } from "../core/observe/throttle.ts";
 import type { Adapter, ServeOptions, Server } from "../adapter/types.ts";
+import { type AccessSettings, ClientGate } from "../core/access/gate.ts";
+import { ClientTable, type ClientTableHandle } from "../core/access/client_table.ts";
 
 /** What a worker is told at start; everything a worker needs, postMessage-able. */
 interface StartMessage {
@@ -24,7 +26,9 @@ interface StartMessage {
   state: StateHandle;
   layout: Layout;
   selection: SelectionOptions;
-  serve: Omit<ServeOptions, "dump" | "trace" | "warn" | "onConnectionEnd">;
+  serve: Omit<ServeOptions, "dump" | "trace" | "warn" | "onConnectionEnd" | "gate">;
+  /** The access settings and the one client table every thread shares; absent, none. */
+  access?: { settings: AccessSettings; table: ClientTableHandle };
   dump: boolean;
   trace: boolean;
   /** `--log-connections`: tell the main thread of every connection that ended. */
@@ -36,7 +40,7 @@ interface StartMessage {
 type ToWorker =
   | StartMessage
   // A reload may change the connect timeout (-t) too.
-  | { kind: "layout"; layout: Layout; connectTimeoutMs: number }
+  | { kind: "layout"; layout: Layout; connectTimeoutMs: number; access?: AccessSettings }
   | { kind: "stop" }
   // The grace period is over: close what is still open.
   | { kind: "end" };
@@ -84,13 +88,14 @@ export async function serveInWorkers(
   workerUrl: URL,
   onConnectFailed?: (slot: number, reason: string) => void,
 ): Promise<WorkerServer> {
-  const { dump, trace, warn, onConnectionEnd, ...serve } = options;
+  const { dump, trace, warn, onConnectionEnd, gate, ...serve } = options;
   const start: Omit<StartMessage, "writer"> = {
     kind: "start",
     state: balancer.state.handle,
     layout: balancer.layout(),
     selection: balancer.options,
     serve: { ...serve, reusePort: true },
+    access: gate && { settings: gate.settings, table: gate.table.handle },
     dump: dump !== undefined,
     trace: trace !== undefined,
     logConnections: onConnectionEnd !== undefined,
@@ -158,7 +163,12 @@ export async function serveInWorkers(
     terminate,
     async syncLayout() {
       const all = workers.map((_, w) => new Promise<void>((resolve) => adopted[w].push(resolve)));
-      post({ kind: "layout", layout: balancer.layout(), connectTimeoutMs: options.connectTimeoutMs });
+      post({
+        kind: "layout",
+        layout: balancer.layout(),
+        connectTimeoutMs: options.connectTimeoutMs,
+        access: gate?.settings,
+      });
       if (!await answered(all)) {
         warn(`not every worker took the new layout within ${LAYOUT_WAIT_MS / 1000}s; answering anyway`);
       }
@@ -222,10 +232,13 @@ export function runWorker(adapter: Adapter): void {
         }
         if (data.logConnections) connections = new ConnectionBatch((records) => send({ kind: "connections", records }));
         try {
+          const warn = (message: string, key?: string) => send({ kind: "warn", message, key });
           serving = {
             ...data.serve,
             trace,
-            warn: (message) => send({ kind: "warn", message }),
+            warn,
+            gate: data.access &&
+              new ClientGate(new ClientTable(data.access.table), balancer.state, warn, data.access.settings),
             dump: data.dump ? (direction, chunk) => send({ kind: "dump", direction, chunk }) : undefined,
             onConnectionEnd: data.logConnections ? (record) => connections!.add(record) : undefined,
           };
@@ -240,6 +253,7 @@ export function runWorker(adapter: Adapter): void {
       case "layout":
         balancer?.adopt(data.layout);
         if (serving) serving.connectTimeoutMs = data.connectTimeoutMs;
+        if (data.access) serving?.gate?.configure(data.access);
         return send({ kind: "adopted" });
       case "stop":
         server?.close();

@@ -12,6 +12,8 @@ import {
 import { type HealthSettings, healthSettings, MIN_CHECK_INTERVAL } from "../core/health/health.ts";
 import { blaming, ExitError, usageError } from "../core/util/exit_error.ts";
 import { addressBytes } from "../core/selection/hash.ts";
+import type { AccessSettings } from "../core/access/gate.ts";
+import { parsePrefixList, type RuleAction } from "../core/access/rules.ts";
 import { shown } from "../core/util/shown.ts";
 import { type Config, DEFAULTS, type Mode } from "../app/config.ts";
 
@@ -102,6 +104,16 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
     metrics: given("metrics", (t) => parseMetricsAddress(t, lookup)),
     proxyProtocol: given("proxy-protocol", parseProxyVersion),
     acceptProxy: v["accept-proxy"] ?? false,
+    access: parseAccess(v, tokens, given, optionAt),
+    clientTable: given(
+      "client-table",
+      (t) =>
+        parseCount(t, "client table (--client-table)", {
+          min: MIN_CLIENT_TABLE,
+          max: MAX_CLIENT_TABLE,
+          unit: "clients",
+        }),
+    ) ?? DEFAULTS.clientTable,
     groups: mode === "serve"
       ? withLeastConnection(channelGroups(channelArgs, listenPort, lookup, positionalAt), v.L ?? false)
       : [],
@@ -145,14 +157,28 @@ const OPTIONS = {
   metrics: { type: "string" },
   "proxy-protocol": { type: "string" },
   "accept-proxy": { type: "boolean" },
+  allow: { type: "string", multiple: true },
+  deny: { type: "string", multiple: true },
+  "proxy-from": { type: "string" },
+  "max-per-client": { type: "string" },
+  "rate-per-client": { type: "string" },
+  "client-table": { type: "string" },
   "check-config": { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 } as const;
 
 type Option = keyof typeof OPTIONS;
-type StringOption = { [K in Option]: typeof OPTIONS[K]["type"] extends "string" ? K : never }[Option];
-type Values = { [K in Option]?: typeof OPTIONS[K]["type"] extends "string" ? string : boolean };
+type StringOption = Exclude<
+  { [K in Option]: typeof OPTIONS[K]["type"] extends "string" ? K : never }[Option],
+  RepeatedOption
+>;
+/** Options that may be given many times, each occurrence kept in order. */
+type RepeatedOption = "allow" | "deny";
+const REPEATED = new Set<string>(["allow", "deny"]);
+type Values =
+  & { [K in Option]?: typeof OPTIONS[K]["type"] extends "string" ? string : boolean }
+  & { allow?: string[]; deny?: string[] };
 type Token = { kind: string; index: number; name?: string; rawName?: string; value?: string; inlineValue?: boolean };
 
 // Options whose value is a number: `-T -5` is a value to report as invalid, not an option `-5`.
@@ -166,6 +192,9 @@ const NUMBER_OPTIONS = new Set([
   "rise",
   "fall",
   "resolve-interval",
+  "max-per-client",
+  "rate-per-client",
+  "client-table",
 ]);
 
 // What strict parsing would refuse, blamed on the word at fault.
@@ -205,9 +234,10 @@ function optionWords(tokens: { kind: string; name?: string; rawName?: string; va
   const last = new Map<string, string[]>();
   for (const t of tokens) {
     if (t.kind !== "option" || NOT_DUMPED.has(t.name!)) continue;
-    last.delete(t.name!);
+    const key = REPEATED.has(t.name!) ? `${t.name} ${last.size}` : t.name!;
+    last.delete(key);
     const value = t.value === undefined ? [] : [/^$|^#|\s/.test(t.value) ? `"${t.value}"` : t.value];
-    last.set(t.name!, [t.rawName!, ...value]);
+    last.set(key, [t.rawName!, ...value]);
   }
   return [...last.values()].flat();
 }
@@ -317,6 +347,51 @@ function parseProxyVersion(text: string): 1 | 2 {
   if (text === "v1") return 1;
   if (text === "v2") return 2;
   throw usageError(`invalid PROXY protocol version (--proxy-protocol) '${shown(text)}': must be v1 or v2`);
+}
+
+/** `--client-table` bounds: a few clients at least; 16 Mi entries is about 1.3 GB. */
+const MIN_CLIENT_TABLE = 16;
+const MAX_CLIENT_TABLE = 16_777_216;
+/** `--max-per-client` and `--rate-per-client` N at most. */
+const MAX_PER_CLIENT = 1_000_000;
+/** `--rate-per-client N/SEC`: SEC at most a day. */
+const MAX_RATE_SECONDS = 86_400;
+
+// `--allow`/`--deny` in the order given (each SPEC checked, blamed on its
+// word), `--proxy-from` and the per-client limits.
+function parseAccess(
+  v: Values,
+  tokens: Token[],
+  given: <T>(name: StringOption, parse: (text: string) => T) => T | undefined,
+  optionAt: (name: string) => number | undefined,
+): AccessSettings {
+  const rules = tokens.filter((t) => t.kind === "option" && REPEATED.has(t.name!)).map((t) => {
+    const action = t.name as RuleAction;
+    blaming(t.index, () => parsePrefixList(t.value ?? "", `--${action}`));
+    return { action, spec: t.value! };
+  });
+  const proxyFrom = given("proxy-from", (t) => {
+    parsePrefixList(t, "--proxy-from");
+    return t;
+  });
+  if (proxyFrom !== undefined && !v["accept-proxy"]) {
+    throw usageError("option --proxy-from needs --accept-proxy").at(optionAt("proxy-from"));
+  }
+  const count = (text: string, what: string) => parseCount(text, what, { min: 1, max: MAX_PER_CLIENT });
+  const maxPerClient = given("max-per-client", (t) => count(t, "connections per client (--max-per-client)"));
+  const ratePerClient = given("rate-per-client", (t) => {
+    const [n, seconds, extra] = t.split("/");
+    if (extra !== undefined) {
+      throw usageError(`invalid rate per client (--rate-per-client) '${shown(t)}': must be N or N/SEC`);
+    }
+    return {
+      connections: count(n, "rate per client (--rate-per-client)"),
+      seconds: seconds === undefined
+        ? 1
+        : parseCount(seconds, "rate period (--rate-per-client)", { min: 1, max: MAX_RATE_SECONDS, unit: "seconds" }),
+    };
+  });
+  return { rules, proxyFrom, maxPerClient, ratePerClient };
 }
 
 /** More threads than this only add contention on any machine we know of. */

@@ -1,7 +1,8 @@
 /**
  * The runtime-agnostic core of balance, one folder per concept: `model/`
  * (groups, channels, shared state), `selection/` (choice, failover, hashing),
- * `session/` (one connection's life), `proxy/` (PROXY headers), `health/`,
+ * `session/` (one connection's life), `access/` (who may connect: rules and
+ * per-client limits), `proxy/` (PROXY headers), `health/`,
  * `config/` (grammar, files, reload), `commands/` (control), `observe/`
  * (metrics, logs, dumps), `dns/` and `util/`. Nothing here touches a socket,
  * a file or a runtime API; adapters do that.
@@ -24,6 +25,9 @@ export * from "./selection/schedule/least_connection.ts";
 export * from "./selection/schedule/round_robin.ts";
 export * from "./selection/select.ts";
 export * from "./session/idle.ts";
+export * from "./access/rules.ts";
+export * from "./access/client_table.ts";
+export * from "./access/gate.ts";
 export * from "./proxy/proxy_header_reader.ts";
 export * from "./proxy/proxy_protocol.ts";
 export * from "./health/health.ts";

@@ -7,6 +7,9 @@ import { MAX_MAXC, MAX_WEIGHT, type ServiceLookup } from "../config/grammar.ts";
 import { addressBytes } from "../selection/hash.ts";
 import { dumpConfig } from "../config/dump.ts";
 import type { HealthStatus } from "../health/health_checker.ts";
+import type { ClientGate } from "../access/gate.ts";
+import type { AccessRule } from "../access/rules.ts";
+import { formatClient } from "../access/client_table.ts";
 
 /**
  * balance's runtime-control commands (`-i`, `-c`), answered word for word as
@@ -41,6 +44,7 @@ export const COMMANDS = [
   "weight",
   "reload",
   "dump",
+  "clients",
 ] as const;
 
 /** One of {@link COMMANDS}. */
@@ -68,6 +72,7 @@ const HELP: Record<CommandName, string> = {
   weight: "weight N W            set channel N's weight to W (0-256, 0 = no new connections)",
   reload: "reload                read the configuration file (-F) again and apply it",
   dump: "dump                  the running configuration, as a configuration file",
+  clients: "clients               the 20 clients with the most open connections",
 };
 
 /**
@@ -116,6 +121,8 @@ export interface ControlContext {
   health?: HealthView;
   /** `--proxy-protocol` and `--accept-proxy`, for `show --json`; absent, both off. */
   proxy?: ProxySettings;
+  /** `--allow`/`--deny` and the per-client limits, for `clients` and `show --json`; absent, none. */
+  access?: ClientGate;
   /** For `dump`: the option words in force and the listen port; absent, `dump` writes the channels alone. */
   configuration?: () => { options: readonly string[]; port: number };
 }
@@ -224,6 +231,7 @@ const ARG_COUNTS: Record<CommandName, number[]> = {
   weight: [2],
   reload: [0],
   dump: [0],
+  clients: [0],
 };
 
 // Channel numbers and counts are whole decimal numbers: `disable x` is a
@@ -275,6 +283,7 @@ const STEPS: Record<CommandName, (call: Call) => CommandResult> = {
   version: (call) =>
     answer(call, `This is balance ${call.ctx.version}\nMAXGROUPS=${MAX_GROUPS}\nMAXCHANNELS=${MAX_CHANNELS}`),
   show: showChannels,
+  clients: (call) => answer(call, clientsTable(call.ctx.access)),
   health: (call) => answer(call, healthTable(call.ctx.balancer, call.ctx.health)),
   group: chooseGroup,
   hash: setsGroupType("Hash", "hash"),
@@ -296,7 +305,7 @@ function showChannels(call: Call): CommandResult {
   if (args.length === 1 && args[0] !== "--json") return fail(call, SYNTAX_ERROR);
   return answer(
     call,
-    args.length ? JSON.stringify(showJson(ctx.balancer, ctx.health, ctx.proxy)) : showTable(ctx.balancer),
+    args.length ? JSON.stringify(showJson(ctx.balancer, ctx.health, ctx.proxy, ctx.access)) : showTable(ctx.balancer),
   );
 }
 
@@ -439,6 +448,60 @@ export interface ChannelStatus {
   proxyProtocol: "v1" | "v2" | "none";
   /** `--accept-proxy`: clients must send a PROXY header; the same for every channel. */
   acceptProxy: boolean;
+  /** Who may connect (`--allow`, `--deny`, `--proxy-from`, per-client limits); the same for every channel. */
+  access: AccessStatus;
+}
+
+/**
+ * The access rules and per-client limits in force, as `show --json` and
+ * `/status` carry them; `null` for what is not set.
+ *
+ * @example
+ * ```ts
+ * const access: AccessStatus = { rules: [{ action: "deny", spec: "all" }], proxyFrom: null,
+ *   maxPerClient: 10, ratePerClient: null, clientTable: 65536 };
+ * ```
+ */
+export interface AccessStatus {
+  rules: AccessRule[];
+  proxyFrom: string | null;
+  maxPerClient: number | null;
+  ratePerClient: { connections: number; seconds: number } | null;
+  clientTable: number;
+}
+
+const NO_ACCESS: AccessStatus = {
+  rules: [],
+  proxyFrom: null,
+  maxPerClient: null,
+  ratePerClient: null,
+  clientTable: 0,
+};
+
+function accessStatus(gate: ClientGate | undefined): AccessStatus {
+  if (!gate) return NO_ACCESS;
+  const { rules, proxyFrom, maxPerClient, ratePerClient } = gate.settings;
+  return {
+    rules,
+    proxyFrom: proxyFrom ?? null,
+    maxPerClient: maxPerClient ?? null,
+    ratePerClient: ratePerClient ?? null,
+    clientTable: gate.table.handle.capacity,
+  };
+}
+
+/** How many clients `clients` lists. */
+const CLIENTS_SHOWN = 20;
+
+// `clients`: a table as `show` writes one, the busiest client first.
+function clientsTable(gate: ClientGate | undefined): string {
+  if (!gate?.active) {
+    return "clients are not tracked: no --allow, --deny, --max-per-client or --rate-per-client in force";
+  }
+  const rows = gate.top(CLIENTS_SHOWN).map((r) => [formatClient(r.key), r.open, r.total, r.refused].map(String));
+  const width = Math.max(6, ...rows.map((r) => r[0].length));
+  const line = (cells: string[]) => [cells[0].padEnd(width), ...cells.slice(1).map((c) => c.padStart(10))].join(" ");
+  return [line(["client", "open", "total", "refused"]), ...rows.map(line)].join("\n");
 }
 
 /**
@@ -450,9 +513,15 @@ export interface ChannelStatus {
  * showJson(balancer, checker)[0].health; // "up"
  * ```
  */
-export function showJson(balancer: Balancer, health?: HealthView, proxy?: ProxySettings): ChannelStatus[] {
+export function showJson(
+  balancer: Balancer,
+  health?: HealthView,
+  proxy?: ProxySettings,
+  gate?: ClientGate,
+): ChannelStatus[] {
   const proxyProtocol = proxy?.send ? (`v${proxy.send}` as const) : "none";
   const acceptProxy = proxy?.accept ?? false;
+  const access = accessStatus(gate);
   return balancer.groups.flatMap((g, gi) =>
     g.channels.map((c, ci) => ({
       group: gi,
@@ -470,6 +539,7 @@ export function showJson(balancer: Balancer, health?: HealthView, proxy?: ProxyS
       ...healthFields(health?.status(c)),
       proxyProtocol,
       acceptProxy,
+      access,
     }))
   );
 }

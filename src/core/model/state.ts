@@ -34,12 +34,16 @@ const CHANNEL_CELLS = 5;
 const CHANNEL_COUNTERS = 20;
 /**
  * Float64 counters of the whole balancer per writer: clients, clients
- * rejected, clients refused for their PROXY header.
+ * rejected, clients refused for their PROXY header, clients denied by a
+ * rule, clients refused by a per-client limit (concurrent, rate).
  */
 const CLIENTS = 0;
 const REJECTED = 1;
 const PROXY_REFUSED = 2;
-const GLOBAL_COUNTERS = 3;
+const DENIED = 3;
+const LIMITED_CONCURRENT = 4;
+const LIMITED_RATE = 5;
+const GLOBAL_COUNTERS = 6;
 
 /** The cells of one channel, wherever they live. */
 export interface ChannelCells {
@@ -114,6 +118,16 @@ export class SharedState {
     this.mine[PROXY_REFUSED]++;
   }
 
+  /** Counts a client closed by `--deny` (or not matching `--proxy-from`). */
+  countDenied(): void {
+    this.mine[DENIED]++;
+  }
+
+  /** Counts a client closed by `--max-per-client` (`concurrent`) or `--rate-per-client` (`rate`). */
+  countLimited(limit: "concurrent" | "rate"): void {
+    this.mine[limit === "concurrent" ? LIMITED_CONCURRENT : LIMITED_RATE]++;
+  }
+
   /** Clients ever counted by {@link countClient}, all writers together; never reset. */
   get clients(): number {
     return this.sum(CLIENTS);
@@ -127,6 +141,16 @@ export class SharedState {
   /** Clients ever counted by {@link countProxyRefused}, all writers together; never reset. */
   get proxyRefused(): number {
     return this.sum(PROXY_REFUSED);
+  }
+
+  /** Clients ever counted by {@link countDenied}, all writers together; never reset. */
+  get denied(): number {
+    return this.sum(DENIED);
+  }
+
+  /** Clients ever counted by {@link countLimited}, by limit, all writers together; never reset. */
+  limited(limit: "concurrent" | "rate"): number {
+    return this.sum(limit === "concurrent" ? LIMITED_CONCURRENT : LIMITED_RATE);
   }
 
   private sum(i: number): number {

@@ -14,7 +14,9 @@ import { shown } from "../util/shown.ts";
  * write) from one side, the `-T` idle timeout, or the end of the grace
  * period (`shutdown`). `connect-failed`: every channel tried refused or timed
  * out; `no-channel`: none was usable, none was tried; `proxy-refused`: with
- * `--accept-proxy`, the client sent no valid PROXY header and reached no channel.
+ * `--accept-proxy`, the client sent no valid PROXY header and reached no channel;
+ * `denied`: an `--allow`/`--deny` rule or `--proxy-from` refused the client;
+ * `limited`: `--max-per-client` or `--rate-per-client` did.
  *
  * @example
  * ```ts
@@ -30,6 +32,8 @@ export type EndReason =
   | "connect-failed"
   | "no-channel"
   | "proxy-refused"
+  | "denied"
+  | "limited"
   | "shutdown";
 
 /**

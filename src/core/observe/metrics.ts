@@ -112,6 +112,12 @@ export function renderMetrics(sources: MetricsSources): string {
       "Clients closed for a missing or malformed PROXY header (--accept-proxy).",
       state.proxyRefused,
     ],
+    [
+      "balance_clients_denied_total",
+      "counter",
+      "Clients closed by an access rule (--deny, --allow, --proxy-from).",
+      state.denied,
+    ],
     ["balance_open_connections", "gauge", "Proxied connections open or connecting now.", state.open],
     ["balance_build_info", "gauge", "Always 1: the version and runtime as labels.", 1, build],
     ["process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", process.residentBytes],
@@ -130,6 +136,14 @@ export function renderMetrics(sources: MetricsSources): string {
     if (value === undefined) continue;
     header(name, type, help);
     out.push(`${name}${labels} ${formatValue(value)}\n`);
+  }
+  header(
+    "balance_clients_limited_total",
+    "counter",
+    "Clients closed by a per-client limit (--max-per-client: concurrent, --rate-per-client: rate).",
+  );
+  for (const limit of ["concurrent", "rate"] as const) {
+    out.push(`balance_clients_limited_total{limit="${limit}"} ${state.limited(limit)}\n`);
   }
   return out.join("");
 }

@@ -19,6 +19,7 @@ import {
   proxyHeaderTimedOut,
 } from "../proxy/proxy_header_reader.ts";
 import type { Listener } from "./listener.ts";
+import { type ClientGate, UNTRACKED } from "../access/gate.ts";
 import { concatBytes } from "../util/bytes.ts";
 
 /**
@@ -103,6 +104,8 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
   rcvd = 0;
   /** The endpoints a received PROXY header named. */
   proxied: ProxyEndpoints | undefined = undefined;
+  /** The client's place in the access gate's table while connected; see {@link ClientGate.admit}. */
+  private clientSlot = UNTRACKED;
   /** `performance.now()` at accept: read only for the connection log. */
   readonly accepted: number;
   private fin: EndReason | undefined = undefined;
@@ -123,10 +126,15 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
     if (listener.needsClientPort) this.clientPort = link.clientPort();
     this.accepted = options.onConnectionEnd ? performance.now() : 0;
     options.trace?.(`accepted ${formatHostPort(clientAddress, this.clientPort)}`);
-    if (options.acceptProxy) {
-      this.headerReader = new ProxyHeaderReader();
-      listener.awaitHeader(this);
+    if (!options.acceptProxy) return;
+    // A peer --proxy-from does not name may not even send a header: refused
+    // at its connect, which the adapter makes at once as for any client.
+    if (options.gate && !options.gate.peerAllowed(clientAddress)) {
+      this.torn = "denied";
+      return;
     }
+    this.headerReader = new ProxyHeaderReader();
+    listener.awaitHeader(this);
   }
 
   /** The client's first bytes must still hold its PROXY header. */
@@ -182,6 +190,14 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
     if (this.headerReader) this.refuse(proxyHeaderTimedOut(this.listener.options.connectTimeoutMs).reason);
   }
 
+  // The rules and limits, on the client as balance knows it (after its PROXY
+  // header, if any), before any channel is chosen.
+  private admitClient(gate: ClientGate): void {
+    const slot = gate.admit(this.clientAddress);
+    if (typeof slot === "number") this.clientSlot = slot;
+    else this.torn = slot;
+  }
+
   private refuse(reason: string): void {
     this.stopAwaitingHeader();
     this.listener.balancer.refuseProxyHeader(this.clientAddress, this.clientPort, reason);
@@ -204,6 +220,11 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
     dial: (channel: Channel, session: Session<L>) => Promise<T>,
     hangUp: (conn: T) => void,
   ): Promise<T | undefined> {
+    if (this.torn === undefined && this.listener.options.gate?.active) this.admitClient(this.listener.options.gate);
+    if (this.torn !== undefined) {
+      this.link.abort();
+      return undefined;
+    }
     this.connecting = true;
     const connected = await this.listener.balancer.connect(this.clientAddress, dial, this);
     this.connecting = false;
@@ -295,6 +316,7 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
     if (this.headerReader) this.stopAwaitingHeader();
     this.listener.forget(this);
     const { balancer, options } = this.listener;
+    if (this.clientSlot !== UNTRACKED) options.gate!.release(this.clientSlot);
     const channel = this.channel;
     if (channel) {
       balancer.release(channel);
