@@ -11,7 +11,9 @@ export const USAGE = `usage:
   balance [-b addr] [-B addr] [-t sec] [-T sec] [-w N] [-adfpHM6] [-L] [--grace sec] \\
           [-F file] [--check-config] [--log-file file] [--syslog host[:port]] [--log-connections] \\
           [--resolve-interval sec] [--resolver addr[:port]] [--metrics [addr:]port] \\
-          [--proxy-protocol v1|v2] [--accept-proxy] \\
+          [--proxy-protocol v1|v2] [--accept-proxy [--proxy-from spec]] \\
+          [--allow spec] [--deny spec] [--max-per-client N] [--rate-per-client N[/sec]] \\
+          [--client-table N] \\
           [--check [--check-interval sec] [--check-timeout sec] [--rise N] [--fall N] \\
            [--check-send str] [--check-expect str] [--check-exec cmd]] \\
           port [h1[:p1[:maxc1[:weight1[:dis]]]] [!%+]] [ ... hN[:pN[:maxcN[:weightN[:dis]]]]]
@@ -66,6 +68,16 @@ export const USAGE = `usage:
                    e.g. to nginx channels that have "listen 8080 proxy_protocol;"
   --accept-proxy   every client must start with a PROXY header (v1 or v2) within -t,
                    whose address is then the client's; others are closed
+  --allow SPEC     admit the clients in SPEC: IPv4 or IPv6 addresses and CIDR prefixes,
+                   comma-separated (10.0.0.0/8,2001:db8::/32), or all
+  --deny SPEC      close the clients in SPEC at once; --allow and --deny are checked in
+                   order, the first match decides, a client none matches is allowed
+  --max-per-client N    at most N open connections per client (an IPv4 address or an IPv6 /64)
+  --rate-per-client N[/SEC]  at most N new connections per client per SEC seconds (default 1),
+                   N of them at once (a token bucket)
+  --client-table N      clients the limits remember (default 65536); when full, the least
+                   recently seen is forgotten
+  --proxy-from SPEC     with --accept-proxy: only peers in SPEC may connect (send a PROXY header)
   --help, -h     this text
   --version, -V  the version
 

@@ -169,7 +169,8 @@ export class ClientTable {
       const rate = limits.rate;
       if (rate) {
         const perMs = rate.connections / (rate.seconds * 1000);
-        const tokens = Math.min(rate.connections, floats[at + TOKENS] + (now - floats[at + STAMP]) * perMs);
+        const elapsed = Math.max(0, now - floats[at + STAMP]);
+        const tokens = Math.min(rate.connections, floats[at + TOKENS] + elapsed * perMs);
         floats[at + STAMP] = now;
         if (tokens < 1) {
           floats[at + TOKENS] = tokens;

@@ -7,8 +7,8 @@
  */
 import { addressBytes } from "../selection/hash.ts";
 import type { SharedState } from "../model/state.ts";
-import { type AccessRule, AccessRules } from "./rules.ts";
-import { clientKey, type ClientLimits, type ClientRow, ClientTable } from "./client_table.ts";
+import { type AccessRule, AccessRules, ipv4Value, type RuleMatch } from "./rules.ts";
+import { type ClientKey, clientKey, type ClientLimits, type ClientRow, ClientTable } from "./client_table.ts";
 
 /**
  * The access settings in force: what `show --json` shows, what a reload
@@ -98,12 +98,21 @@ export class ClientGate {
    * {@link release} when its connection ends), or why it is refused.
    */
   admit(client: string): number | Refusal {
-    const bytes = addressBytes(client);
-    // Not an address (a PROXY v1 UNKNOWN names none): nothing to match or count.
-    if (!bytes) return UNTRACKED;
-    const key = clientKey(bytes);
-    const now = performance.timeOrigin + performance.now();
-    const match = this.rules.match(bytes);
+    const v4 = ipv4Value(client);
+    let key: ClientKey;
+    let match: RuleMatch | undefined;
+    if (v4 >= 0) {
+      key = { family: 4, hi: 0, lo: v4 | 0 };
+      match = this.rules.match4(v4);
+    } else {
+      const bytes = addressBytes(client);
+      // Not an address (a PROXY v1 UNKNOWN names none): nothing to match or count.
+      if (!bytes) return UNTRACKED;
+      key = clientKey(bytes);
+      match = this.rules.match(bytes);
+    }
+    // The wall clock, the one every thread shares; the table bears a step back.
+    const now = Date.now();
     if (match?.action === "deny") {
       this.table.refuse(key, now);
       this.state.countDenied();

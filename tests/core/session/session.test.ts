@@ -1,6 +1,14 @@
 import { test } from "../../support/test.ts";
 import assert from "node:assert/strict";
-import { Balancer, Channel, type ConnectionRecord, Group } from "../../../src/core/mod.ts";
+import {
+  type AccessSettings,
+  Balancer,
+  Channel,
+  ClientGate,
+  ClientTable,
+  type ConnectionRecord,
+  Group,
+} from "../../../src/core/mod.ts";
 import { Listener, type ListenerOptions } from "../../../src/core/session/listener.ts";
 import type { Session, SessionLink } from "../../../src/core/session/session.ts";
 
@@ -294,4 +302,66 @@ test("listener: a session task that throws is reported as an internal error, not
   const f = fixture();
   f.listener.unexpected(new Error("boom"));
   assert.deepEqual(f.warnings, ["internal error in a connection: boom"]);
+});
+
+/** A fixture whose listener has an access gate with `settings`; the gate's warnings are kept with the others. */
+function gated(settings: AccessSettings, options: Partial<ListenerOptions> = {}) {
+  const warned: string[] = [];
+  const f = fixture(options);
+  const gate = new ClientGate(ClientTable.create(64), f.balancer.state, (m) => warned.push(m), settings);
+  (f.listener.options as ListenerOptions).gate = gate;
+  return { ...f, gate, warned };
+}
+
+test("session: a denied client is closed before any channel is chosen: no dial, c and totalc unmoved, recorded as denied", async () => {
+  const f = gated({ rules: [{ action: "deny", spec: "10.0.0.0/24" }] });
+  let dialled = 0;
+  const link = f.open("10.0.0.7");
+  assert.equal(await link.session.connect(() => Promise.resolve(String(++dialled)), hangUp), undefined);
+  assert.deepEqual([dialled, link.aborted, f.channel.c, f.channel.totalc], [0, 1, 0, 0]);
+  assert.deepEqual([f.records[0].reason, f.records[0].channel], ["denied", undefined]);
+  assert.deepEqual(f.warned, ["client 10.0.0.7 denied by --deny 10.0.0.0/24"]);
+  assert.equal(f.balancer.state.denied, 1);
+  const other = f.open("10.0.1.7");
+  assert.equal(await other.session.connect(() => Promise.resolve("conn"), hangUp), "conn");
+});
+
+test("session: --max-per-client: the connection over the limit is refused as limited; one that ends makes room", async () => {
+  const f = gated({ rules: [], maxPerClient: 1 });
+  const first = f.open();
+  assert.equal(await first.session.connect(() => Promise.resolve("conn"), hangUp), "conn");
+  const second = f.open();
+  assert.equal(await second.session.connect(() => Promise.resolve("conn"), hangUp), undefined);
+  assert.equal(f.records[0].reason, "limited");
+  assert.deepEqual(f.warned, ["client 10.0.0.7 limited by --max-per-client 1"]);
+  assert.equal(f.balancer.state.limited("concurrent"), 1);
+  first.session.abort("client-closed");
+  const third = f.open();
+  assert.equal(await third.session.connect(() => Promise.resolve("conn"), hangUp), "conn");
+  assert.deepEqual(f.gate.top(1).map((r) => [r.open, r.total, r.refused]), [[1, 2, 1]]);
+});
+
+test("session: --accept-proxy: rules apply to the header's client; --proxy-from closes any other peer before its header", async () => {
+  const f = gated({ rules: [{ action: "deny", spec: "10.9.8.7" }], proxyFrom: "127.0.0.2" }, { acceptProxy: true });
+  const stranger = f.open("127.0.0.3");
+  assert.equal(stranger.session.awaitingHeader, false, "no header is read from a peer --proxy-from does not name");
+  assert.equal(await stranger.session.connect(() => Promise.resolve("conn"), hangUp), undefined);
+  assert.equal(f.records[0].reason, "denied");
+  assert.equal(f.warned[0], "client 127.0.0.3 denied by --proxy-from");
+  const front = f.open("127.0.0.2");
+  assert.ok(front.session.takeHeader(encode("PROXY TCP4 10.9.8.7 10.0.0.1 4000 80\r\n")) instanceof Uint8Array);
+  assert.equal(await front.session.connect(() => Promise.resolve("conn"), hangUp), undefined);
+  assert.deepEqual([f.records[1].reason, f.records[1].clientAddress], ["denied", "10.9.8.7"]);
+  assert.equal(f.warned[1], "client 10.9.8.7 denied by --deny 10.9.8.7");
+  assert.equal(f.balancer.state.denied, 2);
+});
+
+test("session: a reload's new rules take the next client at once; counts survive it", async () => {
+  const f = gated({ rules: [], maxPerClient: 5 });
+  const open = f.open();
+  assert.equal(await open.session.connect(() => Promise.resolve("conn"), hangUp), "conn");
+  f.gate.configure({ rules: [{ action: "deny", spec: "10.0.0.7" }], maxPerClient: 5 });
+  assert.equal(await f.open().session.connect(() => Promise.resolve("conn"), hangUp), undefined);
+  assert.equal(open.session.isFinished, false, "the open connection stays");
+  assert.deepEqual(f.gate.top(1).map((r) => [r.open, r.total, r.refused]), [[1, 1, 1]]);
 });
