@@ -318,3 +318,36 @@ test("command line: an error blames the word at fault, so that one from a file c
   assert.equal(blamed("-c", "show", "80", "a"), 3);
   assert.equal(blamed("-f"), undefined, "a missing port is no word's fault");
 });
+
+test("command line: --allow and --deny keep their order, interleaved, and dump writes every one", () => {
+  const c = parse("--deny", "10.0.0.7", "80", "--allow", "10.0.0.0/8,::1", "a", "--deny", "all", "-t", "3");
+  assert.deepEqual(c.access.rules, [
+    { action: "deny", spec: "10.0.0.7" },
+    { action: "allow", spec: "10.0.0.0/8,::1" },
+    { action: "deny", spec: "all" },
+  ]);
+  assert.deepEqual(c.optionWords, ["--deny", "10.0.0.7", "--allow", "10.0.0.0/8,::1", "--deny", "all", "-t", "3"]);
+});
+
+test("command line: per-client limits and the client table, with their defaults and ranges", () => {
+  const c = parse("--max-per-client", "10", "--rate-per-client", "20/5", "--client-table", "1000", "80", "a");
+  assert.deepEqual(
+    [c.access.maxPerClient, c.access.ratePerClient, c.clientTable],
+    [10, { connections: 20, seconds: 5 }, 1000],
+  );
+  assert.deepEqual(parse("--rate-per-client", "7", "80", "a").access.ratePerClient, { connections: 7, seconds: 1 });
+  assert.equal(parse("80", "a").clientTable, 65536);
+  fails(["--max-per-client", "0", "80"], /^invalid connections per client \(--max-per-client\) '0': must be 1-1000000$/);
+  fails(["--rate-per-client", "20/0", "80"], /^invalid rate period \(--rate-per-client\) '0': must be 1-86400 seconds$/);
+  fails(["--rate-per-client", "1/2/3", "80"], /must be N or N\/SEC$/);
+  fails(["--client-table", "8", "80"], /^invalid client table \(--client-table\) '8': must be 16-16777216 clients$/);
+});
+
+test("command line: a malformed --allow/--deny/--proxy-from SPEC is one line naming it; --proxy-from needs --accept-proxy", () => {
+  fails(["--deny", "10.0.0.0/33", "80"], /^invalid address \(--deny\) '10\.0\.0\.0\/33': prefix length must be 0-32$/);
+  fails(["--allow", "1.2.3", "80"], /^invalid address \(--allow\) '1\.2\.3': '1\.2\.3' is not an IPv4 or IPv6/);
+  fails(["--allow=", "80"], /^invalid address \(--allow\) '': an address, a prefix or 'all' is needed$/);
+  fails(["--proxy-from", "127.0.0.2", "80"], /^option --proxy-from needs --accept-proxy$/);
+  fails(["--accept-proxy", "--proxy-from", "::1/129", "80"], /^invalid address \(--proxy-from\) '::1\/129'/);
+  assert.equal(parse("--accept-proxy", "--proxy-from", "127.0.0.2", "80", "a").access.proxyFrom, "127.0.0.2");
+});
