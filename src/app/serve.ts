@@ -15,7 +15,7 @@ import type { Adapter, ServeOptions, Server } from "../adapter/types.ts";
 import type { ProbeOptions } from "../adapter/probe.ts";
 import type { HealthSettings } from "../core/health/health.ts";
 import { concatBytes } from "../core/util/bytes.ts";
-import { ClientGate } from "../core/access/gate.ts";
+import { type AccessSettings, ClientGate } from "../core/access/gate.ts";
 import { ClientTable } from "../core/access/client_table.ts";
 import { encodeProxyHeader } from "../core/proxy/proxy_protocol.ts";
 import type { ProxySettings } from "../core/proxy/proxy_protocol.ts";
@@ -403,7 +403,7 @@ function logStarted(
   s.log.info(
     `balance ${VERSION} started: listening on ${hostname} port ${port} in ${workers} thread(s), ${s.balancer.groups.length} group(s)${
       proxy.accept ? ", PROXY header required from clients" : ""
-    }${proxy.send ? `, PROXY v${proxy.send} header sent to channels` : ""}${
+    }${proxy.send ? `, PROXY v${proxy.send} header sent to channels` : ""}${accessSummary(config.access)}${
       metricsServer ? `, metrics ${formatHostPort(config.metrics!.host, metricsServer.port)}` : ""
     }, control ${control}`,
   );
@@ -412,6 +412,17 @@ function logStarted(
       ? "open files limit unknown: no connection limit"
       : `open files limit ${fileLimit}: at most ${maxConnections} proxied connections at once`,
   );
+}
+
+// The access settings in force, for the start line: what an operator checks first.
+function accessSummary({ rules, proxyFrom, maxPerClient, ratePerClient }: AccessSettings): string {
+  const parts = [
+    rules.length ? `${rules.length} access rule(s)` : "",
+    proxyFrom ? `PROXY headers only from ${proxyFrom}` : "",
+    maxPerClient ? `at most ${maxPerClient} connection(s) per client` : "",
+    ratePerClient ? `at most ${ratePerClient.connections} new per client per ${ratePerClient.seconds}s` : "",
+  ];
+  return parts.filter((p) => p).map((p) => `, ${p}`).join("");
 }
 
 // With --proxy-protocol a check begins with the header that names no client
