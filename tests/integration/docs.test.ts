@@ -55,6 +55,7 @@ const DOCS_PAGES = [
   "docs/deviations.md",
   "docs/metrics.md",
   "docs/proxy-protocol.md",
+  "docs/access.md",
 ];
 
 test("docs: README links docs/ and the man page, and every relative Markdown link resolves in the repository", () => {
