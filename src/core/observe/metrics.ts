@@ -115,7 +115,7 @@ export function renderMetrics(sources: MetricsSources): string {
     [
       "balance_clients_denied_total",
       "counter",
-      "Clients closed by an access rule (--deny, --allow, --proxy-from).",
+      "Clients closed by an access rule (--deny, or a peer --proxy-from does not name).",
       state.denied,
     ],
     ["balance_open_connections", "gauge", "Proxied connections open or connecting now.", state.open],

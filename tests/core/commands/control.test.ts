@@ -40,7 +40,9 @@ test("control: abbreviations resolve in balance's order", () => {
   assert.equal(resolveCommand("q"), "quit");
   assert.equal(resolveCommand("k"), "kill");
   // The new ones come last: no abbreviation of 3.54 changes meaning.
-  assert.deepEqual(COMMANDS.slice(-5), ["health", "leastconn", "weight", "reload", "dump"]);
+  assert.deepEqual(COMMANDS.slice(-6), ["health", "leastconn", "weight", "reload", "dump", "clients"]);
+  assert.equal(resolveCommand("c"), "create");
+  assert.equal(resolveCommand("cl"), "clients");
   assert.equal(resolveCommand("l"), "leastconn");
   assert.equal(resolveCommand("w"), "weight");
   assert.equal(resolveCommand("re"), "reset");
@@ -125,6 +127,7 @@ test("control: show --json gives the same as data", () => {
     lastCheck: null,
     proxyProtocol: "none",
     acceptProxy: false,
+    access: { rules: [], proxyFrom: null, maxPerClient: null, ratePerClient: null, clientTable: 0 },
   });
   assert.equal(run("show --xml").output, "syntax error");
 });
