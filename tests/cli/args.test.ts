@@ -337,8 +337,14 @@ test("command line: per-client limits and the client table, with their defaults 
   );
   assert.deepEqual(parse("--rate-per-client", "7", "80", "a").access.ratePerClient, { connections: 7, seconds: 1 });
   assert.equal(parse("80", "a").clientTable, 65536);
-  fails(["--max-per-client", "0", "80"], /^invalid connections per client \(--max-per-client\) '0': must be 1-1000000$/);
-  fails(["--rate-per-client", "20/0", "80"], /^invalid rate period \(--rate-per-client\) '0': must be 1-86400 seconds$/);
+  fails(
+    ["--max-per-client", "0", "80"],
+    /^invalid connections per client \(--max-per-client\) '0': must be 1-1000000$/,
+  );
+  fails(
+    ["--rate-per-client", "20/0", "80"],
+    /^invalid rate period \(--rate-per-client\) '0': must be 1-86400 seconds$/,
+  );
   fails(["--rate-per-client", "1/2/3", "80"], /must be N or N\/SEC$/);
   fails(["--client-table", "8", "80"], /^invalid client table \(--client-table\) '8': must be 16-16777216 clients$/);
 });
