@@ -120,6 +120,7 @@ export async function reload(ctx: ReloadContext): Promise<ReloadAnswer> {
   }
   const groups: ResolvedGroup[] = next.groups.map((g) => ({
     type: g.type,
+    service: g.service,
     channels: g.channels.map((c) => ({
       address: addresses.get(c.host)!,
       host: c.host,

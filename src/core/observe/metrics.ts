@@ -78,7 +78,8 @@ export function renderMetrics(sources: MetricsSources): string {
   const rows: Row[] = balancer.groups.flatMap((g, gi) =>
     g.channels.map((channel, ci) => ({
       channel,
-      labels: `group="${gi}",channel="${ci}",address="${
+      // The default service's label is left out: an empty label is no label.
+      labels: `${g.service ? `service="${escapeLabelValue(g.service)}",` : ""}group="${gi}",channel="${ci}",address="${
         escapeLabelValue(formatHostPort(channel.address, channel.port))
       }"`,
       counts: channel.counts(),
