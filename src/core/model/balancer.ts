@@ -299,6 +299,20 @@ export class Balancer {
     this.warn?.(`PROXY header refused from ${formatHostPort(address, port)}: ${reason}`, "PROXY header refused");
   }
 
+  /**
+   * `--sni`: counts and reports (throttled) a client closed for its
+   * ClientHello: malformed, over 16 KiB, or not whole within `-t`.
+   *
+   * @example
+   * ```ts
+   * balancer.refuseClientHello("127.0.0.1", 50000, "ClientHello larger than 16 KiB");
+   * ```
+   */
+  refuseClientHello(address: string, port: number, reason: string): void {
+    this.state.countSniRefused();
+    this.warn?.(`TLS ClientHello refused from ${formatHostPort(address, port)}: ${reason}`, "ClientHello refused");
+  }
+
   /** Connections open or being connected right now, over all channels and workers. */
   openConnections(): number {
     return this.state.open;

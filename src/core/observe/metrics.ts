@@ -119,6 +119,12 @@ export function renderMetrics(sources: MetricsSources): string {
       "Clients closed by an access rule (--deny, or a peer --proxy-from does not name).",
       state.denied,
     ],
+    [
+      "balance_clients_sni_refused_total",
+      "counter",
+      "Clients closed for a malformed, oversized or late TLS ClientHello (--sni).",
+      state.sniRefused,
+    ],
     ["balance_open_connections", "gauge", "Proxied connections open or connecting now.", state.open],
     ["balance_build_info", "gauge", "Always 1: the version and runtime as labels.", 1, build],
     ["process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", process.residentBytes],

@@ -108,7 +108,7 @@ export class Listener {
     this.needsClientPort = !!(options.onConnectionEnd || options.trace || options.acceptProxy);
     this.live = options.onConnectionEnd ? new Set() : undefined;
     this.headerTimeouts = options.acceptProxy
-      ? new TimerQueue((session) => session.headerTimedOut(), 5, () => performance.now())
+      ? new TimerQueue((session) => session.inspectionTimedOut(), 5, () => performance.now())
       : undefined;
     this.max = options.maxConnections ?? Infinity;
   }
@@ -135,13 +135,13 @@ export class Listener {
   }
 
   /** `session` awaits its PROXY header, for at most `-t`. */
-  awaitHeader(session: Session): void {
+  awaitInspection(session: Session): void {
     this.awaiting++;
     this.headerTimeouts!.schedule(session, performance.now() + this.options.connectTimeoutMs);
   }
 
   /** `session` has its header, was refused, or finished while awaiting it. */
-  headerDone(session: Session): void {
+  inspectionDone(session: Session): void {
     this.awaiting--;
     this.headerTimeouts!.cancel(session);
   }

@@ -55,7 +55,7 @@ export interface SessionLink {
  *
  * @example
  * ```ts
- * const step: HeaderStep = session.takeHeader(chunk);
+ * const step: HeaderStep = session.inspect(chunk);
  * if (step instanceof Uint8Array) holdEarly(step);
  * ```
  */
@@ -134,11 +134,11 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
       return;
     }
     this.headerReader = new ProxyHeaderReader();
-    listener.awaitHeader(this);
+    listener.awaitInspection(this);
   }
 
   /** The client's first bytes must still hold its PROXY header. */
-  get awaitingHeader(): boolean {
+  get inspecting(): boolean {
     return this.headerReader !== undefined;
   }
 
@@ -156,14 +156,14 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
    * `--accept-proxy`: the client's next bytes. Once the header is in, the
    * client is known by the address it names.
    */
-  takeHeader(chunk: Uint8Array): HeaderStep {
+  inspect(chunk: Uint8Array): HeaderStep {
     const read = this.headerReader!.push(chunk);
     if (read.kind === "incomplete") return "more";
     if (read.kind === "error") {
       this.refuse(read.reason);
       return "refused";
     }
-    this.stopAwaitingHeader();
+    this.stopInspecting();
     const peer = { address: this.clientAddress, port: this.clientPort };
     this.proxied = proxiedEndpoints(read.header, () => this.link.endpoints());
     this.listener.options.trace?.(describeProxied(peer, read.header, this.proxied));
@@ -177,16 +177,16 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
    * nothing it was a front balancer's connect check: not refused, not
    * counted, not logged.
    */
-  headerCut(): void {
+  inspectionCut(): void {
     const ended = this.headerReader!.ended();
     if (ended.kind === "error") return this.refuse(ended.reason);
-    this.stopAwaitingHeader();
+    this.stopInspecting();
     this.probe = true;
     this.link.abort();
   }
 
   /** The listener's timer: no whole header within `-t`. */
-  headerTimedOut(): void {
+  inspectionTimedOut(): void {
     if (this.headerReader) this.refuse(proxyHeaderTimedOut(this.listener.options.connectTimeoutMs).reason);
   }
 
@@ -199,14 +199,14 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
   }
 
   private refuse(reason: string): void {
-    this.stopAwaitingHeader();
+    this.stopInspecting();
     this.listener.balancer.refuseProxyHeader(this.clientAddress, this.clientPort, reason);
     this.abort("proxy-refused");
   }
 
-  private stopAwaitingHeader(): void {
+  private stopInspecting(): void {
     this.headerReader = undefined;
-    this.listener.headerDone(this);
+    this.listener.inspectionDone(this);
   }
 
   /**
@@ -313,7 +313,7 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
       return;
     }
     this.finished = true;
-    if (this.headerReader) this.stopAwaitingHeader();
+    if (this.headerReader) this.stopInspecting();
     this.listener.forget(this);
     const { balancer, options } = this.listener;
     if (this.clientSlot !== UNTRACKED) options.gate!.release(this.clientSlot);

@@ -187,12 +187,12 @@ test("session: the PROXY header and the early bytes go in one write; only the cl
 test("session: --accept-proxy: a header in pieces, then the client is known by the address it names", () => {
   const f = fixture({ acceptProxy: true });
   const { session } = f.open("127.0.0.1");
-  assert.equal(session.awaitingHeader, true);
-  assert.equal(session.takeHeader(encode("PROXY TCP4 10.9.8.7 ")), "more");
-  const rest = session.takeHeader(encode("10.0.0.1 4000 80\r\nGET /"));
+  assert.equal(session.inspecting, true);
+  assert.equal(session.inspect(encode("PROXY TCP4 10.9.8.7 ")), "more");
+  const rest = session.inspect(encode("10.0.0.1 4000 80\r\nGET /"));
   assert.ok(rest instanceof Uint8Array);
   assert.equal(new TextDecoder().decode(rest), "GET /");
-  assert.deepEqual([session.clientAddress, session.clientPort, session.awaitingHeader], ["10.9.8.7", 4000, false]);
+  assert.deepEqual([session.clientAddress, session.clientPort, session.inspecting], ["10.9.8.7", 4000, false]);
   assert.equal(f.listener.admit(), true);
   session.abort("client-closed");
   assert.equal(f.records[0].clientAddress, "10.9.8.7");
@@ -201,7 +201,7 @@ test("session: --accept-proxy: a header in pieces, then the client is known by t
 test("session: --accept-proxy: a bare connect that leaves is a front balancer's check: not refused, not recorded", () => {
   const f = fixture({ acceptProxy: true });
   const link = f.open();
-  link.session.headerCut();
+  link.session.inspectionCut();
   assert.equal(link.aborted, 1);
   assert.deepEqual([f.records.length, f.balancer.state.proxyRefused, f.warnings.length], [0, 0, 0]);
 });
@@ -209,8 +209,8 @@ test("session: --accept-proxy: a bare connect that leaves is a front balancer's 
 test("session: --accept-proxy: a client that leaves during its header is refused, counted and recorded", () => {
   const f = fixture({ acceptProxy: true });
   const link = f.open();
-  assert.equal(link.session.takeHeader(encode("PROXY TCP4 10.")), "more");
-  link.session.headerCut();
+  assert.equal(link.session.inspect(encode("PROXY TCP4 10.")), "more");
+  link.session.inspectionCut();
   assert.deepEqual([f.records[0].reason, f.balancer.state.proxyRefused], ["proxy-refused", 1]);
   assert.match(f.warnings[0], /^PROXY header refused from 10\.0\.0\.7:40000: client closed after 14 bytes$/);
 });
@@ -218,14 +218,14 @@ test("session: --accept-proxy: a client that leaves during its header is refused
 test("session: --accept-proxy: a malformed header is refused at once", () => {
   const f = fixture({ acceptProxy: true });
   const link = f.open();
-  assert.equal(link.session.takeHeader(encode("GET / HTTP/1.1\r\n")), "refused");
+  assert.equal(link.session.inspect(encode("GET / HTTP/1.1\r\n")), "refused");
   assert.deepEqual([link.aborted, f.records[0].reason, f.balancer.state.proxyRefused], [1, "proxy-refused", 1]);
 });
 
 test("session: --accept-proxy: no whole header within -t is refused by the listener's timer", async () => {
   const f = fixture({ acceptProxy: true, connectTimeoutMs: 30 });
   const link = f.open();
-  link.session.takeHeader(encode("PROXY"));
+  link.session.inspect(encode("PROXY"));
   const deadline = Date.now() + 5000;
   while (f.records.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   assert.equal(f.records[0]?.reason, "proxy-refused");
@@ -235,7 +235,7 @@ test("session: --accept-proxy: no whole header within -t is refused by the liste
 test("session: --accept-proxy: a stop during a header ends it as shutdown, not as a refusal", async () => {
   const f = fixture({ acceptProxy: true });
   const link = f.open();
-  link.session.takeHeader(encode("PROXY TCP4"));
+  link.session.inspect(encode("PROXY TCP4"));
   await f.listener.endAll();
   assert.deepEqual([f.records[0].reason, f.balancer.state.proxyRefused, f.warnings.length], ["shutdown", 0, 0]);
   assert.equal(f.listener.admit(), true, "no longer awaiting a header");
@@ -344,12 +344,12 @@ test("session: --max-per-client: the connection over the limit is refused as lim
 test("session: --accept-proxy: rules apply to the header's client; --proxy-from closes any other peer before its header", async () => {
   const f = gated({ rules: [{ action: "deny", spec: "10.9.8.7" }], proxyFrom: "127.0.0.2" }, { acceptProxy: true });
   const stranger = f.open("127.0.0.3");
-  assert.equal(stranger.session.awaitingHeader, false, "no header is read from a peer --proxy-from does not name");
+  assert.equal(stranger.session.inspecting, false, "no header is read from a peer --proxy-from does not name");
   assert.equal(await stranger.session.connect(() => Promise.resolve("conn"), hangUp), undefined);
   assert.equal(f.records[0].reason, "denied");
   assert.equal(f.warned[0], "client 127.0.0.3 denied by --proxy-from");
   const front = f.open("127.0.0.2");
-  assert.ok(front.session.takeHeader(encode("PROXY TCP4 10.9.8.7 10.0.0.1 4000 80\r\n")) instanceof Uint8Array);
+  assert.ok(front.session.inspect(encode("PROXY TCP4 10.9.8.7 10.0.0.1 4000 80\r\n")) instanceof Uint8Array);
   assert.equal(await front.session.connect(() => Promise.resolve("conn"), hangUp), undefined);
   assert.deepEqual([f.records[1].reason, f.records[1].clientAddress], ["denied", "10.9.8.7"]);
   assert.equal(f.warned[1], "client 10.9.8.7 denied by --deny 10.9.8.7");
