@@ -52,12 +52,14 @@ const EMPTY = new Uint8Array(0);
  * `hello` with the last byte of the ClientHello; however the bytes are cut
  * into reads, the answer is the same.
  *
- * The bytes are kept in one buffer that grows by doubling, so a hello
- * dribbled a byte at a time costs linear copying, and one read of a whole
- * hello costs one copy: the record layer is walked in place, and only a
- * hello that records split is joined into a second buffer. Once the reader
- * has decided, `push` and `ended` throw: the session has moved on, and a
- * second answer would be a bug.
+ * A first read that decides, as one holding a whole hello does, is parsed
+ * where it lies and costs no copy (allocating a buffer was most of the
+ * cost); after a first read that does not, the bytes are kept in one buffer
+ * that grows by doubling, so a hello dribbled a byte at a time costs linear
+ * copying. The record layer is walked in place; only a hello that records
+ * split is joined into a second buffer. Once the reader has decided, `push`
+ * and `ended` throw: the session has moved on, and a second answer would be
+ * a bug.
  *
  * @example
  * ```ts
@@ -68,7 +70,7 @@ const EMPTY = new Uint8Array(0);
  * ```
  */
 export class ClientHelloReader {
-  private buffer = EMPTY;
+  private buffer: Uint8Array = EMPTY;
   private length = 0;
   private decided = false;
   /** The next byte of the record layer to look at. */
@@ -81,14 +83,26 @@ export class ClientHelloReader {
   /** The handshake header's 4 bytes until they give the message's length, then the whole message's. */
   private need = HANDSHAKE_HEADER;
 
-  /** Adds a read; an empty one changes nothing. */
+  /**
+   * Adds a read; an empty one changes nothing. When the first read decides,
+   * {@link buffered} is a view of `chunk`: use it before the caller reads
+   * into `chunk` again.
+   */
   push(chunk: Uint8Array): HelloRead {
     if (this.decided) throw new Error("ClientHelloReader: push after the reader decided");
     if (chunk.length === 0) return MORE;
-    const first = this.length === 0;
-    this.append(chunk);
-    if (first && chunk[0] !== CONTENT_HANDSHAKE) return this.decide(NOT_TLS);
-    return this.read();
+    if (this.length > 0) {
+      this.append(chunk);
+      return this.read();
+    }
+    // The first read is read where it lies: a whole hello in it, the usual case, costs no copy.
+    this.buffer = chunk;
+    this.length = chunk.length;
+    if (chunk[0] !== CONTENT_HANDSHAKE) return this.decide(NOT_TLS);
+    const read = this.read();
+    // The caller reads into `chunk` again: keep what it holds.
+    if (read.kind === "more") this.buffer = chunk.slice();
+    return read;
   }
 
   /**
@@ -104,7 +118,8 @@ export class ClientHelloReader {
   /**
    * Every byte pushed so far, in order, the ClientHello and whatever came
    * after it in the same reads: what the backend must get first. A view of
-   * the reader's buffer, which stays put once the reader has decided.
+   * the reader's buffer (or of the first read, see {@link push}), which stays
+   * put once the reader has decided.
    */
   buffered(): Uint8Array {
     return this.buffer.subarray(0, this.length);
@@ -190,9 +205,7 @@ export class ClientHelloReader {
   private append(chunk: Uint8Array): void {
     const needed = this.length + chunk.length;
     if (needed > this.buffer.length) {
-      // Exactly one read's size at first: the usual hello comes whole and nothing follows it.
-      const size = this.length === 0 ? needed : Math.max(needed, Math.min(2 * this.buffer.length, BUDGET));
-      const grown = new Uint8Array(size);
+      const grown = new Uint8Array(Math.max(needed, Math.min(2 * this.buffer.length, BUDGET)));
       grown.set(this.buffer.subarray(0, this.length));
       this.buffer = grown;
     }
@@ -279,29 +292,29 @@ function serverName(m: Uint8Array, at: number, end: number): HelloRead {
  * is refused rather than guessed at.
  */
 function hostName(m: Uint8Array, start: number, end: number): HelloRead {
-  const text = () => String.fromCharCode(...m.subarray(start, end));
   const last = end > start && m[end - 1] === DOT ? end - 1 : end;
   if (end === start) return { kind: "error", reason: "empty server name" };
-  if (last === start) return badName(text());
   if (last - start > 253) return { kind: "error", reason: `server name of ${last - start} bytes (at most 253)` };
-  let upper = false;
+  // Built a character at a time, lowercased on the way: cheaper than a spread or apply of the bytes.
+  let name = "";
   let label = start;
   for (let i = start; i < last; i++) {
-    const c = m[i];
+    let c = m[i];
     if (c === DOT) {
-      if (i === label) return badName(text());
+      if (i === label) return badName(m, start, end);
       label = i + 1;
-    } else if (c >= 0x41 && c <= 0x5a) upper = true;
+    } else if (c >= 0x41 && c <= 0x5a) c |= 0x20;
     else if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f)) {
-      return badName(text());
+      return badName(m, start, end);
     }
+    name += String.fromCharCode(c);
   }
-  if (label === last) return badName(text());
-  const name = String.fromCharCode(...m.subarray(start, last));
-  return { kind: "hello", serverName: upper ? name.toLowerCase() : name };
+  return label === last ? badName(m, start, end) : { kind: "hello", serverName: name };
 }
 
-function badName(text: string): HelloRead {
+function badName(m: Uint8Array, start: number, end: number): HelloRead {
+  // One byte more than shown() keeps, so that it still marks a long name as cut.
+  const text = String.fromCharCode(...m.subarray(start, Math.min(end, start + 81)));
   return { kind: "error", reason: `server name '${shown(text)}' is not a host name` };
 }
 

@@ -230,6 +230,19 @@ test("ClientHelloReader: a 17 KiB hello is refused at its handshake header; many
   assert.deepEqual(reader.buffered(), records);
 });
 
+test("ClientHelloReader: a first read that decides is used where it lies; one that does not is kept as it was", () => {
+  const bytes = helloBytes(CURL);
+  const whole = new ClientHelloReader();
+  whole.push(bytes);
+  assert.equal(whole.buffered().buffer, bytes.buffer, "no copy of a whole hello");
+  const read = Uint8Array.from(bytes.subarray(0, 100));
+  const cut = new ClientHelloReader();
+  assert.deepEqual(cut.push(read), { kind: "more" });
+  read.fill(0); // the caller reads into it again
+  assert.deepEqual(cut.push(bytes.subarray(100)), hello("b.api.test"));
+  assert.deepEqual(cut.buffered(), bytes);
+});
+
 test("ClientHelloReader: what follows the hello in the same read (0-RTT data, a ChangeCipherSpec) is buffered, not read", () => {
   const bytes = helloBytes(OPENSSL_TLS12);
   const after = concat(record(new Uint8Array([1]), 0x14, [3, 3]), record(new Uint8Array(40).fill(0xee), 0x17, [3, 3]));
