@@ -83,6 +83,8 @@ export class SniRoutes {
   private readonly exact = new Map<string, SniRoute>();
   /** Wildcard routes by their suffix: `*.api.example` under `api.example`. */
   private readonly wildcards = new Map<string, SniRoute>();
+  /** Which suffix lengths, in labels, some wildcard has: the walk looks up no other. */
+  private readonly suffixLabels: boolean[] = [];
 
   constructor(routes: readonly SniRoute[]) {
     for (const { pattern: given, service } of routes) {
@@ -92,6 +94,7 @@ export class SniRoutes {
       const key = wildcard ? pattern.slice(2) : pattern;
       if (table.has(key)) throw usageError(`--sni pattern '${shown(pattern)}' given twice`);
       table.set(key, { pattern, service });
+      if (wildcard) this.suffixLabels[key.split(".").length] = true;
     }
   }
 
@@ -100,8 +103,13 @@ export class SniRoutes {
     const name = withoutTrailingDot(serverName.toLowerCase());
     const exact = this.exact.get(name);
     if (exact !== undefined || this.wildcards.size === 0) return exact;
-    // Longest suffix first; from the second character on, so that at least one label stands for the `*`.
-    for (let dot = name.indexOf(".", 1); dot >= 0; dot = name.indexOf(".", dot + 1)) {
+    let labels = 1;
+    for (let dot = name.indexOf("."); dot >= 0; dot = name.indexOf(".", dot + 1)) labels++;
+    // Longest suffix first; none after a leading dot, which leaves no label for the `*`. Slicing and
+    // hashing a suffix is most of a lookup's cost, hence only the lengths some wildcard has.
+    for (let dot = name.indexOf("."); dot >= 0; dot = name.indexOf(".", dot + 1)) {
+      labels--;
+      if (dot === 0 || !this.suffixLabels[labels]) continue;
       const wildcard = this.wildcards.get(name.slice(dot + 1));
       if (wildcard !== undefined) return wildcard;
     }
