@@ -29,6 +29,8 @@ const LIVE: ReadonlySet<keyof Config> = new Set<keyof Config>([
   "hashFailover",
   "graceSeconds",
   "access",
+  "sni",
+  "sniDefault",
   "optionWords",
   "configFiles",
 ]);

@@ -7,6 +7,7 @@
  */
 import type { Balancer } from "../model/balancer.ts";
 import type { ClientGate } from "../access/gate.ts";
+import type { SniRouting } from "../tls/sni_routes.ts";
 import type { ConnectionRecord } from "../observe/connection_log.ts";
 import { IdleTimer } from "./idle.ts";
 import type { Direction } from "../observe/packet_dump.ts";
@@ -37,6 +38,8 @@ export interface ListenerOptions {
   proxyProtocol?: 1 | 2;
   /** `--accept-proxy`: every client must begin with a PROXY header, within `connectTimeoutMs`. */
   acceptProxy?: boolean;
+  /** `--sni`: the routes by TLS server name; absent, nothing is read ahead of the connect. */
+  sni?: SniRouting;
   /** `--allow`/`--deny`, `--proxy-from` and the per-client limits; absent, every client is let in. */
   gate?: ClientGate;
   /** Most proxied connections at once (descriptors allow); undefined = no limit. */

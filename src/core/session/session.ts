@@ -10,7 +10,8 @@ import { formatHostPort } from "../model/balancer.ts";
 import type { EndReason } from "../observe/connection_log.ts";
 import type { Idleable } from "./idle.ts";
 import type { Direction } from "../observe/packet_dump.ts";
-import { encodeProxyHeader } from "../proxy/proxy_protocol.ts";
+import { encodeProxyHeader, type ProxyHeader } from "../proxy/proxy_protocol.ts";
+import { ClientHelloReader, type HelloRead } from "../tls/client_hello.ts";
 import {
   describeProxied,
   proxiedEndpoints,
@@ -111,6 +112,9 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
   private fin: EndReason | undefined = undefined;
   private torn: EndReason | undefined = undefined;
   private headerReader: ProxyHeaderReader | undefined = undefined;
+  /** `--sni`: the ClientHello being read, then where it sent the client; absent without `--sni`. */
+  private hello: { reader?: ClientHelloReader; service: string; serverName: string | undefined } | undefined =
+    undefined;
   /** PROXY header bytes the channel has still to take: not the client's, so not counted. */
   private headerUnsent = 0;
   private connecting = false;
@@ -126,20 +130,26 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
     if (listener.needsClientPort) this.clientPort = link.clientPort();
     this.accepted = options.onConnectionEnd ? performance.now() : 0;
     options.trace?.(`accepted ${formatHostPort(clientAddress, this.clientPort)}`);
-    if (!options.acceptProxy) return;
-    // A peer --proxy-from does not name may not even send a header: refused
-    // at its connect, which the adapter makes at once as for any client.
-    if (options.gate && !options.gate.peerAllowed(clientAddress)) {
-      this.torn = "denied";
-      return;
+    if (options.acceptProxy) {
+      // A peer --proxy-from does not name may not even send a header: refused
+      // at its connect, which the adapter makes at once as for any client.
+      if (options.gate && !options.gate.peerAllowed(clientAddress)) {
+        this.torn = "denied";
+        return;
+      }
+      this.headerReader = new ProxyHeaderReader();
     }
-    this.headerReader = new ProxyHeaderReader();
-    listener.awaitInspection(this);
+    if (options.sni) this.hello = { reader: new ClientHelloReader(), service: "", serverName: undefined };
+    if (this.inspecting) listener.awaitInspection(this);
   }
 
-  /** The client's first bytes must still hold its PROXY header. */
+  /**
+   * The client's first bytes are still being read: its PROXY header
+   * (`--accept-proxy`), then its TLS ClientHello (`--sni`). Until they are
+   * in, the adapter hands every chunk to {@link inspect}.
+   */
   get inspecting(): boolean {
-    return this.headerReader !== undefined;
+    return this.headerReader !== undefined || this.hello?.reader !== undefined;
   }
 
   /** How the connection ended (once it has): what tore it down, else whose FIN came first. */
@@ -153,41 +163,96 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
   }
 
   /**
-   * `--accept-proxy`: the client's next bytes. Once the header is in, the
-   * client is known by the address it names.
+   * The client's next bytes while {@link inspecting}. Once its PROXY header
+   * is in, the client is known by the address it names; once its ClientHello
+   * is, the session knows its service. The bytes returned go to the channel
+   * first: those after the header, the ClientHello's among them.
    */
   inspect(chunk: Uint8Array): HeaderStep {
-    const read = this.headerReader!.push(chunk);
-    if (read.kind === "incomplete") return "more";
-    if (read.kind === "error") {
-      this.refuse(read.reason);
-      return "refused";
+    if (this.headerReader) {
+      const read = this.headerReader.push(chunk);
+      if (read.kind === "incomplete") return "more";
+      if (read.kind === "error") {
+        this.refuse(read.reason);
+        return "refused";
+      }
+      this.headerReader = undefined;
+      this.takeProxied(read.header);
+      if (!this.hello) {
+        this.stopInspecting();
+        return read.rest;
+      }
+      if (read.rest.length === 0) return "more";
+      chunk = read.rest;
     }
-    this.stopInspecting();
-    const peer = { address: this.clientAddress, port: this.clientPort };
-    this.proxied = proxiedEndpoints(read.header, () => this.link.endpoints());
-    this.listener.options.trace?.(describeProxied(peer, read.header, this.proxied));
-    this.clientAddress = this.proxied.src.address;
-    this.clientPort = this.proxied.src.port;
-    return read.rest;
+    return this.routeBy(this.hello!.reader!.push(chunk));
   }
 
   /**
-   * The client ended (FIN or reset) before its header did. Having sent
+   * The client ended (FIN or reset) before its first bytes did. Having sent
    * nothing it was a front balancer's connect check: not refused, not
    * counted, not logged.
    */
   inspectionCut(): void {
-    const ended = this.headerReader!.ended();
-    if (ended.kind === "error") return this.refuse(ended.reason);
+    const hello = this.hello?.reader;
+    if (this.headerReader) {
+      const ended = this.headerReader.ended();
+      if (ended.kind === "error") return this.refuse(ended.reason);
+    } else if (hello && hello.buffered().length > 0) {
+      const ended = hello.ended();
+      return this.refuseHello(ended.kind === "error" ? ended.reason : "closed before the ClientHello was read");
+    }
     this.stopInspecting();
     this.probe = true;
     this.link.abort();
   }
 
-  /** The listener's timer: no whole header within `-t`. */
+  /** The listener's timer: no whole header or ClientHello within `-t`. */
   inspectionTimedOut(): void {
+    const late = `none within ${this.listener.options.connectTimeoutMs / 1000}s`;
     if (this.headerReader) this.refuse(proxyHeaderTimedOut(this.listener.options.connectTimeoutMs).reason);
+    else if (this.hello?.reader) this.refuseHello(`no whole ClientHello: ${late}`);
+  }
+
+  private takeProxied(header: ProxyHeader): void {
+    const peer = { address: this.clientAddress, port: this.clientPort };
+    this.proxied = proxiedEndpoints(header, () => this.link.endpoints());
+    this.listener.options.trace?.(describeProxied(peer, header, this.proxied));
+    this.clientAddress = this.proxied.src.address;
+    this.clientPort = this.proxied.src.port;
+  }
+
+  // `--sni`: the service the ClientHello (or its absence) sends the client
+  // to, once the reader has decided; the bytes read go to its channel first.
+  private routeBy(read: HelloRead): HeaderStep {
+    if (read.kind === "more") return "more";
+    if (read.kind === "error") {
+      this.refuseHello(read.reason);
+      return "refused";
+    }
+    const hello = this.hello!;
+    const { table, defaultService } = this.listener.options.sni!;
+    const serverName = read.kind === "hello" ? read.serverName : undefined;
+    const route = serverName === undefined ? undefined : table.route(serverName);
+    hello.service = route?.service ?? defaultService;
+    hello.serverName = serverName;
+    this.listener.options.trace?.(
+      `${this.clientAddress}: ${
+        read.kind === "not-tls" ? "not TLS" : serverName === undefined ? "no server name" : `server name ${serverName}`
+      }: ${route ? `--sni ${route.pattern}=@${route.service}` : "the default"} service${
+        hello.service ? ` @${hello.service}` : ""
+      }`,
+    );
+    const early = hello.reader!.buffered();
+    hello.reader = undefined;
+    this.stopInspecting();
+    return early;
+  }
+
+  private refuseHello(reason: string): void {
+    this.stopInspecting();
+    this.listener.balancer.refuseClientHello(this.clientAddress, this.clientPort || this.link.clientPort(), reason);
+    this.abort("sni-refused");
   }
 
   // The rules and limits, on the client as balance knows it (after its PROXY
@@ -206,6 +271,7 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
 
   private stopInspecting(): void {
     this.headerReader = undefined;
+    if (this.hello) this.hello.reader = undefined;
     this.listener.inspectionDone(this);
   }
 
@@ -226,7 +292,7 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
       return undefined;
     }
     this.connecting = true;
-    const connected = await this.listener.balancer.connect(this.clientAddress, dial, this);
+    const connected = await this.listener.balancer.connect(this.clientAddress, dial, this, this.hello?.service);
     this.connecting = false;
     if (!connected.channel) {
       this.torn ??= connected.reason;
@@ -313,7 +379,7 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
       return;
     }
     this.finished = true;
-    if (this.headerReader) this.stopInspecting();
+    if (this.inspecting) this.stopInspecting();
     this.listener.forget(this);
     const { balancer, options } = this.listener;
     if (this.clientSlot !== UNTRACKED) options.gate!.release(this.clientSlot);
@@ -336,6 +402,7 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
         sent: this.sent,
         rcvd: this.rcvd,
         reason: this.reason,
+        serverName: this.hello?.serverName,
       });
     }
   }

@@ -8,6 +8,7 @@
  * @module
  */
 import { usageError } from "../util/exit_error.ts";
+import { SERVICE_NAME } from "../config/grammar.ts";
 import { shown } from "../util/shown.ts";
 
 /**
@@ -25,8 +26,6 @@ export interface SniRoute {
 }
 
 const LABEL = /^[a-z0-9_-]{1,63}$/;
-// As `@NAME` is written where services are declared.
-const SERVICE_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /**
  * Parses the word of one `--sni`: `PATTERN=@NAME`, where PATTERN is a host
@@ -115,6 +114,28 @@ export class SniRoutes {
     }
     return undefined;
   }
+}
+
+/**
+ * `--sni` and `--sni-default` in force: the routes as given (what a worker
+ * thread is sent, what `show --json` shows) and built for lookups.
+ *
+ * @example
+ * ```ts
+ * const sni = sniRouting([parseSniRoute("a.example=@a")], "");
+ * sni.table.route("A.example.")?.service; // "a"
+ * ```
+ */
+export interface SniRouting {
+  routes: readonly SniRoute[];
+  /** The service of clients no route places (`--sni-default`); `""`, the default service. */
+  defaultService: string;
+  table: SniRoutes;
+}
+
+/** Builds the {@link SniRouting} of `routes`; throws a usage error for a pattern given twice. */
+export function sniRouting(routes: readonly SniRoute[], defaultService: string): SniRouting {
+  return { routes, defaultService, table: new SniRoutes(routes) };
 }
 
 function withoutTrailingDot(name: string): string {
