@@ -8,7 +8,11 @@ import {
   ClientTable,
   type ConnectionRecord,
   Group,
+  parseSniRoute,
+  sniRouting,
 } from "../../../src/core/mod.ts";
+import { type Fixture, OPENSSL_NO_SNI, OPENSSL_SNI } from "../tls/fixtures.ts";
+import { sleep } from "../../support/helpers.ts";
 import { Listener, type ListenerOptions } from "../../../src/core/session/listener.ts";
 import type { Session, SessionLink } from "../../../src/core/session/session.ts";
 
@@ -364,4 +368,75 @@ test("session: a reload's new rules take the next client at once; counts survive
   assert.equal(await f.open().session.connect(() => Promise.resolve("conn"), hangUp), undefined);
   assert.equal(open.session.isFinished, false, "the open connection stays");
   assert.deepEqual(f.gate.top(1).map((r) => [r.open, r.total, r.refused]), [[1, 1, 1]]);
+});
+
+const helloBytes = (f: Fixture) => Uint8Array.from(f.hex.replace(/\s/g, "").match(/../g)!.map((b) => parseInt(b, 16)));
+
+/** A fixture with --sni routes over three services: default (channel 81), @a (82), @api (83). */
+function sniFixture(options: Partial<ListenerOptions> = {}, defaultService = "") {
+  const channels = [81, 82, 83].map((p) => new Channel("127.0.0.1", p));
+  const f = fixture({
+    sni: sniRouting([parseSniRoute("a.test=@a"), parseSniRoute("*.api.test=@api")], defaultService),
+    ...options,
+  }, channels);
+  f.balancer.groups.splice(0, 1, ...channels.map((c) => new Group("RR", [c])));
+  f.balancer.groups[1].service = "a";
+  f.balancer.groups[2].service = "api";
+  f.balancer.servicesChanged();
+  const port = async (link: { session: Session<SessionLink> }) =>
+    Number(await link.session.connect((ch) => Promise.resolve(String(ch.port)), hangUp));
+  return { ...f, port };
+}
+
+test("session: --sni: a ClientHello in pieces picks its service; the bytes read go to the channel first, byte for byte", async () => {
+  const f = sniFixture();
+  const link = f.open();
+  const hello = helloBytes(OPENSSL_SNI);
+  assert.equal(link.session.inspecting, true);
+  assert.equal(link.session.inspect(hello.subarray(0, 7)), "more");
+  const early = link.session.inspect(hello.subarray(7));
+  assert.ok(early instanceof Uint8Array);
+  assert.deepEqual(early, hello);
+  assert.equal(link.session.inspecting, false);
+  assert.equal(await f.port(link), 82);
+  assert.ok(f.traces.some((t) => t.endsWith("server name a.test: --sni a.test=@a service @a")), f.traces.join("\n"));
+  link.session.abort("client-closed");
+  assert.equal(f.records[0].serverName, "a.test");
+  assert.match(f.records[0].channel!, /^@a group 1 channel 0/);
+});
+
+test("session: --sni: no server name, or not TLS at all, goes to --sni-default; the PROXY header is read first", async () => {
+  const f = sniFixture({ acceptProxy: true }, "api");
+  const noName = f.open("127.0.0.2");
+  assert.equal(noName.session.inspect(encode("PROXY TCP4 10.9.8.7 10.0.0.1 4000 443\r\n")), "more");
+  assert.ok(noName.session.inspect(helloBytes(OPENSSL_NO_SNI)) instanceof Uint8Array);
+  assert.deepEqual([noName.session.clientAddress, await f.port(noName)], ["10.9.8.7", 83]);
+  const ssh = f.open("127.0.0.2");
+  const rest = ssh.session.inspect(encode("PROXY TCP4 10.9.8.6 10.0.0.1 4000 443\r\nSSH-2.0-OpenSSH\r\n"));
+  assert.equal(new TextDecoder().decode(rest as Uint8Array), "SSH-2.0-OpenSSH\r\n");
+  assert.equal(await f.port(ssh), 83);
+});
+
+test("session: --sni: a malformed ClientHello, one cut short, or none within -t is refused without a channel", async () => {
+  const f = sniFixture({ connectTimeoutMs: 30 });
+  const bad = f.open();
+  assert.equal(bad.session.inspect(Uint8Array.from([0x16, 3, 1, 0, 5, 2, 0, 0, 1, 0])), "refused");
+  const cut = f.open();
+  assert.equal(cut.session.inspect(helloBytes(OPENSSL_SNI).subarray(0, 40)), "more");
+  cut.session.inspectionCut();
+  const late = f.open();
+  late.session.inspect(Uint8Array.from([0x16, 3, 1]));
+  await sleep(150);
+  assert.deepEqual(f.records.map((r) => [r.reason, r.channel]), [
+    ["sni-refused", undefined],
+    ["sni-refused", undefined],
+    ["sni-refused", undefined],
+  ]);
+  assert.equal(f.balancer.state.sniRefused, 3);
+  assert.match(f.warnings.join("\n"), /TLS ClientHello refused from 10\.0\.0\.7:40000: not a ClientHello/);
+  assert.deepEqual([f.channel.totalc, f.balancer.openConnections()], [0, 0]);
+  // A bare connect that leaves is a check, as with --accept-proxy: nothing to report.
+  const probe = f.open();
+  probe.session.inspectionCut();
+  assert.equal(f.records.length, 3);
 });
