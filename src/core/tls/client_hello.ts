@@ -29,8 +29,8 @@ export type HelloRead =
 
 /**
  * The most a client may send before the reader decides, record headers
- * included; a ClientHello takes a few hundred bytes, 1.5 KiB with a
- * post-quantum key share, and the largest record (2^14) bounds it anyway.
+ * included, as nginx's `preread_buffer_size` by default: real hellos take
+ * 200-520 bytes, 1.5 KiB with a post-quantum key share.
  */
 const BUDGET = 16384;
 const MAX_RECORD = 1 << 14;
