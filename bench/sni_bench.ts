@@ -3,8 +3,8 @@
  * real ClientHellos (curl's 517 bytes in one read; Bun's 1,475, which a
  * 1,460-byte MSS cuts in two reads), and routing a host name against 1,000
  * patterns, half exact and half wildcards, for an exact hit, a wildcard hit
- * three labels down and a miss. Routing costs a map lookup per label of the
- * name, so the pattern count does not show.
+ * three labels down and a miss. Routing costs at most a map lookup per
+ * label of the name, so the pattern count does not show.
  */
 import { ClientHelloReader, parseSniRoute, SniRoutes } from "../src/core/mod.ts";
 import { BUN, CURL, helloBytes } from "../tests/core/tls/fixtures.ts";

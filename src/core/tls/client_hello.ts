@@ -29,8 +29,8 @@ export type HelloRead =
 
 /**
  * The most a client may send before the reader decides, record headers
- * included; a ClientHello takes a few hundred bytes, 1.5 KiB with a
- * post-quantum key share, and the largest record (2^14) bounds it anyway.
+ * included, as nginx's `preread_buffer_size` by default: real hellos take
+ * 200-520 bytes, 1.5 KiB with a post-quantum key share.
  */
 const BUDGET = 16384;
 const MAX_RECORD = 1 << 14;
@@ -54,10 +54,12 @@ const EMPTY = new Uint8Array(0);
  *
  * A first read that decides, as one holding a whole hello does, is parsed
  * where it lies and costs no copy (allocating a buffer was most of the
- * cost); after a first read that does not, the bytes are kept in one buffer
- * that grows by doubling, so a hello dribbled a byte at a time costs linear
- * copying. The record layer is walked in place; only a hello that records
- * split is joined into a second buffer. Once the reader has decided, `push`
+ * cost). After a first read that does not, the bytes are kept in one buffer,
+ * sized for the whole hello when that read held its header (a 1.5 KiB hello
+ * cut by a 1,460-byte MSS costs one buffer), and doubled when too small, so
+ * a hello dribbled a byte at a time costs linear copying. The record layer
+ * is walked in place; only a hello that records split is joined into a
+ * second buffer. Once the reader has decided, `push`
  * and `ended` throw: the session has moved on, and a second answer would be
  * a bug.
  *
@@ -100,8 +102,14 @@ export class ClientHelloReader {
     this.length = chunk.length;
     if (chunk[0] !== CONTENT_HANDSHAKE) return this.decide(NOT_TLS);
     const read = this.read();
-    // The caller reads into `chunk` again: keep what it holds.
-    if (read.kind === "more") this.buffer = chunk.slice();
+    if (read.kind === "more") {
+      // The caller reads into `chunk` again: keep what it holds, with room for
+      // all the hello's header announces, so that its next reads fit.
+      this.buffer = new Uint8Array(
+        Math.max(chunk.length, this.have >= HANDSHAKE_HEADER ? RECORD_HEADER + this.need : 0),
+      );
+      this.buffer.set(chunk);
+    }
     return read;
   }
 

@@ -2,8 +2,8 @@
  * `--sni PATTERN=@NAME`: which service a TLS client goes to, by the host
  * name its ClientHello asks for. PATTERN is a host name or `*.suffix`;
  * an exact name beats every wildcard and a longer suffix a shorter one, so
- * the order of the options does not matter. A lookup costs one map lookup
- * per label of the name, however many patterns there are.
+ * the order of the options does not matter. A lookup costs at most one map
+ * lookup per label of the name, however many patterns there are.
  *
  * @module
  */

@@ -297,6 +297,8 @@ test("ClientHelloReader: the host name is lowercased without one trailing dot; n
   assert.deepEqual(oneRead(helloFor(long)), hello(long));
   assert.deepEqual(oneRead(helloFor(`${long}.`)), hello(long));
   assert.deepEqual(oneRead(record(helloMessage())), hello(undefined), "no extensions at all");
+  const good = helloMessage({ extensions: [extension(0, serverNameData([0, "a.test"]))] });
+  assert.deepEqual(oneRead(record(handshake(good.subarray(4, 4 + 73)))), hello(undefined), "cut before its extensions");
   assert.deepEqual(oneRead(record(helloMessage({ extensions: [] }))), hello(undefined), "an empty extensions block");
   assert.deepEqual(oneRead(record(helloMessage({ extensions: [extension(23, [])] }))), hello(undefined));
   // Another name type first: skipped; the first host_name is taken.
@@ -317,6 +319,8 @@ test("ClientHelloReader: malformed hellos and records are refused at the byte th
     return out;
   };
   const ext = extensionsAt(good);
+  // The body of `good` cut after `n` bytes: 34 of version and random, the session id's 33, 4 of suites, 2 of compression.
+  const bodyCut = (n: number) => record(handshake(good.subarray(4, 4 + n)));
   const cases: [string, Uint8Array, number | "last", string][] = [
     ["a ServerHello", record(handshake(new Uint8Array(40), 2)), 6, "not a ClientHello (handshake type 2)"],
     ["record version 2", record(good, 0x16, [2, 0]), 5, "record version 0x0200 is not TLS"],
@@ -340,6 +344,12 @@ test("ClientHelloReader: malformed hellos and records are refused at the byte th
       60,
       "record goes on after the ClientHello",
     ],
+    ["a cut session id", bodyCut(50), "last", "malformed ClientHello: session id length past its end"],
+    ["no cipher suites", bodyCut(67), "last", "malformed ClientHello: ends before the cipher suites"],
+    ["cut cipher suites", bodyCut(70), "last", "malformed ClientHello: cipher suites length past its end"],
+    ["no compression methods", bodyCut(71), "last", "malformed ClientHello: ends before the compression methods"],
+    ["cut compression methods", bodyCut(72), "last", "malformed ClientHello: compression methods length past its end"],
+    ["a lone byte of extensions length", bodyCut(74), "last", "malformed ClientHello: extensions length past its end"],
     [
       "a handshake shorter than its fields",
       record(handshake(new Uint8Array(20))),
@@ -431,10 +441,8 @@ function lengthFields(bytes: Uint8Array): [number, number][] {
   return fields;
 }
 
-const realHello = fc.constantFrom(...FIXTURES).map((f: Fixture) => ({
-  bytes: framed(messageOf(helloBytes(f))),
-  serverName: f.serverName,
-}));
+/** A real hello in one record (OpenSSL's three joined). */
+const realHello = fc.constantFrom(...FIXTURES).map((f: Fixture) => framed(messageOf(helloBytes(f))));
 const cuts = fc.array(fc.nat(), { maxLength: 8 });
 
 /** The answer to `bytes` one byte a read, and that random cuts give it too. */
@@ -533,7 +541,7 @@ const kindAndName = (r: HelloRead) => r.kind === "hello" ? r : { kind: r.kind };
 test("property: a real hello with one length field changed: as the plain reading of its bytes", () => {
   const change = fc.tuple(fc.nat(), fc.oneof(fc.integer({ min: -4, max: 4 }), fc.nat(0xffffff)));
   fc.assert(
-    fc.property(realHello, change, cuts, ({ bytes }, [pick, delta], c) => {
+    fc.property(realHello, change, cuts, (bytes, [pick, delta], c) => {
       const fields = lengthFields(bytes);
       const [at, size] = fields[pick % fields.length];
       let value = 0;
@@ -560,7 +568,7 @@ test("ClientHelloReader: Deno's hello with its session_ticket length 0 made 2 ha
 
 test("property: a real hello cut short is more until ended(), then refused", () => {
   fc.assert(
-    fc.property(realHello, fc.nat(), cuts, ({ bytes }, n, c) => {
+    fc.property(realHello, fc.nat(), cuts, (bytes, n, c) => {
       const short = bytes.subarray(0, n % bytes.length);
       assert.deepEqual(
         answerHoweverCut(short, c),
@@ -577,7 +585,7 @@ test("property: random bytes, and real hellos with bytes changed, in random read
     fc.array(fc.tuple(fc.nat(), fc.nat(255)), { minLength: 1, maxLength: 4 }),
     fc.nat(),
   )
-    .map(([{ bytes }, edits, cut]) => {
+    .map(([bytes, edits, cut]) => {
       const out = Uint8Array.from(bytes.subarray(0, bytes.length - (cut % 3)));
       for (const [i, v] of edits) out[i % out.length] = v;
       return out;
