@@ -138,6 +138,10 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
         return;
       }
       this.headerReader = new ProxyHeaderReader();
+    } else if (options.gate?.active) {
+      // The client is known now: the rules and limits come before any read.
+      this.admitClient(options.gate);
+      if (this.torn !== undefined) return;
     }
     if (options.sni) this.hello = { reader: new ClientHelloReader(), service: "", serverName: undefined };
     if (this.inspecting) listener.awaitInspection(this);
@@ -178,6 +182,15 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
       }
       this.headerReader = undefined;
       this.takeProxied(read.header);
+      const gate = this.listener.options.gate;
+      if (gate?.active) {
+        this.admitClient(gate);
+        if (this.torn !== undefined) {
+          this.stopInspecting();
+          this.link.abort();
+          return "refused";
+        }
+      }
       if (!this.hello) {
         this.stopInspecting();
         return read.rest;
@@ -255,8 +268,9 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
     this.abort("sni-refused");
   }
 
-  // The rules and limits, on the client as balance knows it (after its PROXY
-  // header, if any), before any channel is chosen.
+  // The rules and limits, on the client as balance knows it: at accept, or
+  // as soon as its PROXY header names it; before any ClientHello is read
+  // and any channel chosen.
   private admitClient(gate: ClientGate): void {
     const slot = gate.admit(this.clientAddress);
     if (typeof slot === "number") this.clientSlot = slot;
@@ -286,7 +300,6 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
     dial: (channel: Channel, session: Session<L>) => Promise<T>,
     hangUp: (conn: T) => void,
   ): Promise<T | undefined> {
-    if (this.torn === undefined && this.listener.options.gate?.active) this.admitClient(this.listener.options.gate);
     if (this.torn !== undefined) {
       this.link.abort();
       return undefined;

@@ -353,8 +353,8 @@ test("session: --accept-proxy: rules apply to the header's client; --proxy-from 
   assert.equal(f.records[0].reason, "denied");
   assert.equal(f.warned[0], "client 127.0.0.3 denied by --proxy-from");
   const front = f.open("127.0.0.2");
-  assert.ok(front.session.inspect(encode("PROXY TCP4 10.9.8.7 10.0.0.1 4000 80\r\n")) instanceof Uint8Array);
-  assert.equal(await front.session.connect(() => Promise.resolve("conn"), hangUp), undefined);
+  assert.equal(front.session.inspect(encode("PROXY TCP4 10.9.8.7 10.0.0.1 4000 80\r\nGET /")), "refused");
+  assert.equal(front.aborted, 1, "closed as soon as the header names a denied client");
   assert.deepEqual([f.records[1].reason, f.records[1].clientAddress], ["denied", "10.9.8.7"]);
   assert.equal(f.warned[1], "client 10.9.8.7 denied by --deny 10.9.8.7");
   assert.equal(f.balancer.state.denied, 2);
@@ -439,4 +439,17 @@ test("session: --sni: a malformed ClientHello, one cut short, or none within -t 
   const probe = f.open();
   probe.session.inspectionCut();
   assert.equal(f.records.length, 3);
+});
+
+test("session: --sni with rules: a denied client is closed at accept, before any ClientHello is read", async () => {
+  const f = sniFixture();
+  const gate = new ClientGate(ClientTable.create(64), f.balancer.state, () => {}, {
+    rules: [{ action: "deny", spec: "10.0.0.7" }],
+  });
+  (f.listener.options as ListenerOptions).gate = gate;
+  const denied = f.open("10.0.0.7");
+  assert.equal(denied.session.inspecting, false);
+  assert.equal(await denied.session.connect(() => Promise.resolve("conn"), hangUp), undefined);
+  assert.deepEqual([f.records[0].reason, f.balancer.state.sniRefused, f.balancer.state.denied], ["denied", 0, 1]);
+  assert.equal(f.open("10.0.0.8").session.inspecting, true, "an allowed client's ClientHello is read");
 });
