@@ -1,6 +1,7 @@
 import type { GroupSpec } from "../core/config/grammar.ts";
 import type { HealthSettings } from "../core/health/health.ts";
 import type { AccessSettings } from "../core/access/gate.ts";
+import type { SniRoute } from "../core/tls/sni_routes.ts";
 
 /** What a command line asks for. */
 export type Mode = "serve" | "control" | "interactive" | "list" | "help" | "version";
@@ -56,6 +57,10 @@ export interface Config {
   acceptProxy: boolean;
   /** `--allow`/`--deny`, `--proxy-from`, `--max-per-client`, `--rate-per-client`. */
   access: AccessSettings;
+  /** `--sni PATTERN=@NAME`, in the order given; none = nothing is read ahead. */
+  sni: SniRoute[];
+  /** `--sni-default @NAME`: the service of clients no `--sni` places; absent, the default service. */
+  sniDefault?: string;
   /** `--client-table`: clients the per-client limits remember. */
   clientTable: number;
   groups: GroupSpec[];
@@ -88,6 +93,7 @@ export const DEFAULTS: Omit<Config, "mode" | "listenPort" | "groups"> = {
   acceptProxy: false,
   access: { rules: [] },
   clientTable: 65_536,
+  sni: [],
   checkConfig: false,
   configFiles: [],
   optionWords: [],

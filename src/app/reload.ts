@@ -29,6 +29,8 @@ const LIVE: ReadonlySet<keyof Config> = new Set<keyof Config>([
   "hashFailover",
   "graceSeconds",
   "access",
+  "sni",
+  "sniDefault",
   "optionWords",
   "configFiles",
 ]);
@@ -120,6 +122,7 @@ export async function reload(ctx: ReloadContext): Promise<ReloadAnswer> {
   }
   const groups: ResolvedGroup[] = next.groups.map((g) => ({
     type: g.type,
+    service: g.service,
     channels: g.channels.map((c) => ({
       address: addresses.get(c.host)!,
       host: c.host,

@@ -17,6 +17,7 @@ import type { HealthSettings } from "../core/health/health.ts";
 import { concatBytes } from "../core/util/bytes.ts";
 import { type AccessSettings, ClientGate } from "../core/access/gate.ts";
 import { ClientTable } from "../core/access/client_table.ts";
+import { type SniRouting, sniRouting } from "../core/tls/sni_routes.ts";
 import { encodeProxyHeader } from "../core/proxy/proxy_protocol.ts";
 import type { ProxySettings } from "../core/proxy/proxy_protocol.ts";
 import { controlAddress, ensureControlDirectory } from "../control/address.ts";
@@ -237,6 +238,7 @@ function serveOptions(
     onConnectionEnd: connectionLog && ((record) => connectionLog.add(record)),
     proxyProtocol: config.proxyProtocol,
     acceptProxy: config.acceptProxy,
+    sni: sniOf(config),
     // One table for every thread, made here and shared with workers.
     gate: new ClientGate(ClientTable.create(config.clientTable), s.balancer.state, warn, config.access),
   };
@@ -310,6 +312,7 @@ function reloader(s: Serving, t: ReloadTargets): () => Promise<ReloadAnswer> {
       balancer.options.hashFailover = next.hashFailover;
       t.options.connectTimeoutMs = next.connectTimeout * 1000;
       t.gate.configure(next.access);
+      t.options.sni = sniOf(next);
       s.running = next;
     },
     layoutChanged: async () => {
@@ -412,6 +415,11 @@ function logStarted(
       ? "open files limit unknown: no connection limit"
       : `open files limit ${fileLimit}: at most ${maxConnections} proxied connections at once`,
   );
+}
+
+// `--sni`: built once per configuration; absent, nothing is read ahead.
+function sniOf(config: Config): SniRouting | undefined {
+  return config.sni.length ? sniRouting(config.sni, config.sniDefault ?? "") : undefined;
 }
 
 // The access settings in force, for the start line: what an operator checks first.

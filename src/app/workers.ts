@@ -18,6 +18,7 @@ import { warningKey } from "../core/observe/throttle.ts";
 import type { Adapter, ServeOptions, Server } from "../adapter/types.ts";
 import { type AccessSettings, ClientGate } from "../core/access/gate.ts";
 import { ClientTable, type ClientTableHandle } from "../core/access/client_table.ts";
+import { type SniRoute, type SniRouting, sniRouting } from "../core/tls/sni_routes.ts";
 
 /** What a worker is told at start; everything a worker needs, postMessage-able. */
 interface StartMessage {
@@ -26,7 +27,9 @@ interface StartMessage {
   state: StateHandle;
   layout: Layout;
   selection: SelectionOptions;
-  serve: Omit<ServeOptions, "dump" | "trace" | "warn" | "onConnectionEnd" | "gate">;
+  serve: Omit<ServeOptions, "dump" | "trace" | "warn" | "onConnectionEnd" | "gate" | "sni">;
+  /** `--sni` as given: a worker builds its own lookup table. */
+  sni?: SniSpec;
   /** The access settings and the one client table every thread shares; absent, none. */
   access?: { settings: AccessSettings; table: ClientTableHandle };
   dump: boolean;
@@ -40,7 +43,7 @@ interface StartMessage {
 type ToWorker =
   | StartMessage
   // A reload may change the connect timeout (-t) too.
-  | { kind: "layout"; layout: Layout; connectTimeoutMs: number; access?: AccessSettings }
+  | { kind: "layout"; layout: Layout; connectTimeoutMs: number; access?: AccessSettings; sni?: SniSpec }
   | { kind: "stop" }
   // The grace period is over: close what is still open.
   | { kind: "end" };
@@ -88,7 +91,7 @@ export async function serveInWorkers(
   workerUrl: URL,
   onConnectFailed?: (slot: number, reason: string) => void,
 ): Promise<WorkerServer> {
-  const { dump, trace, warn, onConnectionEnd, gate, ...serve } = options;
+  const { dump, trace, warn, onConnectionEnd, gate, sni, ...serve } = options;
   const start: Omit<StartMessage, "writer"> = {
     kind: "start",
     state: balancer.state.handle,
@@ -96,6 +99,7 @@ export async function serveInWorkers(
     selection: balancer.options,
     serve: { ...serve, reusePort: true },
     access: gate && { settings: gate.settings, table: gate.table.handle },
+    sni: specOf(sni),
     dump: dump !== undefined,
     trace: trace !== undefined,
     logConnections: onConnectionEnd !== undefined,
@@ -168,6 +172,7 @@ export async function serveInWorkers(
         layout: balancer.layout(),
         connectTimeoutMs: options.connectTimeoutMs,
         access: gate?.settings,
+        sni: specOf(options.sni),
       });
       if (!await answered(all)) {
         warn(`not every worker took the new layout within ${LAYOUT_WAIT_MS / 1000}s; answering anyway`);
@@ -181,6 +186,17 @@ export async function serveInWorkers(
       await answered(all);
     },
   };
+}
+
+/** `--sni` as plain data, for a message: the lookup table does not survive a copy. */
+type SniSpec = { routes: readonly SniRoute[]; defaultService: string };
+
+function specOf(sni: SniRouting | undefined): SniSpec | undefined {
+  return sni && { routes: sni.routes, defaultService: sni.defaultService };
+}
+
+function routingOf(spec: SniSpec | undefined): SniRouting | undefined {
+  return spec && sniRouting(spec.routes, spec.defaultService);
 }
 
 /** Whether every worker answered within {@link LAYOUT_WAIT_MS}: a worker too busy must not hold the caller. */
@@ -237,6 +253,7 @@ export function runWorker(adapter: Adapter): void {
             ...data.serve,
             trace,
             warn,
+            sni: routingOf(data.sni),
             gate: data.access &&
               new ClientGate(new ClientTable(data.access.table), balancer.state, warn, data.access.settings),
             dump: data.dump ? (direction, chunk) => send({ kind: "dump", direction, chunk }) : undefined,
@@ -254,6 +271,7 @@ export function runWorker(adapter: Adapter): void {
         balancer?.adopt(data.layout);
         if (serving) serving.connectTimeoutMs = data.connectTimeoutMs;
         if (data.access) serving?.gate?.configure(data.access);
+        if (serving) serving.sni = routingOf(data.sni);
         return send({ kind: "adopted" });
       case "stop":
         server?.close();

@@ -14,6 +14,7 @@ import { blaming, ExitError, usageError } from "../core/util/exit_error.ts";
 import { addressBytes } from "../core/selection/hash.ts";
 import type { AccessSettings } from "../core/access/gate.ts";
 import { parsePrefixList, type RuleAction } from "../core/access/rules.ts";
+import { parseSniRoute, type SniRoute, sniRouting } from "../core/tls/sni_routes.ts";
 import { shown } from "../core/util/shown.ts";
 import { type Config, DEFAULTS, type Mode } from "../app/config.ts";
 
@@ -76,7 +77,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
     }
     if (v.c?.trim() === "") throw usageError("-c needs a command").at(optionAt("c"));
   }
-  return {
+  const config: Config = {
     mode,
     listenPort,
     bindAddress: v.b,
@@ -117,10 +118,12 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
     groups: mode === "serve"
       ? withLeastConnection(channelGroups(channelArgs, listenPort, lookup, positionalAt), v.L ?? false)
       : [],
+    sni: [],
     checkConfig: v["check-config"] ?? false,
     configFiles: [],
     optionWords: optionWords(tokens),
   };
+  return { ...config, ...parseSni(config.groups, tokens, given, optionAt) };
 }
 
 const OPTIONS = {
@@ -163,6 +166,8 @@ const OPTIONS = {
   "max-per-client": { type: "string" },
   "rate-per-client": { type: "string" },
   "client-table": { type: "string" },
+  sni: { type: "string", multiple: true },
+  "sni-default": { type: "string" },
   "check-config": { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
@@ -174,11 +179,11 @@ type StringOption = Exclude<
   RepeatedOption
 >;
 /** Options that may be given many times, each occurrence kept in order. */
-type RepeatedOption = "allow" | "deny";
-const REPEATED = new Set<string>(["allow", "deny"]);
+type RepeatedOption = "allow" | "deny" | "sni";
+const REPEATED = new Set<string>(["allow", "deny", "sni"]);
 type Values =
   & { [K in Option]?: typeof OPTIONS[K]["type"] extends "string" ? string : boolean }
-  & { allow?: string[]; deny?: string[] };
+  & { allow?: string[]; deny?: string[]; sni?: string[] };
 type Token = { kind: string; index: number; name?: string; rawName?: string; value?: string; inlineValue?: boolean };
 
 // Options whose value is a number: `-T -5` is a value to report as invalid, not an option `-5`.
@@ -365,7 +370,7 @@ function parseAccess(
   given: <T>(name: StringOption, parse: (text: string) => T) => T | undefined,
   optionAt: (name: string) => number | undefined,
 ): AccessSettings {
-  const rules = tokens.filter((t) => t.kind === "option" && REPEATED.has(t.name!)).map((t) => {
+  const rules = tokens.filter((t) => t.kind === "option" && (t.name === "allow" || t.name === "deny")).map((t) => {
     const action = t.name as RuleAction;
     blaming(t.index, () => parsePrefixList(t.value ?? "", `--${action}`));
     return { action, spec: t.value! };
@@ -392,6 +397,39 @@ function parseAccess(
     };
   });
   return { rules, proxyFrom, maxPerClient, ratePerClient };
+}
+
+// `--sni PATTERN=@NAME` and `--sni-default @NAME`, each naming a service the
+// channel words declare.
+function parseSni(
+  groups: GroupSpec[],
+  tokens: Token[],
+  given: <T>(name: StringOption, parse: (text: string) => T) => T | undefined,
+  optionAt: (name: string) => number | undefined,
+): { sni: SniRoute[]; sniDefault?: string } {
+  const services = new Set(groups.map((g) => g.service).filter((s) => s !== undefined));
+  const known = (name: string, where: string) => {
+    if (!services.has(name)) {
+      throw usageError(`unknown service '@${shown(name)}' in ${where}: no channel word declares it`);
+    }
+    return name;
+  };
+  const sni = tokens.filter((t) => t.kind === "option" && t.name === "sni").map((t) =>
+    blaming(t.index, () => {
+      const route = parseSniRoute(t.value ?? "");
+      known(route.service, `--sni '${shown(t.value!)}'`);
+      return route;
+    })
+  );
+  sniRouting(sni, ""); // a pattern given twice is an error
+  const sniDefault = given("sni-default", (t) => {
+    if (!t.startsWith("@")) throw usageError(`invalid --sni-default '${shown(t)}': must be @NAME`);
+    return known(t.slice(1), "--sni-default");
+  });
+  if (sniDefault !== undefined && sni.length === 0) {
+    throw usageError("option --sni-default needs --sni").at(optionAt("sni-default"));
+  }
+  return sniDefault === undefined ? { sni } : { sni, sniDefault };
 }
 
 /** More threads than this only add contention on any machine we know of. */

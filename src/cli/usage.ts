@@ -13,10 +13,10 @@ export const USAGE = `usage:
           [--resolve-interval sec] [--resolver addr[:port]] [--metrics [addr:]port] \\
           [--proxy-protocol v1|v2] [--accept-proxy [--proxy-from spec]] \\
           [--allow spec] [--deny spec] [--max-per-client N] [--rate-per-client N[/sec]] \\
-          [--client-table N] \\
+          [--client-table N] [--sni pattern=@name ... [--sni-default @name]] \\
           [--check [--check-interval sec] [--check-timeout sec] [--rise N] [--fall N] \\
            [--check-send str] [--check-expect str] [--check-exec cmd]] \\
-          port [h1[:p1[:maxc1[:weight1[:dis]]]] [!%+]] [ ... hN[:pN[:maxcN[:weightN[:dis]]]]]
+          port [h1[:p1[:maxc1[:weight1[:dis]]]] [!%+]] [@name] [ ... hN[:pN[:maxcN[:weightN[:dis]]]]]
   balance [-b addr] -i [-d] port
   balance [-b addr] -c cmd  [-d] port
   balance --list
@@ -78,6 +78,12 @@ export const USAGE = `usage:
   --client-table N      clients the limits remember (default 65536); when full, the least
                    recently seen is forgotten
   --proxy-from SPEC     with --accept-proxy: only peers in SPEC may connect (send a PROXY header)
+  --sni PATTERN=@NAME   send a client whose TLS ClientHello names PATTERN to service @NAME,
+                   without terminating TLS; PATTERN: a host name, or *.suffix for one or
+                   more labels before suffix (an exact name wins, then the longest suffix);
+                   repeatable. The ClientHello (16 KiB at most) must come within -t
+  --sni-default @NAME   where clients go with no server name, one no --sni matches, or a
+                   first byte that is not TLS (default: the default service)
   --help, -h     this text
   --version, -V  the version
 
@@ -85,7 +91,10 @@ export const USAGE = `usage:
   group, '%' a Hash group, '+' a least-connection group. weight 0-256 (default 1):
   an RR group interleaves channels in proportion to it (smooth weighted round
   robin), a Hash group hashes consistently by it; 0 takes no new connections.
-  ':dis' starts the channel disabled. Example: balance -f 8080 web1:80::3 web2:80 ! backup:80`;
+  ':dis' starts the channel disabled. '@NAME' starts a named service: the groups
+  after it, up to the next '@NAME', are its failover chain (the groups before the first
+  are the default service); --sni sends clients to it.
+  Example: balance -f 8080 web1:80::3 web2:80 ! backup:80`;
 
 /**
  * The second line of a command-line mistake, after the one naming it, as GNU

@@ -56,6 +56,7 @@ const DOCS_PAGES = [
   "docs/metrics.md",
   "docs/proxy-protocol.md",
   "docs/access.md",
+  "docs/sni.md",
 ];
 
 test("docs: README links docs/ and the man page, and every relative Markdown link resolves in the repository", () => {

@@ -72,7 +72,7 @@ const clientHandlers: SocketHandler<Pipe> = {
     const pipe = client.data;
     if (!pipe) return;
     if (pipe.server) forwardChunk(pipe, pipe.toServer, client, pipe.server, chunk);
-    else if (pipe.session.awaitingHeader) takeHeader(pipe, chunk);
+    else if (pipe.session.inspecting) inspect(pipe, chunk);
     else holdEarlyChunk(pipe, chunk);
   },
   drain(client) {
@@ -81,12 +81,12 @@ const clientHandlers: SocketHandler<Pipe> = {
   },
   end(client) {
     const pipe = client.data;
-    if (pipe?.session.awaitingHeader) pipe.session.headerCut();
+    if (pipe?.session.inspecting) pipe.session.inspectionCut();
     else if (pipe) endFlow(pipe, pipe.toServer, pipe.server);
   },
   close(client, error) {
     const pipe = client.data;
-    if (pipe?.session.awaitingHeader) pipe.session.headerCut();
+    if (pipe?.session.inspecting) pipe.session.inspectionCut();
     else if (pipe) closedUnder(pipe, "client", error);
   },
   error() {/* close follows */},
@@ -118,7 +118,7 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
           const pipe = new Pipe(client, serving);
           client.data = pipe;
           pipe.session = listener.open(pipe, client.remoteAddress);
-          if (!pipe.session.awaitingHeader) connectPipe(pipe).catch(listener.unexpected);
+          if (!pipe.session.inspecting) connectPipe(pipe).catch(listener.unexpected);
         },
       },
       // Accepted by Bun.listen though its published types only show it for connect.
@@ -142,8 +142,8 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
 }
 
 // --accept-proxy: the client's bytes until its header is in; then the connect.
-function takeHeader(pipe: Pipe, chunk: Uint8Array): void {
-  const step = pipe.session.takeHeader(chunk);
+function inspect(pipe: Pipe, chunk: Uint8Array): void {
+  const step = pipe.session.inspect(chunk);
   if (!(step instanceof Uint8Array)) return;
   if (step.length > 0) holdEarlyChunk(pipe, step);
   connectPipe(pipe).catch(pipe.session.listener.unexpected);

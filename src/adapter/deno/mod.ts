@@ -121,7 +121,7 @@ async function handleClient(client: Deno.TcpConn, listener: Listener, dial: Dial
   const session = pipe.session = listener.open(pipe, client.remoteAddr.hostname);
   // Client bytes that came with the PROXY header: written before the relay.
   let early: Uint8Array | undefined;
-  if (session.awaitingHeader) {
+  if (session.inspecting) {
     const step = await readHeader(session, client);
     if (!(step instanceof Uint8Array)) return;
     if (step.length > 0) early = step;
@@ -144,10 +144,10 @@ async function readHeader(session: Session<Pipe>, client: Deno.TcpConn): Promise
     const n = await client.read(buffer).catch(() => null);
     if (session.isFinished) return "refused";
     if (n === null) {
-      session.headerCut();
+      session.inspectionCut();
       return "refused";
     }
-    const step = session.takeHeader(buffer.subarray(0, n));
+    const step = session.inspect(buffer.subarray(0, n));
     if (step !== "more") return step;
   }
 }

@@ -425,6 +425,8 @@ function parsePortArg(text: string, lookup: ServiceLookup): number | undefined {
 
 /** One row of `show --json`. */
 export interface ChannelStatus {
+  /** The service (`@NAME`) of the channel's group; `""` for the default service. */
+  service: string;
   group: number;
   type: GroupType;
   channel: number;
@@ -524,6 +526,7 @@ export function showJson(
   const access = accessStatus(gate);
   return balancer.groups.flatMap((g, gi) =>
     g.channels.map((c, ci) => ({
+      service: g.service,
       group: gi,
       type: g.type,
       channel: ci,

@@ -30,7 +30,8 @@ export function channelWord(channel: Channel): string {
  * The configuration file of a running balancer: `options` (the option words
  * in force, as the caller keeps them), the listen port, then each group's
  * channels, one a line, each group ended by the separator of its type (the
- * last one too, so that its type is said).
+ * last one too, so that its type is said); each named service's groups
+ * after its `@NAME` word.
  *
  * @example
  * ```ts
@@ -42,9 +43,11 @@ export function dumpConfig(balancer: Balancer, options: readonly string[], liste
   const lines = ["# balance configuration, written by dump"];
   if (options.length) lines.push(options.join(" "));
   lines.push(String(listenPort));
-  for (const group of balancer.groups) {
-    if (group.channels.length === 0) continue;
-    lines.push(...group.channels.map(channelWord), GROUP_SEPARATORS[group.type]);
+  // The default service's groups first: a file can only begin with them.
+  for (const service of ["", ...balancer.serviceNames()]) {
+    const groups = balancer.groups.filter((g) => g.service === service && g.channels.length > 0);
+    if (service !== "" && groups.length > 0) lines.push(`@${service}`);
+    for (const group of groups) lines.push(...group.channels.map(channelWord), GROUP_SEPARATORS[group.type]);
   }
   return `${lines.join("\n")}\n`;
 }

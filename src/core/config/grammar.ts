@@ -28,7 +28,12 @@ export interface ChannelSpec {
 export interface GroupSpec {
   type: GroupType;
   channels: ChannelSpec[];
+  /** The service (`@NAME`) the group belongs to; absent, the default service. */
+  service?: string;
 }
+
+/** A service name as `@NAME` writes it: letters, digits, `-`, `_` and `.`. */
+export const SERVICE_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** Largest channel weight (`host:port:maxc:weight`); 0 drains a channel. */
 export const MAX_WEIGHT = 256;
@@ -186,30 +191,56 @@ export const GROUP_SEPARATORS: Readonly<Record<GroupType, string>> = { RR: "!", 
 
 /**
  * Splits the channel arguments into groups. `!` ends an RR group, `%` a
- * Hash group, `+` a least-connection group; the last group is RR unless a
- * separator closed it. An error blames its word, an index into `args`.
+ * Hash group, `+` a least-connection group; a group not ended by one is RR.
+ * `@NAME` starts a service: the groups after it, up to the next `@NAME`,
+ * are its failover chain; groups before the first are the default service.
+ * An error blames its word, an index into `args`.
  *
  * @example
  * ```ts
  * parseGroups(["a", "b", "%", "c"], 80, () => undefined).map((g) => g.type);
  * // ["Hash", "RR"]
+ * parseGroups(["a", "@api", "b", "c", "%"], 80, () => undefined).map((g) => g.service);
+ * // [undefined, "api"]
  * ```
  */
 export function parseGroups(args: string[], listenPort: number, lookup: ServiceLookup): GroupSpec[] {
   const groups: GroupSpec[] = [];
   let channels: ChannelSpec[] = [];
+  let service: string | undefined;
+  let serviceAt = -1;
+  const services = new Set<string>();
   const typeEndedBy = new Map(Object.entries(GROUP_SEPARATORS).map(([type, word]) => [word, type as GroupType]));
+  const endGroup = (type: GroupType) => {
+    groups.push(service === undefined ? { type, channels } : { type, channels, service });
+    channels = [];
+  };
+  const endService = () => {
+    if (channels.length) endGroup("RR");
+    if (service !== undefined && groups.at(-1)?.service !== service) {
+      throw usageError(`service '@${shown(service)}' has no channel`).at(serviceAt);
+    }
+  };
   args.forEach((arg, i) => {
     const type = typeEndedBy.get(arg);
     if (type) {
       if (channels.length === 0) throw usageError(`group separator '${shown(arg)}' with no channel before it`).at(i);
-      groups.push({ type, channels });
-      channels = [];
+      endGroup(type);
+    } else if (arg.startsWith("@")) {
+      const name = arg.slice(1);
+      if (!SERVICE_NAME.test(name)) {
+        throw usageError(`invalid service '${shown(arg)}': must be @NAME (letters, digits, '-', '_', '.')`).at(i);
+      }
+      if (services.has(name)) throw usageError(`service '${shown(arg)}' given twice`).at(i);
+      endService();
+      services.add(name);
+      service = name;
+      serviceAt = i;
     } else {
       channels.push(blaming(i, () => parseChannel(arg, listenPort, lookup)));
     }
   });
-  if (channels.length) groups.push({ type: "RR", channels });
+  endService();
   if (groups.length === 0) throw usageError("no channel given");
   return groups;
 }

@@ -25,6 +25,8 @@ export interface ResolvedChannel {
 export interface ResolvedGroup {
   type: GroupType;
   channels: ResolvedChannel[];
+  /** `@NAME`; absent, the default service. */
+  service?: string;
 }
 
 /** What a reload did, for the log and `reload`'s answer. */
@@ -95,9 +97,11 @@ export function reloadGroups(balancer: Balancer, groups: readonly ResolvedGroup[
     }
     group.channels.splice(0, group.channels.length, ...channels);
     group.type = spec.type;
+    group.service = spec.service ?? "";
     group.current = 0;
     group.changed();
   }
   balancer.groups.length = groups.length;
+  balancer.servicesChanged();
   return summary;
 }

@@ -34,7 +34,7 @@ export type WarnFn = (message: string, key: string) => void;
  * `assign`; everything else they see through the shared state.
  */
 export interface Layout {
-  groups: { channels: { slot: number; address: string; port: number }[] }[];
+  groups: { service: string; channels: { slot: number; address: string; port: number }[] }[];
   /** `-a` and `-H`, which a reload may change. */
   options: SelectionOptions;
 }
@@ -72,6 +72,12 @@ export class Balancer {
   // A worker's channels by slot, so that a new layout updates them in place:
   // connections in flight keep counting on the same objects.
   private readonly bySlot = new Map<number, Channel>();
+  /**
+   * Each named service's groups, in order, and the default service's under
+   * `""`; empty while there is no named service, when every group is the
+   * default service's and {@link groups} is used as it is.
+   */
+  private services = new Map<string, Group[]>();
   /** Told of failed connects, `-a` disabling a channel and clients left without a channel. */
   warn?: WarnFn;
   /** Told of each failed connect (`--check` counts it as a failed check); never of a success. */
@@ -104,12 +110,41 @@ export class Balancer {
     specs.forEach((spec, g) => {
       const group = balancer.group(g);
       group.type = spec.type;
+      group.service = spec.service ?? "";
       for (const c of spec.channels) {
         const channel = balancer.addChannel(g, resolve(c.host), c.port, c.maxc, c.enabled ?? true, c.weight);
         if (channel) channel.host = c.host;
       }
     });
+    balancer.servicesChanged();
     return balancer;
+  }
+
+  /**
+   * The groups' services changed (a reload, a new layout): rebuilds what
+   * {@link connect} walks for each.
+   */
+  servicesChanged(): void {
+    const services = new Map<string, Group[]>();
+    if (this.groups.some((g) => g.service !== "")) {
+      services.set("", []);
+      for (const group of this.groups) {
+        const list = services.get(group.service) ?? [];
+        list.push(group);
+        services.set(group.service, list);
+      }
+    }
+    this.services = services;
+  }
+
+  /** Whether a service of this name exists (`""`, the default service, always does). */
+  hasService(name: string): boolean {
+    return name === "" || this.services.has(name);
+  }
+
+  /** The named services, in the order their first group comes. */
+  serviceNames(): string[] {
+    return [...this.services.keys()].filter((name) => name !== "");
   }
 
   /**
@@ -117,7 +152,11 @@ export class Balancer {
    * does not exist yet: `group G` may name a group that `create` then fills.
    */
   group(g: number): Group {
-    while (this.groups.length <= g) this.groups.push(new Group("RR", [], this.state.groupCells(this.groups.length)));
+    if (this.groups.length <= g) {
+      while (this.groups.length <= g) this.groups.push(new Group("RR", [], this.state.groupCells(this.groups.length)));
+      // A group made so is the default service's.
+      if (this.services.size > 0) this.servicesChanged();
+    }
     return this.groups[g];
   }
 
@@ -148,6 +187,7 @@ export class Balancer {
   layout(): Layout {
     return {
       groups: this.groups.map((g) => ({
+        service: g.service,
         channels: g.channels.map((c) => ({ slot: c.cells.slot, address: c.address, port: c.port })),
       })),
       options: { ...this.options },
@@ -164,6 +204,7 @@ export class Balancer {
     this.groups.length = Math.min(this.groups.length, layout.groups.length);
     layout.groups.forEach((g, gi) => {
       const group = this.groups[gi] ??= new Group(undefined, [], this.state.groupCells(gi));
+      group.service = g.service;
       group.channels.length = 0;
       for (const { slot, address, port } of g.channels) {
         let channel = this.bySlot.get(slot);
@@ -179,6 +220,7 @@ export class Balancer {
       // thread may have bumped before this thread saw the new channels.
       group.changed();
     });
+    this.servicesChanged();
   }
 
   /**
@@ -195,13 +237,16 @@ export class Balancer {
     dial: (channel: Channel, context: C) => Promise<T>,
     /** Handed to `dial` as it is: a session need not make a closure per client. */
     context?: C,
+    /** The service whose groups are tried (`@NAME`); `""`, the default service. */
+    service = "",
   ): Promise<Connected<T> | NotConnected> {
     const started = performance.now();
     this.state.countClient();
     // One clock read per attempt: an attempt ends where the next one's time begins.
     let attemptStarted = started;
     let tried = false;
-    for (const channel of pickChannels(this.groups, clientAddress, this.options.hashFailover)) {
+    const groups = this.services.size === 0 ? this.groups : this.services.get(service) ?? [];
+    for (const channel of pickChannels(groups, clientAddress, this.options.hashFailover)) {
       // Another worker may have filled or disabled it since it was picked.
       if (!channel.tryClaim()) continue;
       this.state.addOpen(1);
@@ -254,6 +299,20 @@ export class Balancer {
     this.warn?.(`PROXY header refused from ${formatHostPort(address, port)}: ${reason}`, "PROXY header refused");
   }
 
+  /**
+   * `--sni`: counts and reports (throttled) a client closed for its
+   * ClientHello: malformed, over 16 KiB, or not whole within `-t`.
+   *
+   * @example
+   * ```ts
+   * balancer.refuseClientHello("127.0.0.1", 50000, "ClientHello larger than 16 KiB");
+   * ```
+   */
+  refuseClientHello(address: string, port: number, reason: string): void {
+    this.state.countSniRefused();
+    this.warn?.(`TLS ClientHello refused from ${formatHostPort(address, port)}: ${reason}`, "ClientHello refused");
+  }
+
   /** Connections open or being connected right now, over all channels and workers. */
   openConnections(): number {
     return this.state.open;
@@ -268,11 +327,12 @@ export class Balancer {
     this.state.addOpen(-1);
   }
 
-  /** `group G channel N (address:port)`, as traces name a channel. */
+  /** `group G channel N (address:port)`, after `@NAME` in a named service: as traces and logs name a channel. */
   describe(channel: Channel): string {
     const g = this.groups.findIndex((group) => group.channels.includes(channel));
     const n = this.groups[g]?.channels.indexOf(channel);
-    return `group ${g} channel ${n} (${formatHostPort(channel.address, channel.port)})`;
+    const service = this.groups[g]?.service ? `@${this.groups[g].service} ` : "";
+    return `${service}group ${g} channel ${n} (${formatHostPort(channel.address, channel.port)})`;
   }
 }
 

@@ -24,6 +24,12 @@ const GENERATION = 2;
  * ```
  */
 export class Group {
+  /**
+   * The service (`@NAME`) whose failover chain the group is part of; `""`
+   * for the default service. Failover never leaves a service.
+   */
+  service = "";
+
   constructor(
     /** `undefined` keeps the type already in `cells` (a worker joining a running state). */
     type: GroupType | undefined,

@@ -35,7 +35,8 @@ const CHANNEL_COUNTERS = 20;
 /**
  * Float64 counters of the whole balancer per writer: clients, clients
  * rejected, clients refused for their PROXY header, clients denied by a
- * rule, clients refused by a per-client limit (concurrent, rate).
+ * rule, clients refused by a per-client limit (concurrent, rate), clients
+ * refused for their TLS ClientHello (`--sni`).
  */
 const CLIENTS = 0;
 const REJECTED = 1;
@@ -43,7 +44,8 @@ const PROXY_REFUSED = 2;
 const DENIED = 3;
 const LIMITED_CONCURRENT = 4;
 const LIMITED_RATE = 5;
-const GLOBAL_COUNTERS = 6;
+const SNI_REFUSED = 6;
+const GLOBAL_COUNTERS = 7;
 
 /** The cells of one channel, wherever they live. */
 export interface ChannelCells {
@@ -126,6 +128,16 @@ export class SharedState {
   /** Counts a client closed by `--max-per-client` (`concurrent`) or `--rate-per-client` (`rate`). */
   countLimited(limit: "concurrent" | "rate"): void {
     this.mine[limit === "concurrent" ? LIMITED_CONCURRENT : LIMITED_RATE]++;
+  }
+
+  /** Counts a client closed for a malformed, oversized or late ClientHello (`--sni`). */
+  countSniRefused(): void {
+    this.mine[SNI_REFUSED]++;
+  }
+
+  /** Clients ever counted by {@link countSniRefused}, all writers together; never reset. */
+  get sniRefused(): number {
+    return this.sum(SNI_REFUSED);
   }
 
   /** Clients ever counted by {@link countClient}, all writers together; never reset. */

@@ -16,7 +16,8 @@ import { shown } from "../util/shown.ts";
  * out; `no-channel`: none was usable, none was tried; `proxy-refused`: with
  * `--accept-proxy`, the client sent no valid PROXY header and reached no channel;
  * `denied`: an `--allow`/`--deny` rule or `--proxy-from` refused the client;
- * `limited`: `--max-per-client` or `--rate-per-client` did.
+ * `limited`: `--max-per-client` or `--rate-per-client` did; `sni-refused`:
+ * with `--sni`, a TLS ClientHello malformed, over 16 KiB or not whole within `-t`.
  *
  * @example
  * ```ts
@@ -34,6 +35,7 @@ export type EndReason =
   | "proxy-refused"
   | "denied"
   | "limited"
+  | "sni-refused"
   | "shutdown";
 
 /**
@@ -62,6 +64,8 @@ export interface ConnectionRecord {
   /** Bytes from the channel to the client. */
   rcvd: number;
   reason: EndReason;
+  /** `--sni`: the server name the client's ClientHello named, if any. */
+  serverName?: string;
 }
 
 /** Longest address text shown as it is; more is cut (see {@link shown}). */
@@ -92,7 +96,8 @@ export function formatConnectionLine(record: ConnectionRecord): string {
     ? "none:"
     : `${safe(record.channel)}: connect ${record.connectMs.toFixed(1)} ms,`;
   return `connection ${client} -> ${to} ${(record.durationMs / 1000).toFixed(3)} s, ` +
-    `${record.sent} bytes sent, ${record.rcvd} rcvd, ${record.reason}`;
+    `${record.sent} bytes sent, ${record.rcvd} rcvd, ${record.reason}` +
+    (record.serverName === undefined ? "" : ` sni=${safe(record.serverName)}`);
 }
 
 /** How long an ended connection may wait for others to be handed on with it. */

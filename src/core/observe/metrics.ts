@@ -78,7 +78,8 @@ export function renderMetrics(sources: MetricsSources): string {
   const rows: Row[] = balancer.groups.flatMap((g, gi) =>
     g.channels.map((channel, ci) => ({
       channel,
-      labels: `group="${gi}",channel="${ci}",address="${
+      // The default service's label is left out: an empty label is no label.
+      labels: `${g.service ? `service="${escapeLabelValue(g.service)}",` : ""}group="${gi}",channel="${ci}",address="${
         escapeLabelValue(formatHostPort(channel.address, channel.port))
       }"`,
       counts: channel.counts(),
@@ -117,6 +118,12 @@ export function renderMetrics(sources: MetricsSources): string {
       "counter",
       "Clients closed by an access rule (--deny, or a peer --proxy-from does not name).",
       state.denied,
+    ],
+    [
+      "balance_clients_sni_refused_total",
+      "counter",
+      "Clients closed for a malformed, oversized or late TLS ClientHello (--sni).",
+      state.sniRefused,
     ],
     ["balance_open_connections", "gauge", "Proxied connections open or connecting now.", state.open],
     ["balance_build_info", "gauge", "Always 1: the version and runtime as labels.", 1, build],

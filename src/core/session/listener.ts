@@ -7,6 +7,7 @@
  */
 import type { Balancer } from "../model/balancer.ts";
 import type { ClientGate } from "../access/gate.ts";
+import type { SniRouting } from "../tls/sni_routes.ts";
 import type { ConnectionRecord } from "../observe/connection_log.ts";
 import { IdleTimer } from "./idle.ts";
 import type { Direction } from "../observe/packet_dump.ts";
@@ -37,6 +38,8 @@ export interface ListenerOptions {
   proxyProtocol?: 1 | 2;
   /** `--accept-proxy`: every client must begin with a PROXY header, within `connectTimeoutMs`. */
   acceptProxy?: boolean;
+  /** `--sni`: the routes by TLS server name; absent, nothing is read ahead of the connect. */
+  sni?: SniRouting;
   /** `--allow`/`--deny`, `--proxy-from` and the per-client limits; absent, every client is let in. */
   gate?: ClientGate;
   /** Most proxied connections at once (descriptors allow); undefined = no limit. */
@@ -89,7 +92,8 @@ export class Listener {
   private readonly live: Set<Session<SessionLink>> | undefined;
   /** Clients still sending their PROXY header: they hold descriptors too. */
   private awaiting = 0;
-  private readonly headerTimeouts: TimerQueue<Session> | undefined;
+  /** Made by the first client inspected (`--accept-proxy`, `--sni`): none without them. */
+  private inspections: TimerQueue<Session> | undefined = undefined;
   private readonly connectTimeouts = new TimerQueue<TimedConnect>((a) => a.timedOut(), 5, () => performance.now());
   private readonly atLimit = new Throttle(LIMIT_REPORT_MS);
   private readonly max: number;
@@ -107,9 +111,6 @@ export class Listener {
     this.idle = options.idleTimeoutMs > 0 ? new IdleTimer(options.idleTimeoutMs) : undefined;
     this.needsClientPort = !!(options.onConnectionEnd || options.trace || options.acceptProxy);
     this.live = options.onConnectionEnd ? new Set() : undefined;
-    this.headerTimeouts = options.acceptProxy
-      ? new TimerQueue((session) => session.headerTimedOut(), 5, () => performance.now())
-      : undefined;
     this.max = options.maxConnections ?? Infinity;
   }
 
@@ -134,16 +135,17 @@ export class Listener {
     return session;
   }
 
-  /** `session` awaits its PROXY header, for at most `-t`. */
-  awaitHeader(session: Session): void {
+  /** `session` awaits its first bytes (a PROXY header, a ClientHello), for at most `-t`. */
+  awaitInspection(session: Session): void {
     this.awaiting++;
-    this.headerTimeouts!.schedule(session, performance.now() + this.options.connectTimeoutMs);
+    this.inspections ??= new TimerQueue((session) => session.inspectionTimedOut(), 5, () => performance.now());
+    this.inspections.schedule(session, performance.now() + this.options.connectTimeoutMs);
   }
 
-  /** `session` has its header, was refused, or finished while awaiting it. */
-  headerDone(session: Session): void {
+  /** `session` has its first bytes, was refused, or finished while awaiting them. */
+  inspectionDone(session: Session): void {
     this.awaiting--;
-    this.headerTimeouts!.cancel(session);
+    this.inspections!.cancel(session);
   }
 
   /**

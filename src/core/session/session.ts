@@ -10,7 +10,8 @@ import { formatHostPort } from "../model/balancer.ts";
 import type { EndReason } from "../observe/connection_log.ts";
 import type { Idleable } from "./idle.ts";
 import type { Direction } from "../observe/packet_dump.ts";
-import { encodeProxyHeader } from "../proxy/proxy_protocol.ts";
+import { encodeProxyHeader, type ProxyHeader } from "../proxy/proxy_protocol.ts";
+import { ClientHelloReader, type HelloRead } from "../tls/client_hello.ts";
 import {
   describeProxied,
   proxiedEndpoints,
@@ -55,7 +56,7 @@ export interface SessionLink {
  *
  * @example
  * ```ts
- * const step: HeaderStep = session.takeHeader(chunk);
+ * const step: HeaderStep = session.inspect(chunk);
  * if (step instanceof Uint8Array) holdEarly(step);
  * ```
  */
@@ -111,6 +112,9 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
   private fin: EndReason | undefined = undefined;
   private torn: EndReason | undefined = undefined;
   private headerReader: ProxyHeaderReader | undefined = undefined;
+  /** `--sni`: the ClientHello being read, then where it sent the client; absent without `--sni`. */
+  private hello: { reader?: ClientHelloReader; service: string; serverName: string | undefined } | undefined =
+    undefined;
   /** PROXY header bytes the channel has still to take: not the client's, so not counted. */
   private headerUnsent = 0;
   private connecting = false;
@@ -126,20 +130,30 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
     if (listener.needsClientPort) this.clientPort = link.clientPort();
     this.accepted = options.onConnectionEnd ? performance.now() : 0;
     options.trace?.(`accepted ${formatHostPort(clientAddress, this.clientPort)}`);
-    if (!options.acceptProxy) return;
-    // A peer --proxy-from does not name may not even send a header: refused
-    // at its connect, which the adapter makes at once as for any client.
-    if (options.gate && !options.gate.peerAllowed(clientAddress)) {
-      this.torn = "denied";
-      return;
+    if (options.acceptProxy) {
+      // A peer --proxy-from does not name may not even send a header: refused
+      // at its connect, which the adapter makes at once as for any client.
+      if (options.gate && !options.gate.peerAllowed(clientAddress)) {
+        this.torn = "denied";
+        return;
+      }
+      this.headerReader = new ProxyHeaderReader();
+    } else if (options.gate?.active) {
+      // The client is known now: the rules and limits come before any read.
+      this.admitClient(options.gate);
+      if (this.torn !== undefined) return;
     }
-    this.headerReader = new ProxyHeaderReader();
-    listener.awaitHeader(this);
+    if (options.sni) this.hello = { reader: new ClientHelloReader(), service: "", serverName: undefined };
+    if (this.inspecting) listener.awaitInspection(this);
   }
 
-  /** The client's first bytes must still hold its PROXY header. */
-  get awaitingHeader(): boolean {
-    return this.headerReader !== undefined;
+  /**
+   * The client's first bytes are still being read: its PROXY header
+   * (`--accept-proxy`), then its TLS ClientHello (`--sni`). Until they are
+   * in, the adapter hands every chunk to {@link inspect}.
+   */
+  get inspecting(): boolean {
+    return this.headerReader !== undefined || this.hello?.reader !== undefined;
   }
 
   /** How the connection ended (once it has): what tore it down, else whose FIN came first. */
@@ -153,45 +167,110 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
   }
 
   /**
-   * `--accept-proxy`: the client's next bytes. Once the header is in, the
-   * client is known by the address it names.
+   * The client's next bytes while {@link inspecting}. Once its PROXY header
+   * is in, the client is known by the address it names; once its ClientHello
+   * is, the session knows its service. The bytes returned go to the channel
+   * first: those after the header, the ClientHello's among them.
    */
-  takeHeader(chunk: Uint8Array): HeaderStep {
-    const read = this.headerReader!.push(chunk);
-    if (read.kind === "incomplete") return "more";
-    if (read.kind === "error") {
-      this.refuse(read.reason);
-      return "refused";
+  inspect(chunk: Uint8Array): HeaderStep {
+    if (this.headerReader) {
+      const read = this.headerReader.push(chunk);
+      if (read.kind === "incomplete") return "more";
+      if (read.kind === "error") {
+        this.refuse(read.reason);
+        return "refused";
+      }
+      this.headerReader = undefined;
+      this.takeProxied(read.header);
+      const gate = this.listener.options.gate;
+      if (gate?.active) {
+        this.admitClient(gate);
+        if (this.torn !== undefined) {
+          this.stopInspecting();
+          this.link.abort();
+          return "refused";
+        }
+      }
+      if (!this.hello) {
+        this.stopInspecting();
+        return read.rest;
+      }
+      if (read.rest.length === 0) return "more";
+      chunk = read.rest;
     }
-    this.stopAwaitingHeader();
-    const peer = { address: this.clientAddress, port: this.clientPort };
-    this.proxied = proxiedEndpoints(read.header, () => this.link.endpoints());
-    this.listener.options.trace?.(describeProxied(peer, read.header, this.proxied));
-    this.clientAddress = this.proxied.src.address;
-    this.clientPort = this.proxied.src.port;
-    return read.rest;
+    return this.routeBy(this.hello!.reader!.push(chunk));
   }
 
   /**
-   * The client ended (FIN or reset) before its header did. Having sent
+   * The client ended (FIN or reset) before its first bytes did. Having sent
    * nothing it was a front balancer's connect check: not refused, not
    * counted, not logged.
    */
-  headerCut(): void {
-    const ended = this.headerReader!.ended();
-    if (ended.kind === "error") return this.refuse(ended.reason);
-    this.stopAwaitingHeader();
+  inspectionCut(): void {
+    const hello = this.hello?.reader;
+    if (this.headerReader) {
+      const ended = this.headerReader.ended();
+      if (ended.kind === "error") return this.refuse(ended.reason);
+    } else if (hello && hello.buffered().length > 0) {
+      const ended = hello.ended();
+      return this.refuseHello(ended.kind === "error" ? ended.reason : "closed before the ClientHello was read");
+    }
+    this.stopInspecting();
     this.probe = true;
     this.link.abort();
   }
 
-  /** The listener's timer: no whole header within `-t`. */
-  headerTimedOut(): void {
+  /** The listener's timer: no whole header or ClientHello within `-t`. */
+  inspectionTimedOut(): void {
+    const late = `none within ${this.listener.options.connectTimeoutMs / 1000}s`;
     if (this.headerReader) this.refuse(proxyHeaderTimedOut(this.listener.options.connectTimeoutMs).reason);
+    else if (this.hello?.reader) this.refuseHello(`no whole ClientHello: ${late}`);
   }
 
-  // The rules and limits, on the client as balance knows it (after its PROXY
-  // header, if any), before any channel is chosen.
+  private takeProxied(header: ProxyHeader): void {
+    const peer = { address: this.clientAddress, port: this.clientPort };
+    this.proxied = proxiedEndpoints(header, () => this.link.endpoints());
+    this.listener.options.trace?.(describeProxied(peer, header, this.proxied));
+    this.clientAddress = this.proxied.src.address;
+    this.clientPort = this.proxied.src.port;
+  }
+
+  // `--sni`: the service the ClientHello (or its absence) sends the client
+  // to, once the reader has decided; the bytes read go to its channel first.
+  private routeBy(read: HelloRead): HeaderStep {
+    if (read.kind === "more") return "more";
+    if (read.kind === "error") {
+      this.refuseHello(read.reason);
+      return "refused";
+    }
+    const hello = this.hello!;
+    const { table, defaultService } = this.listener.options.sni!;
+    const serverName = read.kind === "hello" ? read.serverName : undefined;
+    const route = serverName === undefined ? undefined : table.route(serverName);
+    hello.service = route?.service ?? defaultService;
+    hello.serverName = serverName;
+    this.listener.options.trace?.(
+      `${this.clientAddress}: ${
+        read.kind === "not-tls" ? "not TLS" : serverName === undefined ? "no server name" : `server name ${serverName}`
+      }: ${route ? `--sni ${route.pattern}=@${route.service}` : "the default"} service${
+        hello.service ? ` @${hello.service}` : ""
+      }`,
+    );
+    const early = hello.reader!.buffered();
+    hello.reader = undefined;
+    this.stopInspecting();
+    return early;
+  }
+
+  private refuseHello(reason: string): void {
+    this.stopInspecting();
+    this.listener.balancer.refuseClientHello(this.clientAddress, this.clientPort || this.link.clientPort(), reason);
+    this.abort("sni-refused");
+  }
+
+  // The rules and limits, on the client as balance knows it: at accept, or
+  // as soon as its PROXY header names it; before any ClientHello is read
+  // and any channel chosen.
   private admitClient(gate: ClientGate): void {
     const slot = gate.admit(this.clientAddress);
     if (typeof slot === "number") this.clientSlot = slot;
@@ -199,14 +278,15 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
   }
 
   private refuse(reason: string): void {
-    this.stopAwaitingHeader();
+    this.stopInspecting();
     this.listener.balancer.refuseProxyHeader(this.clientAddress, this.clientPort, reason);
     this.abort("proxy-refused");
   }
 
-  private stopAwaitingHeader(): void {
+  private stopInspecting(): void {
     this.headerReader = undefined;
-    this.listener.headerDone(this);
+    if (this.hello) this.hello.reader = undefined;
+    this.listener.inspectionDone(this);
   }
 
   /**
@@ -220,13 +300,12 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
     dial: (channel: Channel, session: Session<L>) => Promise<T>,
     hangUp: (conn: T) => void,
   ): Promise<T | undefined> {
-    if (this.torn === undefined && this.listener.options.gate?.active) this.admitClient(this.listener.options.gate);
     if (this.torn !== undefined) {
       this.link.abort();
       return undefined;
     }
     this.connecting = true;
-    const connected = await this.listener.balancer.connect(this.clientAddress, dial, this);
+    const connected = await this.listener.balancer.connect(this.clientAddress, dial, this, this.hello?.service);
     this.connecting = false;
     if (!connected.channel) {
       this.torn ??= connected.reason;
@@ -313,7 +392,7 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
       return;
     }
     this.finished = true;
-    if (this.headerReader) this.stopAwaitingHeader();
+    if (this.inspecting) this.stopInspecting();
     this.listener.forget(this);
     const { balancer, options } = this.listener;
     if (this.clientSlot !== UNTRACKED) options.gate!.release(this.clientSlot);
@@ -336,6 +415,7 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
         sent: this.sent,
         rcvd: this.rcvd,
         reason: this.reason,
+        serverName: this.hello?.serverName,
       });
     }
   }

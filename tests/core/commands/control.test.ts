@@ -110,6 +110,7 @@ test("control: show --json gives the same as data", () => {
   const rows = JSON.parse(run("show --json").output);
   assert.equal(rows.length, 3);
   assert.deepEqual(rows[2], {
+    service: "",
     group: 1,
     type: "Hash",
     channel: 0,

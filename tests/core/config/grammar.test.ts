@@ -180,3 +180,30 @@ test("groups: + ends a least-connection group, the last one too", () => {
   ]);
   usageFails(() => parseGroups(["+", "a"], 80, services), /group separator '\+' with no channel before it/);
 });
+
+test("services: @NAME starts a service; groups before the first are the default service's", () => {
+  const groups = parseGroups(
+    ["fallback:443", "@a", "web1:443", "web2:443", "!", "webbackup:443", "@api", "api1:443", "api2:443", "%"],
+    443,
+    services,
+  );
+  assert.deepEqual(
+    groups.map((g) => [g.service, g.type, g.channels.map((c) => c.host).join(" ")]),
+    [
+      [undefined, "RR", "fallback"],
+      ["a", "RR", "web1 web2"],
+      ["a", "RR", "webbackup"],
+      ["api", "Hash", "api1 api2"],
+    ],
+  );
+  assert.deepEqual(parseGroups(["@only", "x"], 80, services).map((g) => g.service), ["only"]);
+});
+
+test("services: a bad NAME, a service named twice or left empty is one usage error blaming its word", () => {
+  usageFails(() => parseGroups(["a", "@"], 80, services), /^invalid service '@': must be @NAME/);
+  usageFails(() => parseGroups(["a", "@a/b", "b"], 80, services), /^invalid service '@a\/b'/);
+  usageFails(() => parseGroups(["@a", "x", "@a", "y"], 80, services), /^service '@a' given twice$/);
+  usageFails(() => parseGroups(["@a", "@b", "y"], 80, services), /^service '@a' has no channel$/);
+  usageFails(() => parseGroups(["x", "@b"], 80, services), /^service '@b' has no channel$/);
+  assert.throws(() => parseGroups(["x", "@a", "@b", "y"], 80, services), (e: ExitError) => e.word === 1);
+});

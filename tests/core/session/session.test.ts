@@ -8,7 +8,11 @@ import {
   ClientTable,
   type ConnectionRecord,
   Group,
+  parseSniRoute,
+  sniRouting,
 } from "../../../src/core/mod.ts";
+import { type Fixture, OPENSSL_NO_SNI, OPENSSL_SNI } from "../tls/fixtures.ts";
+import { sleep } from "../../support/helpers.ts";
 import { Listener, type ListenerOptions } from "../../../src/core/session/listener.ts";
 import type { Session, SessionLink } from "../../../src/core/session/session.ts";
 
@@ -187,12 +191,12 @@ test("session: the PROXY header and the early bytes go in one write; only the cl
 test("session: --accept-proxy: a header in pieces, then the client is known by the address it names", () => {
   const f = fixture({ acceptProxy: true });
   const { session } = f.open("127.0.0.1");
-  assert.equal(session.awaitingHeader, true);
-  assert.equal(session.takeHeader(encode("PROXY TCP4 10.9.8.7 ")), "more");
-  const rest = session.takeHeader(encode("10.0.0.1 4000 80\r\nGET /"));
+  assert.equal(session.inspecting, true);
+  assert.equal(session.inspect(encode("PROXY TCP4 10.9.8.7 ")), "more");
+  const rest = session.inspect(encode("10.0.0.1 4000 80\r\nGET /"));
   assert.ok(rest instanceof Uint8Array);
   assert.equal(new TextDecoder().decode(rest), "GET /");
-  assert.deepEqual([session.clientAddress, session.clientPort, session.awaitingHeader], ["10.9.8.7", 4000, false]);
+  assert.deepEqual([session.clientAddress, session.clientPort, session.inspecting], ["10.9.8.7", 4000, false]);
   assert.equal(f.listener.admit(), true);
   session.abort("client-closed");
   assert.equal(f.records[0].clientAddress, "10.9.8.7");
@@ -201,7 +205,7 @@ test("session: --accept-proxy: a header in pieces, then the client is known by t
 test("session: --accept-proxy: a bare connect that leaves is a front balancer's check: not refused, not recorded", () => {
   const f = fixture({ acceptProxy: true });
   const link = f.open();
-  link.session.headerCut();
+  link.session.inspectionCut();
   assert.equal(link.aborted, 1);
   assert.deepEqual([f.records.length, f.balancer.state.proxyRefused, f.warnings.length], [0, 0, 0]);
 });
@@ -209,8 +213,8 @@ test("session: --accept-proxy: a bare connect that leaves is a front balancer's 
 test("session: --accept-proxy: a client that leaves during its header is refused, counted and recorded", () => {
   const f = fixture({ acceptProxy: true });
   const link = f.open();
-  assert.equal(link.session.takeHeader(encode("PROXY TCP4 10.")), "more");
-  link.session.headerCut();
+  assert.equal(link.session.inspect(encode("PROXY TCP4 10.")), "more");
+  link.session.inspectionCut();
   assert.deepEqual([f.records[0].reason, f.balancer.state.proxyRefused], ["proxy-refused", 1]);
   assert.match(f.warnings[0], /^PROXY header refused from 10\.0\.0\.7:40000: client closed after 14 bytes$/);
 });
@@ -218,14 +222,14 @@ test("session: --accept-proxy: a client that leaves during its header is refused
 test("session: --accept-proxy: a malformed header is refused at once", () => {
   const f = fixture({ acceptProxy: true });
   const link = f.open();
-  assert.equal(link.session.takeHeader(encode("GET / HTTP/1.1\r\n")), "refused");
+  assert.equal(link.session.inspect(encode("GET / HTTP/1.1\r\n")), "refused");
   assert.deepEqual([link.aborted, f.records[0].reason, f.balancer.state.proxyRefused], [1, "proxy-refused", 1]);
 });
 
 test("session: --accept-proxy: no whole header within -t is refused by the listener's timer", async () => {
   const f = fixture({ acceptProxy: true, connectTimeoutMs: 30 });
   const link = f.open();
-  link.session.takeHeader(encode("PROXY"));
+  link.session.inspect(encode("PROXY"));
   const deadline = Date.now() + 5000;
   while (f.records.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   assert.equal(f.records[0]?.reason, "proxy-refused");
@@ -235,7 +239,7 @@ test("session: --accept-proxy: no whole header within -t is refused by the liste
 test("session: --accept-proxy: a stop during a header ends it as shutdown, not as a refusal", async () => {
   const f = fixture({ acceptProxy: true });
   const link = f.open();
-  link.session.takeHeader(encode("PROXY TCP4"));
+  link.session.inspect(encode("PROXY TCP4"));
   await f.listener.endAll();
   assert.deepEqual([f.records[0].reason, f.balancer.state.proxyRefused, f.warnings.length], ["shutdown", 0, 0]);
   assert.equal(f.listener.admit(), true, "no longer awaiting a header");
@@ -344,13 +348,13 @@ test("session: --max-per-client: the connection over the limit is refused as lim
 test("session: --accept-proxy: rules apply to the header's client; --proxy-from closes any other peer before its header", async () => {
   const f = gated({ rules: [{ action: "deny", spec: "10.9.8.7" }], proxyFrom: "127.0.0.2" }, { acceptProxy: true });
   const stranger = f.open("127.0.0.3");
-  assert.equal(stranger.session.awaitingHeader, false, "no header is read from a peer --proxy-from does not name");
+  assert.equal(stranger.session.inspecting, false, "no header is read from a peer --proxy-from does not name");
   assert.equal(await stranger.session.connect(() => Promise.resolve("conn"), hangUp), undefined);
   assert.equal(f.records[0].reason, "denied");
   assert.equal(f.warned[0], "client 127.0.0.3 denied by --proxy-from");
   const front = f.open("127.0.0.2");
-  assert.ok(front.session.takeHeader(encode("PROXY TCP4 10.9.8.7 10.0.0.1 4000 80\r\n")) instanceof Uint8Array);
-  assert.equal(await front.session.connect(() => Promise.resolve("conn"), hangUp), undefined);
+  assert.equal(front.session.inspect(encode("PROXY TCP4 10.9.8.7 10.0.0.1 4000 80\r\nGET /")), "refused");
+  assert.equal(front.aborted, 1, "closed as soon as the header names a denied client");
   assert.deepEqual([f.records[1].reason, f.records[1].clientAddress], ["denied", "10.9.8.7"]);
   assert.equal(f.warned[1], "client 10.9.8.7 denied by --deny 10.9.8.7");
   assert.equal(f.balancer.state.denied, 2);
@@ -364,4 +368,88 @@ test("session: a reload's new rules take the next client at once; counts survive
   assert.equal(await f.open().session.connect(() => Promise.resolve("conn"), hangUp), undefined);
   assert.equal(open.session.isFinished, false, "the open connection stays");
   assert.deepEqual(f.gate.top(1).map((r) => [r.open, r.total, r.refused]), [[1, 1, 1]]);
+});
+
+const helloBytes = (f: Fixture) => Uint8Array.from(f.hex.replace(/\s/g, "").match(/../g)!.map((b) => parseInt(b, 16)));
+
+/** A fixture with --sni routes over three services: default (channel 81), @a (82), @api (83). */
+function sniFixture(options: Partial<ListenerOptions> = {}, defaultService = "") {
+  const channels = [81, 82, 83].map((p) => new Channel("127.0.0.1", p));
+  const f = fixture({
+    sni: sniRouting([parseSniRoute("a.test=@a"), parseSniRoute("*.api.test=@api")], defaultService),
+    ...options,
+  }, channels);
+  f.balancer.groups.splice(0, 1, ...channels.map((c) => new Group("RR", [c])));
+  f.balancer.groups[1].service = "a";
+  f.balancer.groups[2].service = "api";
+  f.balancer.servicesChanged();
+  const port = async (link: { session: Session<SessionLink> }) =>
+    Number(await link.session.connect((ch) => Promise.resolve(String(ch.port)), hangUp));
+  return { ...f, port };
+}
+
+test("session: --sni: a ClientHello in pieces picks its service; the bytes read go to the channel first, byte for byte", async () => {
+  const f = sniFixture();
+  const link = f.open();
+  const hello = helloBytes(OPENSSL_SNI);
+  assert.equal(link.session.inspecting, true);
+  assert.equal(link.session.inspect(hello.subarray(0, 7)), "more");
+  const early = link.session.inspect(hello.subarray(7));
+  assert.ok(early instanceof Uint8Array);
+  assert.deepEqual(early, hello);
+  assert.equal(link.session.inspecting, false);
+  assert.equal(await f.port(link), 82);
+  assert.ok(f.traces.some((t) => t.endsWith("server name a.test: --sni a.test=@a service @a")), f.traces.join("\n"));
+  link.session.abort("client-closed");
+  assert.equal(f.records[0].serverName, "a.test");
+  assert.match(f.records[0].channel!, /^@a group 1 channel 0/);
+});
+
+test("session: --sni: no server name, or not TLS at all, goes to --sni-default; the PROXY header is read first", async () => {
+  const f = sniFixture({ acceptProxy: true }, "api");
+  const noName = f.open("127.0.0.2");
+  assert.equal(noName.session.inspect(encode("PROXY TCP4 10.9.8.7 10.0.0.1 4000 443\r\n")), "more");
+  assert.ok(noName.session.inspect(helloBytes(OPENSSL_NO_SNI)) instanceof Uint8Array);
+  assert.deepEqual([noName.session.clientAddress, await f.port(noName)], ["10.9.8.7", 83]);
+  const ssh = f.open("127.0.0.2");
+  const rest = ssh.session.inspect(encode("PROXY TCP4 10.9.8.6 10.0.0.1 4000 443\r\nSSH-2.0-OpenSSH\r\n"));
+  assert.equal(new TextDecoder().decode(rest as Uint8Array), "SSH-2.0-OpenSSH\r\n");
+  assert.equal(await f.port(ssh), 83);
+});
+
+test("session: --sni: a malformed ClientHello, one cut short, or none within -t is refused without a channel", async () => {
+  const f = sniFixture({ connectTimeoutMs: 30 });
+  const bad = f.open();
+  assert.equal(bad.session.inspect(Uint8Array.from([0x16, 3, 1, 0, 5, 2, 0, 0, 1, 0])), "refused");
+  const cut = f.open();
+  assert.equal(cut.session.inspect(helloBytes(OPENSSL_SNI).subarray(0, 40)), "more");
+  cut.session.inspectionCut();
+  const late = f.open();
+  late.session.inspect(Uint8Array.from([0x16, 3, 1]));
+  await sleep(150);
+  assert.deepEqual(f.records.map((r) => [r.reason, r.channel]), [
+    ["sni-refused", undefined],
+    ["sni-refused", undefined],
+    ["sni-refused", undefined],
+  ]);
+  assert.equal(f.balancer.state.sniRefused, 3);
+  assert.match(f.warnings.join("\n"), /TLS ClientHello refused from 10\.0\.0\.7:40000: not a ClientHello/);
+  assert.deepEqual([f.channel.totalc, f.balancer.openConnections()], [0, 0]);
+  // A bare connect that leaves is a check, as with --accept-proxy: nothing to report.
+  const probe = f.open();
+  probe.session.inspectionCut();
+  assert.equal(f.records.length, 3);
+});
+
+test("session: --sni with rules: a denied client is closed at accept, before any ClientHello is read", async () => {
+  const f = sniFixture();
+  const gate = new ClientGate(ClientTable.create(64), f.balancer.state, () => {}, {
+    rules: [{ action: "deny", spec: "10.0.0.7" }],
+  });
+  (f.listener.options as ListenerOptions).gate = gate;
+  const denied = f.open("10.0.0.7");
+  assert.equal(denied.session.inspecting, false);
+  assert.equal(await denied.session.connect(() => Promise.resolve("conn"), hangUp), undefined);
+  assert.deepEqual([f.records[0].reason, f.balancer.state.sniRefused, f.balancer.state.denied], ["denied", 0, 1]);
+  assert.equal(f.open("10.0.0.8").session.inspecting, true, "an allowed client's ClientHello is read");
 });
