@@ -50,7 +50,10 @@ export function balanceEnv(env: Record<string, string> = {}): Record<string, str
   if ("BALANCE_CONTROL_DIR" in env) return { ...process.env, ...env };
   if (privateControlDir === undefined) {
     const dir = mkdtempSync(join(tmpdir(), "balance-test-ctl-"));
-    process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+    const remove = () => rmSync(dir, { recursive: true, force: true });
+    // `deno test` ends a test module with "unload", not with the process's "exit".
+    globalThis.addEventListener?.("unload", remove);
+    process.on("exit", remove);
     privateControlDir = dir;
   }
   return { ...process.env, BALANCE_CONTROL_DIR: privateControlDir, ...env };
