@@ -70,8 +70,12 @@ export type Side = "client" | "server";
  * dials and moves bytes, and tells the session what happened; the session
  * decides everything else, in one place for every runtime:
  *
- * - the PROXY header it awaits (`--accept-proxy`): refusal, timeout, and the
- *   front balancer's bare connect check, which is neither counted nor logged;
+ * - who may connect (`--allow`/`--deny`, `--proxy-from`, the per-client
+ *   limits): decided as soon as the client is known, before any read;
+ * - the first bytes it inspects: the PROXY header (`--accept-proxy`), then
+ *   the TLS ClientHello (`--sni`, which picks the service); refusal, one
+ *   timeout for both, and the front balancer's bare connect check, which is
+ *   neither counted nor logged;
  * - the channel: {@link connect}, including a client that leaves meanwhile
  *   (the connection is made, then closed, and reported with its channel);
  * - the PROXY header it sends (`--proxy-protocol`);
