@@ -186,7 +186,6 @@ test("access: on a -6 listener ::1 and IPv4 clients (::ffff:127.0.0.x) each meet
   await withBalancer({
     backends: ["a"],
     options: ["-6", "--deny", "127.0.0.9", "--allow", "::1", "--deny", "::/0"],
-    listenHost: "::",
   }, async ({ port, lb, backends: [a] }) => {
     assert.equal(await attempt(port, "::1", { host: "::1" }), "a");
     assert.equal(await attempt(port, "127.0.0.9"), REFUSED, "an IPv4 client on -6 matches --deny 127.0.0.9");
@@ -200,7 +199,6 @@ test("access: on a -6 listener ::1 and IPv4 clients (::ffff:127.0.0.x) each meet
   await withBalancer({
     backends: ["a"],
     options: ["-6", "--deny", "::1,::ffff:127.0.0.10"],
-    listenHost: "::",
   }, async ({ port, lb, backends: [a] }) => {
     assert.equal(await attempt(port, "::1", { host: "::1" }), REFUSED);
     await warned(lb, "client ::1 denied by --deny ::1");
@@ -231,7 +229,7 @@ test("access: the first matching rule decides, whichever way overlapping rules a
   ];
   for (const [rules, expected, warning] of cases) {
     await withBalancer(
-      { backends: ["a"], options: ["-6", ...rules], listenHost: "::" },
+      { backends: ["a"], options: ["-6", ...rules] },
       async ({ port, lb, backends: [a] }) => {
         const got = [];
         for (const from of clients) {

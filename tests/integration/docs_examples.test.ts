@@ -187,7 +187,7 @@ test("docs: the README's weight example sends a, b and c the connections its sen
   // The example as written, its hosts on three loopback addresses and its
   // port one that is free on all of them: a channel without a port takes
   // the listen port.
-  const port = await freePort("127.0.0.2");
+  const port = await freePort();
   const backends: Backend[] = [];
   try {
     for (const [name, host] of [["a", "127.0.0.2"], ["b", "127.0.0.3"], ["c", "127.0.0.4"]]) {

@@ -221,7 +221,7 @@ for (const version of [1, 2] as const) {
         c.socket.end();
         await c.ended();
       }
-    }, "::");
+    });
   });
 
   test(`proxy protocol: --proxy-protocol ${v}: a server that speaks first gets the header before the client sends a byte`, async () => {

@@ -235,8 +235,6 @@ export interface BalancerSetup {
   channels?: (backends: Backend[]) => string[];
   /** The whole command line instead of `options PORT channels…` (for `-F FILE`, say). */
   args?: (f: { port: number; backends: Backend[] }) => string[];
-  /** Where the balancer listens (its port is free there); default 127.0.0.1. */
-  listenHost?: string;
   /** Added to the balancer's environment (see {@link balanceEnv}). */
   env?: Record<string, string>;
   /** true: a private `BALANCE_CONTROL_DIR` of this balancer's own, removed after it. */
@@ -290,7 +288,7 @@ export async function withBalancer(setup: BalancerSetup, fn: (balanced: Balanced
   let socketLeft = false;
   try {
     await withBackends(setup.backends ?? [], async (backends) => {
-      port = await freePort(setup.listenHost);
+      port = await freePort();
       const channels = setup.channels?.(backends) ?? backends.map((b) => `${b.host}:${b.port}`);
       const args = setup.args?.({ port, backends }) ?? [...setup.options ?? [], String(port), ...channels];
       const lb = await startBalance(args, port, { env, debug: setup.debug });
@@ -312,7 +310,7 @@ export async function withBalancer(setup: BalancerSetup, fn: (balanced: Balanced
 }
 
 /**
- * Balance with `options` before a free port on `listenHost` and `channels`
+ * Balance with `options` before a free port and `channels`
  * after it; runs `fn`, then stops balance whatever happened (a
  * {@link withBalancer} without backends).
  *
@@ -325,9 +323,8 @@ export function withBalance(
   options: string[],
   channels: string[],
   fn: (running: { port: number; lb: Running }) => Promise<void>,
-  listenHost = "127.0.0.1",
 ): Promise<void> {
-  return withBalancer({ options, channels: () => channels, listenHost }, ({ port, lb }) => fn({ port, lb }));
+  return withBalancer({ options, channels: () => channels }, ({ port, lb }) => fn({ port, lb }));
 }
 
 /** What {@link withProxy} hands its test body. */
@@ -338,8 +335,8 @@ export interface Proxied {
 }
 
 /**
- * One backend, and balance (with `options` before the port) in front of it
- * on `listenHost`; runs `fn`, then stops both whatever happened (a
+ * One backend, and balance (with `options` before the port) in front of it;
+ * runs `fn`, then stops both whatever happened (a
  * {@link withBalancer} with one backend).
  *
  * @example
@@ -352,10 +349,9 @@ export function withProxy(
   behaviour: Behaviour | undefined,
   options: string[],
   fn: (proxied: Proxied) => Promise<void>,
-  listenHost = "127.0.0.1",
 ): Promise<void> {
   return withBalancer(
-    { backends: [{ name, behaviour }], options, listenHost },
+    { backends: [{ name, behaviour }], options },
     ({ port, lb, backends: [backend] }) => fn({ port, lb, backend }),
   );
 }

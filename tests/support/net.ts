@@ -5,28 +5,71 @@
  *
  * @module
  */
+import * as dgram from "node:dgram";
+import { readFileSync } from "node:fs";
 import * as net from "node:net";
 import { onTimeout } from "./test.ts";
 import { within } from "./wait.ts";
 
 /**
- * A port that was free a moment ago on `host`: listen on port 0, read the
- * port, close.
+ * Where {@link freePort} looks: below the kernel's ephemeral range, which
+ * every outgoing connection and every listen on port 0 (backends, daemons,
+ * the balancer's own dials) draws from. A port taken from inside that range
+ * could be given to one of those between the check and the balancer's
+ * listen: CI once failed on exactly that (`cannot listen on
+ * 0.0.0.0:40917: address already in use`).
+ */
+const PORT_RANGE = (() => {
+  let ephemeralLow = 32768;
+  try {
+    ephemeralLow = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+  } catch {
+    // Not Linux: keep the IANA default.
+  }
+  return { low: 10_000, high: Math.max(ephemeralLow, 20_000) };
+})();
+
+/**
+ * The next port to try: a random start per process, then one after
+ * another, so that one test process never hands out a port twice and two
+ * processes rarely start near each other.
+ */
+let nextPort = PORT_RANGE.low + Math.floor(Math.random() * (PORT_RANGE.high - PORT_RANGE.low));
+
+/** Whether `port` can be taken on every address, TCP (dual-stack `::`) and UDP. */
+async function portIsFree(port: number): Promise<boolean> {
+  const tcp = await new Promise<boolean>((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", (e: NodeJS.ErrnoException) => e.code === "EADDRINUSE" ? resolve(false) : reject(e));
+    s.listen({ port, host: "::", ipv6Only: false }, () => s.close(() => resolve(true)));
+  });
+  if (!tcp) return false;
+  return await new Promise<boolean>((resolve, reject) => {
+    const s = dgram.createSocket({ type: "udp6", ipv6Only: false });
+    s.once("error", (e: NodeJS.ErrnoException) => {
+      s.close();
+      e.code === "EADDRINUSE" ? resolve(false) : reject(e);
+    });
+    s.bind(port, "::", () => s.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A port that is free on every address, for TCP and UDP, outside the
+ * ephemeral range (see {@link PORT_RANGE}).
  *
  * @example
  * ```ts
  * const port = await freePort();
  * ```
  */
-export function freePort(host = "127.0.0.1"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, host, () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
+export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < 1000; tries++) {
+    const port = nextPort;
+    nextPort = nextPort + 1 >= PORT_RANGE.high ? PORT_RANGE.low : nextPort + 1;
+    if (await portIsFree(port)) return port;
+  }
+  throw new Error(`no free port in ${PORT_RANGE.low}-${PORT_RANGE.high - 1} after 1000 tries`);
 }
 
 /** A backend listening on loopback. */
