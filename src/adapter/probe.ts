@@ -1,6 +1,7 @@
 /**
  * The I/O of health checks (`--check`): a TCP connect, optionally sending
- * and expecting bytes, or a program run (`--check-exec`). `node:net` and
+ * and expecting bytes, a datagram and its reply (`--udp-only`), or a program
+ * run (`--check-exec`). `node:net` and
  * `node:child_process` behave alike under Deno and Bun, so both adapters
  * share this file. A check never goes through the balancer: it counts in no
  * `c`, `totalc`, `sent` or `rcvd`.
@@ -9,6 +10,7 @@
  */
 import { errorText } from "../core/util/errors.ts";
 import { spawn } from "node:child_process";
+import * as dgram from "node:dgram";
 import * as net from "node:net";
 import process from "node:process";
 import type { CheckResult } from "../core/health/health.ts";
@@ -34,6 +36,8 @@ export const deadlines: TimerQueue<() => void> = new TimerQueue((expire) => expi
 export interface ProbeOptions extends Pick<HealthSettings, "timeout" | "send" | "expect" | "exec"> {
   /** `-B`: the source address of check connections. */
   sourceAddress?: string;
+  /** `--udp-only`: `send` and `expect` are one datagram each ({@link udpProbe}). */
+  datagram?: boolean;
 }
 
 /**
@@ -46,7 +50,42 @@ export interface ProbeOptions extends Pick<HealthSettings, "timeout" | "send" | 
  * ```
  */
 export function makeProbe(options: ProbeOptions): Probe {
-  return options.exec ? (target) => execProbe(target, options) : (target) => tcpProbe(target, options);
+  if (options.exec) return (target) => execProbe(target, options);
+  return options.datagram ? (target) => udpProbe(target, options) : (target) => tcpProbe(target, options);
+}
+
+/**
+ * Sends `send` as one datagram to the target, and passes on the first
+ * datagram back that holds `expect` (any datagram without `expect`). Fails
+ * on an ICMP refusal where the runtime reports one, and at the timeout.
+ *
+ * @example
+ * ```ts
+ * await udpProbe(target, { timeout: 2, send: dnsQuery, expect: new Uint8Array([0x81, 0x80]) });
+ * ```
+ */
+export function udpProbe(target: ProbeTarget, options: ProbeOptions): Promise<CheckResult> {
+  const { timeout, send, expect, sourceAddress } = options;
+  return new Promise((resolve) => {
+    const socket = dgram.createSocket(target.address.includes(":") ? "udp6" : "udp4");
+    const done = (ok: boolean, reason: string) => {
+      deadlines.cancel(expire);
+      socket.removeAllListeners();
+      socket.on("error", () => {});
+      socket.close();
+      resolve({ ok, reason });
+    };
+    const expire = () => done(false, `no reply datagram after ${timeout}s`);
+    deadlines.schedule(expire, Date.now() + timeout * 1000);
+    socket.once("error", (err) => done(false, errorText(err)));
+    socket.on("message", (datagram: Uint8Array, from: { address: string; port: number }) => {
+      if (from.port !== target.port) return;
+      if (!expect || indexOf(datagram, expect) >= 0) done(true, "reply datagram received");
+    });
+    socket.bind({ address: sourceAddress }, () => {
+      socket.send(send ?? new Uint8Array(0), target.port, target.address);
+    });
+  });
 }
 
 /**

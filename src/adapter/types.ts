@@ -2,6 +2,7 @@ import type { Balancer } from "../core/model/balancer.ts";
 import type { ListenerOptions } from "../core/session/listener.ts";
 import type { Probe } from "../core/health/health_checker.ts";
 import type { ProbeOptions } from "./probe.ts";
+import type { UdpSettings } from "../core/udp/relay.ts";
 
 /**
  * What an adapter needs to run a balancer: what its sessions do
@@ -21,6 +22,8 @@ export interface ServeOptions extends ListenerOptions {
   sourceAddress?: string;
   /** Set SO_REUSEPORT: several workers listen on the port (Linux spreads clients over them). */
   reusePort?: boolean;
+  /** `--udp`/`--udp-only`; absent, TCP only. */
+  udp?: UdpSettings;
 }
 
 /**
@@ -58,6 +61,10 @@ export interface Server {
 export interface Adapter {
   /** Listens and relays; throws an ExitError when it cannot listen. */
   serve(balancer: Balancer, options: ServeOptions): Promise<Server>;
+  /** Receives datagrams (`options.udp`) and relays them through a DatagramRelay; throws an ExitError when it cannot. */
+  serveDatagrams(balancer: Balancer, options: ServeOptions & { udp: UdpSettings }): Server | Promise<Server>;
+  /** Whether datagram sockets in several threads can share a port (SO_REUSEPORT). */
+  readonly datagramReusePort: boolean;
   /** The command that starts this same program again (for background mode). */
   selfCommand(): string[];
   /** Connects to the local syslog socket (`/dev/log`); throws when there is none. */

@@ -63,6 +63,8 @@ export interface Config {
   sniDefault?: string;
   /** `--client-table`: clients the per-client limits remember. */
   clientTable: number;
+  /** `--udp`/`--udp-only` and their options; undefined = TCP only. */
+  udp?: UdpConfig;
   groups: GroupSpec[];
   /** `--check-config`: parse and resolve, then exit 0 without serving. */
   checkConfig: boolean;
@@ -75,6 +77,28 @@ export interface Config {
    */
   optionWords: string[];
 }
+
+/**
+ * `--udp` (UDP as well as TCP) or `--udp-only`, as the command line gives them.
+ *
+ * @example
+ * ```ts
+ * const udp: UdpConfig = { only: false, timeout: 30, responses: 1 };
+ * ```
+ */
+export interface UdpConfig {
+  /** `--udp-only`: no TCP listener. */
+  only: boolean;
+  /** `--udp-timeout`: seconds without a datagram either way before a session ends. */
+  timeout: number;
+  /** `--udp-responses`: datagrams from the channel that end a session; 0 = none does. */
+  responses: number;
+  /** `--udp-max-sessions`: most sessions at once; undefined = as descriptors allow. */
+  maxSessions?: number;
+}
+
+/** `--udp-timeout` without a value: nginx's `proxy_timeout` is 10 minutes, which is long for DNS. */
+export const UDP_TIMEOUT = 30;
 
 /** balance's defaults, for everything a command line may leave out. */
 export const DEFAULTS: Omit<Config, "mode" | "listenPort" | "groups"> = {

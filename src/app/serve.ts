@@ -31,6 +31,7 @@ import { reload, type ReloadAnswer, type ReloadContext } from "./reload.ts";
 import { type Log, logTargets, setupLog } from "./observe/log.ts";
 import { RUNTIME, VERSION } from "./version.ts";
 import { serveInWorkers, type WorkerServer } from "./workers.ts";
+import { listen } from "./listen.ts";
 
 /**
  * Runs the balancer until it is stopped (`kill`, SIGTERM, SIGINT): resolves
@@ -53,7 +54,7 @@ export async function serveUntilStopped(
   const log = await setupLog(config.debug, logTargets(config), adapter.openSyslogSocket);
   const trace = config.debug ? (m: string) => log.debug(m) : undefined;
   const { resolver, hosts, hostname, sourceAddress } = await resolveConfig(config);
-  const workers = threadCount(config, log);
+  const workers = threadCount(config, adapter, log);
   const balancer = makeBalancer(config, hosts, workers, log, trace);
   const control = await claimControl(config);
   const s: Serving = {
@@ -77,7 +78,7 @@ export async function serveUntilStopped(
   const observe = checker && ((slot: number, reason: string) => checker.observeFailure(slot, reason));
   if (observe) balancer.onConnectFailed = (channel, reason) => observe(channel.cells.slot, reason);
   const inWorkers = workers > 1 ? await serveInWorkers(balancer, options, workers, workerUrl, observe) : undefined;
-  const server = inWorkers ?? await adapter.serve(balancer, options);
+  const server = inWorkers ?? await listen(adapter, balancer, options, true);
   const names = watchNames(config, resolver, inWorkers, s);
   s.reload = reloader(s, { options, gate, resolver, reread, checker, names, inWorkers });
   const { controlServer, metricsServer } = await startControlAndMetrics(s, config, control, {
@@ -131,10 +132,17 @@ interface Serving {
   endConnections(): Promise<void>;
 }
 
-// Workers need SO_REUSEPORT that spreads connections, which only Linux has.
-function threadCount(config: Config, log: Log): number {
+// Workers need SO_REUSEPORT that spreads connections, which only Linux has;
+// a runtime without it on datagram sockets serves UDP in one thread.
+function threadCount(config: Config, adapter: Adapter, log: Log): number {
   const workers = process.platform === "linux" ? config.workers : 1;
   if (workers < config.workers) log.warning(`-w: worker threads need Linux; running one (${process.platform})`);
+  if (workers === 1 || !config.udp || adapter.datagramReusePort) return workers;
+  if (config.udp.only) {
+    log.warning(`-w: ${RUNTIME}'s datagram sockets have no SO_REUSEPORT; serving UDP in one thread`);
+    return 1;
+  }
+  log.warning(`-w: ${RUNTIME}'s datagram sockets have no SO_REUSEPORT; one of the ${workers} threads serves UDP`);
   return workers;
 }
 
@@ -239,6 +247,12 @@ function serveOptions(
     proxyProtocol: config.proxyProtocol,
     acceptProxy: config.acceptProxy,
     sni: sniOf(config),
+    udp: config.udp && {
+      only: config.udp.only,
+      timeoutMs: config.udp.timeout * 1000,
+      responses: config.udp.responses,
+      maxSessions: config.udp.maxSessions ?? Infinity,
+    },
     // One table for every thread, made here and shared with workers.
     gate: new ClientGate(ClientTable.create(config.clientTable), s.balancer.state, warn, config.access),
   };
@@ -264,7 +278,7 @@ function healthChecker(
   return new HealthChecker(
     s.balancer,
     config.check,
-    adapter.makeProbe(probeOptions(config.check, sourceAddress, proxy)),
+    adapter.makeProbe({ ...probeOptions(config.check, sourceAddress, proxy), datagram: config.udp?.only }),
     { info: (m) => log.info(m), warning: (m) => log.warning(m), trace },
   );
 }
@@ -404,7 +418,9 @@ function logStarted(
 ): void {
   const { hostname, port, workers, proxy, metricsServer, control, fileLimit, maxConnections } = at;
   s.log.info(
-    `balance ${VERSION} started: listening on ${hostname} port ${port} in ${workers} thread(s), ${s.balancer.groups.length} group(s)${
+    `balance ${VERSION} started: listening on ${hostname} port ${port}${
+      protocols(config)
+    } in ${workers} thread(s), ${s.balancer.groups.length} group(s)${
       proxy.accept ? ", PROXY header required from clients" : ""
     }${proxy.send ? `, PROXY v${proxy.send} header sent to channels` : ""}${accessSummary(config.access)}${
       metricsServer ? `, metrics ${formatHostPort(config.metrics!.host, metricsServer.port)}` : ""
@@ -415,6 +431,15 @@ function logStarted(
       ? "open files limit unknown: no connection limit"
       : `open files limit ${fileLimit}: at most ${maxConnections} proxied connections at once`,
   );
+}
+
+// Said only when UDP is on: TCP alone is what balance has always served.
+function protocols({ udp }: Config): string {
+  if (!udp) return "";
+  const limits = `${udp.timeout}s timeout${udp.responses ? `, ${udp.responses} response(s) per session` : ""}${
+    udp.maxSessions ? `, at most ${udp.maxSessions} sessions` : ""
+  }`;
+  return udp.only ? ` (UDP only: ${limits})` : ` (TCP and UDP: ${limits})`;
 }
 
 // `--sni`: built once per configuration; absent, nothing is read ahead.

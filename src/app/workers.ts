@@ -16,6 +16,7 @@ import { SharedState, type StateHandle } from "../core/model/state.ts";
 import { EX_SOFTWARE } from "../core/util/sysexits.ts";
 import { warningKey } from "../core/observe/throttle.ts";
 import type { Adapter, ServeOptions, Server } from "../adapter/types.ts";
+import { listen } from "./listen.ts";
 import { type AccessSettings, ClientGate } from "../core/access/gate.ts";
 import { ClientTable, type ClientTableHandle } from "../core/access/client_table.ts";
 import { type SniRoute, type SniRouting, sniRouting } from "../core/tls/sni_routes.ts";
@@ -259,7 +260,8 @@ export function runWorker(adapter: Adapter): void {
             dump: data.dump ? (direction, chunk) => send({ kind: "dump", direction, chunk }) : undefined,
             onConnectionEnd: data.logConnections ? (record) => connections!.add(record) : undefined,
           };
-          server = await adapter.serve(balancer, serving);
+          // Without SO_REUSEPORT on datagram sockets, the first worker alone serves UDP.
+          server = await listen(adapter, balancer, serving, adapter.datagramReusePort || data.writer === 0);
           send({ kind: "listening", port: server.port });
         } catch (err) {
           const exitCode = err instanceof ExitError ? err.exitCode : EX_SOFTWARE;

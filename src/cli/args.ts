@@ -16,7 +16,7 @@ import type { AccessSettings } from "../core/access/gate.ts";
 import { parsePrefixList, type RuleAction } from "../core/access/rules.ts";
 import { parseSniRoute, type SniRoute, sniRouting } from "../core/tls/sni_routes.ts";
 import { shown } from "../core/util/shown.ts";
-import { type Config, DEFAULTS, type Mode } from "../app/config.ts";
+import { type Config, DEFAULTS, type Mode, UDP_TIMEOUT, type UdpConfig } from "../app/config.ts";
 
 // Large enough for any real timeout, small enough for setTimeout (2^31 ms).
 const MAX_TIMEOUT_SEC = 2_000_000;
@@ -115,6 +115,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
           unit: "clients",
         }),
     ) ?? DEFAULTS.clientTable,
+    udp: parseUdp(v, given, optionAt),
     groups: mode === "serve"
       ? withLeastConnection(channelGroups(channelArgs, listenPort, lookup, positionalAt), v.L ?? false)
       : [],
@@ -123,6 +124,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
     configFiles: [],
     optionWords: optionWords(tokens),
   };
+  checkUdpCombinations(config, optionAt);
   return { ...config, ...parseSni(config.groups, tokens, given, optionAt) };
 }
 
@@ -168,6 +170,11 @@ const OPTIONS = {
   "client-table": { type: "string" },
   sni: { type: "string", multiple: true },
   "sni-default": { type: "string" },
+  udp: { type: "boolean" },
+  "udp-only": { type: "boolean" },
+  "udp-timeout": { type: "string" },
+  "udp-responses": { type: "string" },
+  "udp-max-sessions": { type: "string" },
   "check-config": { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
@@ -200,6 +207,9 @@ const NUMBER_OPTIONS = new Set([
   "max-per-client",
   "rate-per-client",
   "client-table",
+  "udp-timeout",
+  "udp-responses",
+  "udp-max-sessions",
 ]);
 
 // What strict parsing would refuse, blamed on the word at fault.
@@ -430,6 +440,60 @@ function parseSni(
     throw usageError("option --sni-default needs --sni").at(optionAt("sni-default"));
   }
   return sniDefault === undefined ? { sni } : { sni, sniDefault };
+}
+
+/** `--udp-responses` and `--udp-max-sessions` at most. */
+const MAX_UDP_COUNT = 1_000_000;
+
+// `--udp` or `--udp-only`, and the options that mean nothing without one.
+function parseUdp(
+  v: Values,
+  given: <T>(name: StringOption, parse: (text: string) => T) => T | undefined,
+  optionAt: (name: string) => number | undefined,
+): UdpConfig | undefined {
+  if (v.udp && v["udp-only"]) throw usageError("--udp and --udp-only exclude each other").at(optionAt("udp-only"));
+  if (!v.udp && !v["udp-only"]) {
+    const stray = UDP_OPTIONS.find((o) => v[o] !== undefined);
+    if (stray) throw usageError(`option --${stray} needs --udp or --udp-only`).at(optionAt(stray));
+    return undefined;
+  }
+  const count = (text: string, what: string, min: number) => parseCount(text, what, { min, max: MAX_UDP_COUNT });
+  const maxSessions = given("udp-max-sessions", (t) => count(t, "UDP sessions (--udp-max-sessions)", 1));
+  return {
+    only: v["udp-only"] ?? false,
+    timeout: given(
+      "udp-timeout",
+      (t) => parseCount(t, "UDP timeout (--udp-timeout)", { min: 1, max: MAX_TIMEOUT_SEC, unit: "seconds" }),
+    ) ?? UDP_TIMEOUT,
+    responses: given("udp-responses", (t) => count(t, "UDP responses (--udp-responses)", 0)) ?? 0,
+    ...(maxSessions === undefined ? {} : { maxSessions }),
+  };
+}
+
+const UDP_OPTIONS = ["udp-timeout", "udp-responses", "udp-max-sessions"] as const;
+
+// What UDP cannot do: a v1 header is a line of a stream; with no TCP, nothing
+// sends a PROXY header or a ClientHello, and a check must be a datagram.
+function checkUdpCombinations(config: Config, optionAt: (name: string) => number | undefined): void {
+  const { udp } = config;
+  if (!udp) return;
+  if (config.proxyProtocol === 1) {
+    throw usageError("--proxy-protocol v1 cannot go with UDP: datagrams carry v2 headers only")
+      .at(optionAt("proxy-protocol"));
+  }
+  if (!udp.only) return;
+  if (config.acceptProxy) {
+    throw usageError("--accept-proxy reads TCP streams: it cannot go with --udp-only").at(optionAt("accept-proxy"));
+  }
+  if (optionAt("sni") !== undefined) {
+    throw usageError("--sni reads TLS over TCP: it cannot go with --udp-only").at(optionAt("sni"));
+  }
+  if (config.check && !config.check.send && !config.check.exec) {
+    throw usageError(
+      "--check with --udp-only needs --check-send (a datagram) or --check-exec: a UDP channel has no connect to check",
+    )
+      .at(optionAt("check"));
+  }
 }
 
 /** More threads than this only add contention on any machine we know of. */

@@ -3,7 +3,7 @@
  * (groups, channels, shared state), `selection/` (choice, failover, hashing),
  * `session/` (one connection's life), `access/` (who may connect: rules and
  * per-client limits), `proxy/` (PROXY headers), `tls/` (the ClientHello's
- * server name and `--sni` routes), `health/`,
+ * server name and `--sni` routes), `udp/` (datagram sessions), `health/`,
  * `config/` (grammar, files, reload), `commands/` (control), `observe/`
  * (metrics, logs, dumps), `dns/` and `util/`. Nothing here touches a socket,
  * a file or a runtime API; adapters do that.
@@ -33,6 +33,8 @@ export * from "./proxy/proxy_header_reader.ts";
 export * from "./proxy/proxy_protocol.ts";
 export * from "./tls/client_hello.ts";
 export * from "./tls/sni_routes.ts";
+export * from "./udp/relay.ts";
+export * from "./udp/flow.ts";
 export * from "./health/health.ts";
 export * from "./health/health_checker.ts";
 export * from "./config/config_file.ts";

@@ -20,6 +20,7 @@ import type { Session } from "../../core/session/session.ts";
 import { listenError } from "../../core/util/errors.ts";
 import type { ServeOptions, Server } from "../types.ts";
 export { openSyslogSocket } from "./syslog.ts";
+export { datagramReusePort, serveDatagrams } from "./datagram.ts";
 export { makeProbe } from "./probe.ts";
 import {
   Attempt,

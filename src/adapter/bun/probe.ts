@@ -28,7 +28,9 @@ const NATIVE_SEND_MAX = 4096;
  */
 export function makeProbe(options: ProbeOptions): Probe {
   const shared = sharedProbe(options);
-  if (options.exec || options.expect || (options.send?.length ?? 0) > NATIVE_SEND_MAX) return shared;
+  if (options.exec || options.datagram || options.expect || (options.send?.length ?? 0) > NATIVE_SEND_MAX) {
+    return shared;
+  }
   const { timeout, sourceAddress, send } = options;
   // A Bun.connect cannot be cancelled: one that timed out (a host that drops
   // SYNs) goes on until the kernel gives up, minutes later. While one is

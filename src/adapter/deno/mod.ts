@@ -21,6 +21,7 @@ import type { HeaderStep, Session } from "../../core/session/session.ts";
 import { Throttle } from "../../core/observe/throttle.ts";
 import type { ServeOptions, Server } from "../types.ts";
 export { openSyslogSocket } from "./syslog.ts";
+export { datagramReusePort, serveDatagrams } from "./datagram.ts";
 export { makeProbe } from "../probe.ts";
 import { dialChannel, type DialOptions } from "./dial.ts";
 import { closeQuietly, Pipe } from "./relay.ts";

@@ -263,25 +263,46 @@ export class Balancer {
         attemptStarted = now;
         channel.unclaim();
         this.state.addOpen(-1);
-        // Another client may have disabled it already: say so once.
-        const disabling = this.options.autodisable && channel.enabled;
-        if (this.options.autodisable) channel.enabled = false;
-        this.trace?.(
-          `${clientAddress}: connect to ${this.describe(channel)} failed: ${errorText(err)}` +
-            (this.options.autodisable ? ", channel disabled" : ""),
-        );
-        this.onConnectFailed?.(channel, errorText(err));
-        if (this.warn) {
-          const where = this.describe(channel);
-          this.warn(`connect to ${where} failed: ${errorText(err)}`, `connect failed ${where}`);
-          if (disabling) this.warn(`${where} disabled (-a): its connect failed`, `disabled ${where}`);
-        }
+        this.connectFailed(channel, clientAddress, errorText(err));
       }
     }
     this.trace?.(`${clientAddress}: no channel available, closing client`);
     this.warn?.(`no channel available for ${clientAddress}: client closed`, "no channel");
     this.state.countRejected();
     return { channel: undefined, reason: tried ? "connect-failed" : "no-channel" };
+  }
+
+  /**
+   * A channel refused a UDP session it had been given (an ICMP port
+   * unreachable came back): a failed connect, for passive health and `-a`
+   * alike. The caller ends the session, which releases the channel.
+   *
+   * @example
+   * ```ts
+   * balancer.refusedAfterConnect(session.channel!, "127.0.0.1", "port unreachable");
+   * ```
+   */
+  refusedAfterConnect(channel: Channel, clientAddress: string, reason: string): void {
+    channel.countRefused();
+    this.connectFailed(channel, clientAddress, reason);
+  }
+
+  // A connect to `channel` failed: -a disables it, the health checker and
+  // the log hear of it.
+  private connectFailed(channel: Channel, clientAddress: string, reason: string): void {
+    // Another client may have disabled it already: say so once.
+    const disabling = this.options.autodisable && channel.enabled;
+    if (this.options.autodisable) channel.enabled = false;
+    this.trace?.(
+      `${clientAddress}: connect to ${this.describe(channel)} failed: ${reason}` +
+        (this.options.autodisable ? ", channel disabled" : ""),
+    );
+    this.onConnectFailed?.(channel, reason);
+    if (this.warn) {
+      const where = this.describe(channel);
+      this.warn(`connect to ${where} failed: ${reason}`, `connect failed ${where}`);
+      if (disabling) this.warn(`${where} disabled (-a): its connect failed`, `disabled ${where}`);
+    }
   }
 
   /**

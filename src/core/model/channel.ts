@@ -15,6 +15,9 @@ const CONNECT_FAILURES = 3;
 const CONNECT_SECONDS = 4;
 // One count per bucket of CONNECT_BUCKETS, then one for longer attempts (not cumulative).
 const CONNECT_BUCKET = 5;
+// After the buckets: UDP datagrams relayed to and from the channel.
+const DATAGRAMS_SENT = 19;
+const DATAGRAMS_RCVD = 20;
 
 /**
  * The upper bounds, in seconds, of the connect-time histogram's buckets
@@ -59,6 +62,10 @@ export interface ChannelCounts {
   connectSeconds: number;
   /** Attempts per bucket of {@link CONNECT_BUCKETS}, then those above the last bound; not cumulative. */
   connectBuckets: number[];
+  /** UDP datagrams relayed to the channel. */
+  datagramsSent: number;
+  /** UDP datagrams relayed from the channel. */
+  datagramsRcvd: number;
 }
 
 /**
@@ -252,9 +259,28 @@ export class Channel {
     this.cells.mine[RCVD] += n;
   }
 
+  /** A datagram of `n` bytes relayed to the channel. */
+  countDatagramSent(n: number): void {
+    const mine = this.cells.mine;
+    mine[SENT] += n;
+    mine[DATAGRAMS_SENT]++;
+  }
+
+  /** A datagram of `n` bytes relayed from the channel. */
+  countDatagramRcvd(n: number): void {
+    const mine = this.cells.mine;
+    mine[RCVD] += n;
+    mine[DATAGRAMS_RCVD]++;
+  }
+
+  /** A connection it had taken was refused after all (an ICMP port unreachable to a UDP session). */
+  countRefused(): void {
+    this.cells.mine[CONNECT_FAILURES]++;
+  }
+
   /** The counters since the start, for metrics (see {@link ChannelCounts}). */
   counts(): ChannelCounts {
-    const raw = new Float64Array(CONNECT_BUCKET + BUCKET_MS.length + 1);
+    const raw = new Float64Array(DATAGRAMS_RCVD + 1);
     for (const row of this.cells.rows) {
       for (let i = 0; i < raw.length; i++) raw[i] += row[i];
     }
@@ -264,7 +290,9 @@ export class Channel {
       rcvd: raw[RCVD],
       connectFailures: raw[CONNECT_FAILURES],
       connectSeconds: raw[CONNECT_SECONDS],
-      connectBuckets: Array.from(raw.subarray(CONNECT_BUCKET)),
+      connectBuckets: Array.from(raw.subarray(CONNECT_BUCKET, CONNECT_BUCKET + BUCKET_MS.length + 1)),
+      datagramsSent: raw[DATAGRAMS_SENT],
+      datagramsRcvd: raw[DATAGRAMS_RCVD],
     };
   }
 

@@ -29,14 +29,16 @@ export const GROUP_CELLS = 3;
 const CHANNEL_CELLS = 5;
 /**
  * Float64 counters per channel and writer: totalc, sent, rcvd, connect
- * failures, the connect-time sum and histogram buckets (indexed in channel.ts).
+ * failures, the connect-time sum and histogram buckets, datagrams sent and
+ * received (indexed in channel.ts).
  */
-const CHANNEL_COUNTERS = 20;
+const CHANNEL_COUNTERS = 21;
 /**
  * Float64 counters of the whole balancer per writer: clients, clients
  * rejected, clients refused for their PROXY header, clients denied by a
  * rule, clients refused by a per-client limit (concurrent, rate), clients
- * refused for their TLS ClientHello (`--sni`).
+ * refused for their TLS ClientHello (`--sni`); UDP sessions opened and
+ * closed, and datagrams dropped by reason (`--udp`).
  */
 const CLIENTS = 0;
 const REJECTED = 1;
@@ -45,7 +47,26 @@ const DENIED = 3;
 const LIMITED_CONCURRENT = 4;
 const LIMITED_RATE = 5;
 const SNI_REFUSED = 6;
-const GLOBAL_COUNTERS = 7;
+const UDP_OPENED = 7;
+const UDP_CLOSED = 8;
+const UDP_DROPPED = 9;
+const GLOBAL_COUNTERS = 12;
+
+/**
+ * Why a datagram from a client was dropped: a session beyond
+ * `--udp-max-sessions` or the descriptors (or beyond what one session holds
+ * while its channel is opened), no channel for its session, or larger than a
+ * datagram may be once a PROXY header is put in front.
+ *
+ * @example
+ * ```ts
+ * const reason: DropReason = "over-cap";
+ * ```
+ */
+export type DropReason = "over-cap" | "no-channel" | "too-large";
+
+/** Every {@link DropReason}, in the order the counters keep them. */
+export const DROP_REASONS: readonly DropReason[] = ["over-cap", "no-channel", "too-large"];
 
 /** The cells of one channel, wherever they live. */
 export interface ChannelCells {
@@ -133,6 +154,26 @@ export class SharedState {
   /** Counts a client closed for a malformed, oversized or late ClientHello (`--sni`). */
   countSniRefused(): void {
     this.mine[SNI_REFUSED]++;
+  }
+
+  /** Counts a UDP session opened (`opened`) or ended. */
+  countUdpSession(opened: boolean): void {
+    this.mine[opened ? UDP_OPENED : UDP_CLOSED]++;
+  }
+
+  /** UDP sessions open now, all writers together. */
+  get udpSessions(): number {
+    return this.sum(UDP_OPENED) - this.sum(UDP_CLOSED);
+  }
+
+  /** Counts `n` client datagrams dropped for `reason`. */
+  countUdpDropped(reason: DropReason, n = 1): void {
+    this.mine[UDP_DROPPED + DROP_REASONS.indexOf(reason)] += n;
+  }
+
+  /** Datagrams ever counted by {@link countUdpDropped} for `reason`, all writers together. */
+  udpDropped(reason: DropReason): number {
+    return this.sum(UDP_DROPPED + DROP_REASONS.indexOf(reason));
   }
 
   /** Clients ever counted by {@link countSniRefused}, all writers together; never reset. */

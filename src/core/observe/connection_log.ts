@@ -17,7 +17,10 @@ import { shown } from "../util/shown.ts";
  * `--accept-proxy`, the client sent no valid PROXY header and reached no channel;
  * `denied`: an `--allow`/`--deny` rule or `--proxy-from` refused the client;
  * `limited`: `--max-per-client` or `--rate-per-client` did; `sni-refused`:
- * with `--sni`, a TLS ClientHello malformed, over 16 KiB or not whole within `-t`.
+ * with `--sni`, a TLS ClientHello malformed, over 16 KiB or not whole within `-t`;
+ * `responses`: a UDP session got the `--udp-responses` datagrams it waits for.
+ * A UDP session that no datagram crossed for `--udp-timeout` ends as `idle-timeout`,
+ * and one whose channel answered with an ICMP port unreachable as `connect-failed`.
  *
  * @example
  * ```ts
@@ -36,6 +39,7 @@ export type EndReason =
   | "denied"
   | "limited"
   | "sni-refused"
+  | "responses"
   | "shutdown";
 
 /**
@@ -66,6 +70,8 @@ export interface ConnectionRecord {
   reason: EndReason;
   /** `--sni`: the server name the client's ClientHello named, if any. */
   serverName?: string;
+  /** A UDP session (`--udp`), not a TCP connection. */
+  udp?: boolean;
 }
 
 /** Longest address text shown as it is; more is cut (see {@link shown}). */
@@ -95,7 +101,7 @@ export function formatConnectionLine(record: ConnectionRecord): string {
   const to = record.channel === undefined
     ? "none:"
     : `${safe(record.channel)}: connect ${record.connectMs.toFixed(1)} ms,`;
-  return `connection ${client} -> ${to} ${(record.durationMs / 1000).toFixed(3)} s, ` +
+  return `connection ${record.udp ? "udp " : ""}${client} -> ${to} ${(record.durationMs / 1000).toFixed(3)} s, ` +
     `${record.sent} bytes sent, ${record.rcvd} rcvd, ${record.reason}` +
     (record.serverName === undefined ? "" : ` sni=${safe(record.serverName)}`);
 }

@@ -147,7 +147,8 @@ export function encodeProxyV1Unknown(): Uint8Array {
 
 /**
  * The v2 header for a client `src` that connected to `dst`: signature,
- * `0x21` (v2, PROXY), `0x11` (TCP/IPv4) or `0x21` (TCP/IPv6), the address
+ * `0x21` (v2, PROXY), `0x11` (TCP/IPv4) or `0x21` (TCP/IPv6) (`0x12` and
+ * `0x22`, UDP, for a `datagram`), the address
  * length (12 or 36, big-endian), both addresses, both ports. Families are
  * chosen as for {@link encodeProxyV1}; an endpoint that is not numeric IP
  * gives the `LOCAL` header ({@link encodeProxyV2Local}).
@@ -157,7 +158,7 @@ export function encodeProxyV1Unknown(): Uint8Array {
  * encodeProxyV2({ address: "127.0.0.9", port: 40000 }, { address: "127.0.0.1", port: 80 }).length; // 28
  * ```
  */
-export function encodeProxyV2(src: ProxyEndpoint, dst: ProxyEndpoint): Uint8Array {
+export function encodeProxyV2(src: ProxyEndpoint, dst: ProxyEndpoint, datagram = false): Uint8Array {
   const pair = addressPair(src, dst);
   if (pair === undefined) return encodeProxyV2Local();
   const [s, d] = pair;
@@ -165,7 +166,8 @@ export function encodeProxyV2(src: ProxyEndpoint, dst: ProxyEndpoint): Uint8Arra
   const header = new Uint8Array(16 + addressLength);
   header.set(V2_SIGNATURE);
   header[12] = 0x21;
-  header[13] = s.length === 4 ? 0x11 : 0x21;
+  // The low nibble is the transport: 1 STREAM, 2 DGRAM.
+  header[13] = (s.length === 4 ? 0x10 : 0x20) | (datagram ? 2 : 1);
   header[15] = addressLength;
   header.set(s, 16);
   header.set(d, 16 + s.length);

@@ -7,7 +7,7 @@
  */
 import type { Channel } from "../model/channel.ts";
 import { formatHostPort } from "../model/balancer.ts";
-import type { EndReason } from "../observe/connection_log.ts";
+import type { ConnectionRecord, EndReason } from "../observe/connection_log.ts";
 import type { Idleable } from "./idle.ts";
 import type { Direction } from "../observe/packet_dump.ts";
 import { encodeProxyHeader, type ProxyHeader } from "../proxy/proxy_protocol.ts";
@@ -410,7 +410,7 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
       );
     }
     if (options.onConnectionEnd && !this.probe) {
-      options.onConnectionEnd({
+      const record: ConnectionRecord = {
         clientAddress: this.clientAddress,
         clientPort: this.clientPort,
         channel: channel && balancer.describe(channel),
@@ -420,7 +420,9 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
         rcvd: this.rcvd,
         reason: this.reason,
         serverName: this.hello?.serverName,
-      });
+      };
+      if (this.listener.transport === "udp") record.udp = true;
+      options.onConnectionEnd(record);
     }
   }
 }
