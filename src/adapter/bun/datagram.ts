@@ -40,7 +40,8 @@ export async function serveDatagrams(
   balancer: Balancer,
   options: ServeOptions & { udp: UdpSettings },
 ): Promise<Server> {
-  let relay: DatagramRelay | undefined;
+  // Made once the socket is bound (it needs its port); nothing arrives before.
+  const bound: { relay?: DatagramRelay } = {};
   let socket: udp.Socket<"uint8array">;
   try {
     socket = await Bun.udpSocket({
@@ -50,7 +51,7 @@ export async function serveDatagrams(
       ...(options.reusePort ? { flags: LISTEN_REUSE_PORT | LISTEN_DISALLOW_REUSE_PORT_FAILURE } : {}),
       socket: {
         data(_socket, datagram, port, address) {
-          relay?.receive(datagram, address, port);
+          bound.relay?.receive(datagram, address, port);
         },
         // An ICMP error about a client (gone, unreachable): nothing to do.
         error() {},
@@ -61,7 +62,7 @@ export async function serveDatagrams(
   }
   const from = options.sourceAddress;
   const dial = (channel: Channel, session: Session<UdpFlow>) => openChannelSocket(channel, session.link, from);
-  relay = new DatagramRelay(
+  const relay = bound.relay = new DatagramRelay(
     balancer,
     options,
     options.udp,

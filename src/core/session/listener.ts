@@ -15,7 +15,6 @@ import { Throttle } from "../observe/throttle.ts";
 import { TimerQueue } from "../util/timer_queue.ts";
 import { errorText } from "../util/errors.ts";
 import { Session, type SessionLink } from "./session.ts";
-import type { DatagramRelay } from "../udp/relay.ts";
 
 /**
  * What a listener's sessions are to do, all values resolved, times in
@@ -108,7 +107,7 @@ export class Listener {
      * closes them at once (`turn-away`: one whose runtime accepts on its own).
      */
     private readonly whenFull: "wait" | "turn-away",
-    /** `udp`: the sessions are a datagram relay's ({@link DatagramRelay}), logged as such. */
+    /** `udp`: the sessions are a datagram relay's (`udp/relay.ts`), logged as such. */
     readonly transport: "tcp" | "udp" = "tcp",
   ) {
     this.idle = options.idleTimeoutMs > 0 ? new IdleTimer(options.idleTimeoutMs) : undefined;
