@@ -24,7 +24,7 @@ import { controlAddress, ensureControlDirectory } from "../control/address.ts";
 import { claimControlAddress, type ControlServer, startControlServer } from "../control/server.ts";
 import { type MetricsServer, startMetricsServer } from "./observe/metrics_server.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics } from "../core/observe/metrics.ts";
-import { showJson } from "../core/commands/control.ts";
+import { type Protocol, showJson } from "../core/commands/control.ts";
 import { openFilesLimit, processFigures } from "../adapter/process_stats.ts";
 import type { Config } from "./config.ts";
 import { reload, type ReloadAnswer, type ReloadContext } from "./reload.ts";
@@ -371,6 +371,7 @@ async function startControlAndMetrics(
         health: checker,
         proxy,
         access: gate,
+        protocols: protocolsOf(config),
         configuration: () => ({ options: s.running.optionWords, port: s.running.listenPort }),
       },
       control,
@@ -389,8 +390,15 @@ async function startControlAndMetrics(
     const metricsServer = config.metrics
       ? await startMetricsServer(config.metrics.host, config.metrics.port, {
         metricsContentType: METRICS_CONTENT_TYPE,
-        metrics: () => renderMetrics({ balancer, version: VERSION, runtime: RUNTIME, process: processFigures() }),
-        status: () => JSON.stringify(showJson(balancer, checker, proxy, gate)),
+        metrics: () =>
+          renderMetrics({
+            balancer,
+            version: VERSION,
+            runtime: RUNTIME,
+            process: processFigures(),
+            udp: config.udp !== undefined,
+          }),
+        status: () => JSON.stringify(showJson(balancer, checker, proxy, gate, protocolsOf(config))),
       })
       : undefined;
     return { controlServer, metricsServer };
@@ -431,6 +439,11 @@ function logStarted(
       ? "open files limit unknown: no connection limit"
       : `open files limit ${fileLimit}: at most ${maxConnections} proxied connections at once`,
   );
+}
+
+// What `show --json` and /status say the port serves.
+function protocolsOf({ udp }: Config): Protocol[] {
+  return !udp ? ["tcp"] : udp.only ? ["udp"] : ["tcp", "udp"];
 }
 
 // Said only when UDP is on: TCP alone is what balance has always served.

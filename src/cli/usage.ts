@@ -14,6 +14,7 @@ export const USAGE = `usage:
           [--proxy-protocol v1|v2] [--accept-proxy [--proxy-from spec]] \\
           [--allow spec] [--deny spec] [--max-per-client N] [--rate-per-client N[/sec]] \\
           [--client-table N] [--sni pattern=@name ... [--sni-default @name]] \\
+          [--udp | --udp-only] [--udp-timeout sec] [--udp-responses N] [--udp-max-sessions N] \\
           [--check [--check-interval sec] [--check-timeout sec] [--rise N] [--fall N] \\
            [--check-send str] [--check-expect str] [--check-exec cmd]] \\
           port [h1[:p1[:maxc1[:weight1[:dis]]]] [!%+]] [@name] [ ... hN[:pN[:maxcN[:weightN[:dis]]]]]
@@ -84,6 +85,14 @@ export const USAGE = `usage:
                    repeatable. The ClientHello (16 KiB at most) must come within -t
   --sni-default @NAME   where clients go with no server name, one no --sni matches, or a
                    first byte that is not TLS (default: the default service)
+  --udp            serve UDP on the same address and port as well as TCP, over the same
+                   channels: a client address and port is a session, tied to one channel
+  --udp-only       serve UDP and no TCP (--check then needs --check-send: one datagram)
+  --udp-timeout SEC     end a UDP session no datagram crossed for SEC (default 30)
+  --udp-responses N     end a UDP session after N datagrams from its channel (default 0 =
+                   never; 1 for DNS)
+  --udp-max-sessions N  at most N UDP sessions at once (default: as descriptors allow);
+                   a datagram that would open one more is dropped and counted
   --help, -h     this text
   --version, -V  the version
 

@@ -6,88 +6,18 @@
  * 127.0.0.3, both on the same port, so that only the address of `web.test`
  * decides which one a new connection reaches.
  */
-import { onTimeout, test } from "../support/test.ts";
+import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { Resolver } from "node:dns/promises";
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
-import process from "node:process";
 import { type Backend, connect, freePort, startBackend, whoAnswers } from "../support/net.ts";
+import { type Dns, skipWithoutDnsmasq as skip, startDns } from "../support/dnsmasq.ts";
 import { runBalance, startBalance } from "../support/balance.ts";
 import { logged } from "../support/health.ts";
-import { until, within } from "../support/wait.ts";
+import { until } from "../support/wait.ts";
 import { sleep } from "../support/helpers.ts";
-
-const DNSMASQ = [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/sbin"]
-  .map((dir) => join(dir, "dnsmasq"))
-  .find((path) => existsSync(path));
-const skip = !DNSMASQ && "dnsmasq is not installed (Debian package dnsmasq-base)";
 
 const INTERVAL = 0.5;
 /** What a loaded 2-core CI machine may add to the interval. */
 const SLACK_MS = 2000;
-
-/** A running dnsmasq answering from the hosts file that {@link Dns.set} writes. */
-interface Dns {
-  port: number;
-  /** Rewrites the hosts file and waits until dnsmasq answers from it. */
-  set(lines: string, expect: string | undefined): Promise<void>;
-  stop(): Promise<void>;
-}
-
-async function startDns(lines: string): Promise<Dns> {
-  const dir = mkdtempSync(join(tmpdir(), "balance-dns-"));
-  // dnsmasq started as root reads the file again as `nobody`.
-  chmodSync(dir, 0o755);
-  const hosts = join(dir, "hosts");
-  writeFileSync(hosts, lines, { mode: 0o644 });
-  const port = await freePort();
-  const child: ChildProcess = spawn(DNSMASQ!, [
-    "--keep-in-foreground",
-    "--conf-file=/dev/null",
-    "--no-resolv",
-    "--no-hosts",
-    `--addn-hosts=${hosts}`,
-    "--listen-address=127.0.0.1",
-    "--bind-interfaces",
-    `--port=${port}`,
-    "--pid-file",
-    "--log-facility=-",
-  ], { stdio: ["ignore", "ignore", "pipe"] });
-  onTimeout(() => child.kill("SIGKILL"));
-  let stderr = "";
-  child.stderr!.on("data", (d) => (stderr += d));
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  const resolver = new Resolver({ timeout: 500, tries: 1 });
-  resolver.setServers([`127.0.0.1:${port}`]);
-  const answer = () => resolver.resolve4("web.test").then((a) => a[0], () => undefined);
-  const dns: Dns = {
-    port,
-    async set(lines, expect) {
-      writeFileSync(hosts, lines);
-      process.kill(child.pid!, "SIGHUP");
-      await until(answer, (a) => a === expect, `dnsmasq to answer ${expect} for web.test:\n${stderr}`);
-    },
-    async stop() {
-      if (child.exitCode === null) child.kill("SIGKILL");
-      await within(exited, 5000, "dnsmasq to exit");
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-  try {
-    await until(
-      () => child.exitCode === null ? answer() : Promise.reject(new Error(`dnsmasq exited:\n${stderr}`)),
-      (a) => a !== undefined || lines === "",
-      "dnsmasq to answer",
-    );
-  } catch (err) {
-    await dns.stop();
-    throw err;
-  }
-  return dns;
-}
 
 /** Backend A on 127.0.0.2 and B on 127.0.0.3, on one port; dnsmasq saying web.test is A. */
 async function withSetup(fn: (dns: Dns, a: Backend, b: Backend) => Promise<void>): Promise<void> {

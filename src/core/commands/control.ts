@@ -123,6 +123,8 @@ export interface ControlContext {
   proxy?: ProxySettings;
   /** `--allow`/`--deny` and the per-client limits, for `clients` and `show --json`; absent, none. */
   access?: ClientGate;
+  /** The protocols served (`--udp`, `--udp-only`), for `show --json`; absent, TCP alone. */
+  protocols?: readonly Protocol[];
   /** For `dump`: the option words in force and the listen port; absent, `dump` writes the channels alone. */
   configuration?: () => { options: readonly string[]; port: number };
 }
@@ -305,7 +307,9 @@ function showChannels(call: Call): CommandResult {
   if (args.length === 1 && args[0] !== "--json") return fail(call, SYNTAX_ERROR);
   return answer(
     call,
-    args.length ? JSON.stringify(showJson(ctx.balancer, ctx.health, ctx.proxy, ctx.access)) : showTable(ctx.balancer),
+    args.length
+      ? JSON.stringify(showJson(ctx.balancer, ctx.health, ctx.proxy, ctx.access, ctx.protocols))
+      : showTable(ctx.balancer),
   );
 }
 
@@ -452,7 +456,19 @@ export interface ChannelStatus {
   acceptProxy: boolean;
   /** Who may connect (`--allow`, `--deny`, `--proxy-from`, per-client limits); the same for every channel. */
   access: AccessStatus;
+  /** The protocols the port serves (`--udp`: both, `--udp-only`: UDP); the same for every channel. */
+  protocols: readonly Protocol[];
 }
+
+/**
+ * A protocol a port is served on.
+ *
+ * @example
+ * ```ts
+ * const protocols: Protocol[] = ["tcp", "udp"]; // --udp
+ * ```
+ */
+export type Protocol = "tcp" | "udp";
 
 /**
  * The access rules and per-client limits in force, as `show --json` and
@@ -520,6 +536,7 @@ export function showJson(
   health?: HealthView,
   proxy?: ProxySettings,
   gate?: ClientGate,
+  protocols: readonly Protocol[] = ["tcp"],
 ): ChannelStatus[] {
   const proxyProtocol = proxy?.send ? (`v${proxy.send}` as const) : "none";
   const acceptProxy = proxy?.accept ?? false;
@@ -543,6 +560,7 @@ export function showJson(
       proxyProtocol,
       acceptProxy,
       access,
+      protocols,
     }))
   );
 }

@@ -7,6 +7,7 @@
  */
 import { type Balancer, formatHostPort } from "../model/balancer.ts";
 import { type Channel, type ChannelCounts, CONNECT_BUCKETS } from "../model/channel.ts";
+import { DROP_REASONS } from "../model/state.ts";
 
 /** The `Content-Type` of {@link renderMetrics}'s text. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -29,6 +30,8 @@ export interface MetricsSources {
   version: string;
   runtime: string;
   process: ProcessFigures;
+  /** `--udp`/`--udp-only`: the datagram and session families are written too. */
+  udp?: boolean;
 }
 
 // One channel as a scrape sees it: read once, written by every family.
@@ -151,6 +154,27 @@ export function renderMetrics(sources: MetricsSources): string {
   );
   for (const limit of ["concurrent", "rate"] as const) {
     out.push(`balance_clients_limited_total{limit="${limit}"} ${state.limited(limit)}\n`);
+  }
+  if (sources.udp) {
+    header(
+      "balance_channel_datagrams_total",
+      "counter",
+      "UDP datagrams relayed to (sent) and from (received) the channel.",
+    );
+    for (const { labels, counts } of rows) {
+      out.push(`balance_channel_datagrams_total{${labels},direction="sent"} ${counts.datagramsSent}\n`);
+      out.push(`balance_channel_datagrams_total{${labels},direction="received"} ${counts.datagramsRcvd}\n`);
+    }
+    header("balance_udp_sessions", "gauge", "UDP sessions open now.");
+    out.push(`balance_udp_sessions ${state.udpSessions}\n`);
+    header(
+      "balance_udp_dropped_total",
+      "counter",
+      "Client datagrams dropped: over-cap (--udp-max-sessions, descriptors), no-channel, too-large.",
+    );
+    for (const reason of DROP_REASONS) {
+      out.push(`balance_udp_dropped_total{reason="${reason}"} ${state.udpDropped(reason)}\n`);
+    }
   }
   return out.join("");
 }

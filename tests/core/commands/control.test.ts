@@ -129,6 +129,7 @@ test("control: show --json gives the same as data", () => {
     proxyProtocol: "none",
     acceptProxy: false,
     access: { rules: [], proxyFrom: null, maxPerClient: null, ratePerClient: null, clientTable: 0 },
+    protocols: ["tcp"],
   });
   assert.equal(run("show --xml").output, "syntax error");
 });
