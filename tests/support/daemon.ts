@@ -21,6 +21,8 @@ import { until, within } from "./wait.ts";
 export interface Daemon {
   /** The loopback port it listens on (127.0.0.1). */
   port: number;
+  /** Every port it was given ({@link DaemonSpec.ports}): `port` first. */
+  ports: number[];
   /** Its private directory: configuration, pid file, logs. */
   dir: string;
   /** What it wrote on stdout and stderr so far. */
@@ -34,8 +36,16 @@ export interface DaemonSpec {
   /** For messages and the directory's name: `nginx`, `haproxy`. */
   name: string;
   program: string;
-  /** File name (in the directory) → contents. */
-  files(dir: string, port: number): Record<string, string>;
+  /**
+   * How many free ports it gets (default 1): a server with several
+   * listeners (IMAP and POP3) is handed them all; readiness is judged by
+   * the first.
+   */
+  ports?: number;
+  /** File name (in the directory) → contents; `ports` as in {@link Daemon.ports}. */
+  files(dir: string, port: number, ports: number[]): Record<string, string>;
+  /** Run once the files are written, before the start: directories, ownership, a server's own set-up command. */
+  prepare?(dir: string, ports: number[]): void;
   args(dir: string): string[];
 }
 
@@ -53,8 +63,16 @@ export interface DaemonSpec {
  */
 export async function startDaemon(spec: DaemonSpec): Promise<Daemon> {
   const dir = mkdtempSync(join(tmpdir(), `balance-test-${spec.name}-`));
-  const port = await freePort();
-  for (const [file, text] of Object.entries(spec.files(dir, port))) writeFileSync(join(dir, file), text);
+  const ports: number[] = [];
+  for (let i = 0; i < (spec.ports ?? 1); i++) ports.push(await freePort());
+  const [port] = ports;
+  for (const [file, text] of Object.entries(spec.files(dir, port, ports))) writeFileSync(join(dir, file), text);
+  try {
+    spec.prepare?.(dir, ports);
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`${spec.name} could not be prepared: ${(err as Error).message}`);
+  }
   const child: ChildProcess = spawn(spec.program, spec.args(dir), { stdio: ["ignore", "pipe", "pipe"], cwd: dir });
   const kill = () => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL");
   onTimeout(kill);
@@ -66,6 +84,7 @@ export async function startDaemon(spec: DaemonSpec): Promise<Daemon> {
   child.on("error", (err) => (output += `\n${err.message}`));
   const daemon: Daemon = {
     port,
+    ports,
     dir,
     output: () => output,
     stop: async () => {
