@@ -46,7 +46,7 @@ export interface DaemonSpec {
   files(dir: string, port: number, ports: number[]): Record<string, string>;
   /** Run once the files are written, before the start: directories, ownership, a server's own set-up command. */
   prepare?(dir: string, ports: number[]): void;
-  args(dir: string): string[];
+  args(dir: string, port: number, ports: number[]): string[];
 }
 
 /**
@@ -73,7 +73,7 @@ export async function startDaemon(spec: DaemonSpec): Promise<Daemon> {
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`${spec.name} could not be prepared: ${(err as Error).message}`);
   }
-  const child: ChildProcess = spawn(spec.program, spec.args(dir), { stdio: ["ignore", "pipe", "pipe"], cwd: dir });
+  const child: ChildProcess = spawn(spec.program, spec.args(dir, port, ports), { stdio: ["ignore", "pipe", "pipe"], cwd: dir });
   const kill = () => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL");
   onTimeout(kill);
   process.on("exit", kill);
