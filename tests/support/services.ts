@@ -251,7 +251,10 @@ userdb {
   args = ${dir}/users
 }
 mail_location = maildir:${dir}/mail/%n/Maildir
-# A server not started as root cannot chroot its login processes.
+# A server not started as root cannot chroot its login processes and anvil.
+service anvil {
+  chroot =
+}
 service imap-login {
   chroot =
   inet_listener imaps {
