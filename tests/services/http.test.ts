@@ -50,30 +50,38 @@ async function get(port: number, from: string): Promise<string> {
   return r.stdout;
 }
 
-test("services http: curl's requests alternate between two nginx servers, each told the real client", { skip }, () =>
-  withWebServers((web1, web2) =>
-    withBalancer({ args: ({ port }) => balanceLine("http-balance", port, web1, web2) }, async ({ port }) => {
-      const bodies: string[] = [];
-      for (let i = 0; i < 4; i++) bodies.push(await get(port, "127.0.0.9"));
-      assert.ok(["web1", "web2"].includes(bodies[0].split(" ")[0]), bodies[0]);
-      const other = bodies[0].startsWith("web1") ? "web2" : "web1";
-      const first = bodies[0].split(" ")[0];
-      assert.deepEqual(bodies, [first, other, first, other].map((w) => `${w} for 127.0.0.9\n`));
-    })
-  ));
+test(
+  "services http: curl's requests alternate between two nginx servers, each told the real client",
+  { skip },
+  () =>
+    withWebServers((web1, web2) =>
+      withBalancer({ args: ({ port }) => balanceLine("http-balance", port, web1, web2) }, async ({ port }) => {
+        const bodies: string[] = [];
+        for (let i = 0; i < 4; i++) bodies.push(await get(port, "127.0.0.9"));
+        assert.ok(["web1", "web2"].includes(bodies[0].split(" ")[0]), bodies[0]);
+        const other = bodies[0].startsWith("web1") ? "web2" : "web1";
+        const first = bodies[0].split(" ")[0];
+        assert.deepEqual(bodies, [first, other, first, other].map((w) => `${w} for 127.0.0.9\n`));
+      })
+    ),
+);
 
-test("services http: a % group keeps each client on one nginx server", { skip, timeoutMs: 90_000 }, () =>
-  withWebServers((web1, web2) =>
-    withBalancer({ args: ({ port }) => balanceLine("http-hash", port, web1, web2) }, async ({ port }) => {
-      // 16 clients: that all land on one server has odds 2^-15.
-      const servers = new Set<string>();
-      for (let n = 20; n < 36; n++) {
-        const client = `127.0.0.${n}`;
-        const bodies = [await get(port, client), await get(port, client), await get(port, client)];
-        const server = bodies[0].split(" ")[0];
-        assert.deepEqual(bodies, Array(3).fill(`${server} for ${client}\n`), `client ${client}`);
-        servers.add(server);
-      }
-      assert.deepEqual([...servers].sort(), ["web1", "web2"], "the clients are spread over both servers");
-    })
-  ));
+test(
+  "services http: a % group keeps each client on one nginx server",
+  { skip, timeoutMs: 90_000 },
+  () =>
+    withWebServers((web1, web2) =>
+      withBalancer({ args: ({ port }) => balanceLine("http-hash", port, web1, web2) }, async ({ port }) => {
+        // 16 clients: that all land on one server has odds 2^-15.
+        const servers = new Set<string>();
+        for (let n = 20; n < 36; n++) {
+          const client = `127.0.0.${n}`;
+          const bodies = [await get(port, client), await get(port, client), await get(port, client)];
+          const server = bodies[0].split(" ")[0];
+          assert.deepEqual(bodies, Array(3).fill(`${server} for ${client}\n`), `client ${client}`);
+          servers.add(server);
+        }
+        assert.deepEqual([...servers].sort(), ["web1", "web2"], "the clients are spread over both servers");
+      })
+    ),
+);

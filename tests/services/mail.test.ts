@@ -65,53 +65,70 @@ function balanceLines(dovecot: Dovecot, imapPort: number, pop3Port: number): str
   return lines.map(balanceArgs);
 }
 
-test("services imap/pop3: curl lists and fetches a message through balance; Dovecot logs the real client", {
-  skip,
-}, () =>
-  withDovecot((dovecot) =>
-    withBalancer({ args: ({ port }) => balanceLines(dovecot, port, 0)[0] }, ({ port: imapPort }) =>
-      withBalancer({ args: ({ port }) => balanceLines(dovecot, imapPort, port)[1] }, async ({ port: pop3Port }) => {
-        const commands = recipe("mail-client", {
-          "10.0.0.10:143": `127.0.0.1:${imapPort}`,
-          "10.0.0.10:110": `127.0.0.1:${pop3Port}`,
-        }).trim().split("\n").map(words);
-        const out: string[] = [];
-        for (const [curl, ...args] of commands) {
-          const r = await runClient(curl, ["-sS", "--max-time", "10", "--interface", CLIENT, ...args]);
-          assert.equal(r.code, 0, `curl ${args.join(" ")} exited ${r.code}: ${r.stderr}\n${dovecot.log()}`);
-          out.push(r.stdout);
-        }
-        const [imapList, imapFetch, pop3List, pop3Fetch] = out;
-        assert.match(imapList, /^\* SEARCH 1\r?$/m, "IMAP: the inbox has one message");
-        assert.match(imapFetch, /Subject: hello through balance/, "IMAP: the message fetched");
-        assert.match(pop3List, /^1 \d+\r?$/m, "POP3: the mailbox lists one message");
-        assert.match(pop3Fetch, /Subject: hello through balance/, "POP3: the message fetched");
+test(
+  "services imap/pop3: curl lists and fetches a message through balance; Dovecot logs the real client",
+  {
+    skip,
+  },
+  () =>
+    withDovecot((dovecot) =>
+      withBalancer(
+        { args: ({ port }) => balanceLines(dovecot, port, 0)[0] },
+        ({ port: imapPort }) =>
+          withBalancer({ args: ({ port }) => balanceLines(dovecot, imapPort, port)[1] }, async ({ port: pop3Port }) => {
+            const commands = recipe("mail-client", {
+              "10.0.0.10:143": `127.0.0.1:${imapPort}`,
+              "10.0.0.10:110": `127.0.0.1:${pop3Port}`,
+            }).trim().split("\n").map(words);
+            const out: string[] = [];
+            for (const [curl, ...args] of commands) {
+              const r = await runClient(curl, ["-sS", "--max-time", "10", "--interface", CLIENT, ...args]);
+              assert.equal(r.code, 0, `curl ${args.join(" ")} exited ${r.code}: ${r.stderr}\n${dovecot.log()}`);
+              out.push(r.stdout);
+            }
+            const [imapList, imapFetch, pop3List, pop3Fetch] = out;
+            assert.match(imapList, /^\* SEARCH 1\r?$/m, "IMAP: the inbox has one message");
+            assert.match(imapFetch, /Subject: hello through balance/, "IMAP: the message fetched");
+            assert.match(pop3List, /^1 \d+\r?$/m, "POP3: the mailbox lists one message");
+            assert.match(pop3Fetch, /Subject: hello through balance/, "POP3: the message fetched");
 
-        // One login per command; each names the client, none balance.
-        for (const protocol of ["imap", "pop3"]) {
-          const login = new RegExp(`${protocol}-login: Info: Login: user=<${MAIL_USER.name}>.*rip=${CLIENT.replaceAll(".", "\\.")},`, "g");
-          await until(() => dovecot.log().match(login)?.length ?? 0, (n) => n === 2, `two ${protocol} logins from ${CLIENT} in Dovecot's log`);
+            // One login per command; each names the client, none balance.
+            for (const protocol of ["imap", "pop3"]) {
+              const login = new RegExp(
+                `${protocol}-login: Info: Login: user=<${MAIL_USER.name}>.*rip=${CLIENT.replaceAll(".", "\\.")},`,
+                "g",
+              );
+              await until(
+                () => dovecot.log().match(login)?.length ?? 0,
+                (n) => n === 2,
+                `two ${protocol} logins from ${CLIENT} in Dovecot's log`,
+              );
+            }
+            assert.doesNotMatch(dovecot.log(), /Login: .*rip=127\.0\.0\.1,/, "no login from balance's own address");
+          }),
+      )
+    ),
+);
+
+test(
+  "services imap: Dovecot's greeting reaches a client that has sent nothing, through balance with PROXY v2",
+  {
+    skip,
+  },
+  () =>
+    withDovecot((dovecot) =>
+      withBalancer({ args: ({ port }) => balanceLines(dovecot, port, 0)[0] }, async ({ port }) => {
+        const client = await connect(port, "127.0.0.1", CLIENT);
+        try {
+          const greeting = await client.waitFor((d) => d.includes("\r\n"), 10_000);
+          assert.match(greeting.toString(), /^\* OK .*Dovecot.* ready\.\r\n$/);
+          client.socket.write("a1 LOGOUT\r\n");
+          const bye = await client.ended();
+          assert.match(bye.toString(), /\* BYE .*\r\na1 OK/);
+        } finally {
+          client.socket.destroy();
         }
-        assert.doesNotMatch(dovecot.log(), /Login: .*rip=127\.0\.0\.1,/, "no login from balance's own address");
+        await until(() => dovecot.log(), (log) => log.includes(`rip=${CLIENT}`), "Dovecot to log the client");
       })
-    )
-  ));
-
-test("services imap: Dovecot's greeting reaches a client that has sent nothing, through balance with PROXY v2", {
-  skip,
-}, () =>
-  withDovecot((dovecot) =>
-    withBalancer({ args: ({ port }) => balanceLines(dovecot, port, 0)[0] }, async ({ port }) => {
-      const client = await connect(port, "127.0.0.1", CLIENT);
-      try {
-        const greeting = await client.waitFor((d) => d.includes("\r\n"), 10_000);
-        assert.match(greeting.toString(), /^\* OK .*Dovecot.* ready\.\r\n$/);
-        client.socket.write("a1 LOGOUT\r\n");
-        const bye = await client.ended();
-        assert.match(bye.toString(), /\* BYE .*\r\na1 OK/);
-      } finally {
-        client.socket.destroy();
-      }
-      await until(() => dovecot.log(), (log) => log.includes(`rip=${CLIENT}`), "Dovecot to log the client");
-    })
-  ));
+    ),
+);

@@ -81,7 +81,9 @@ export function recipe(name: string, replace: Record<string, string> = {}): stri
  * ```
  */
 export function words(line: string): string[] {
-  return [...line.trim().matchAll(/(?:'[^']*'|"[^"]*"|[^\s'"])+/g)].map((m) => m[0].replace(/'([^']*)'|"([^"]*)"/g, "$1$2"));
+  return [...line.trim().matchAll(/(?:'[^']*'|"[^"]*"|[^\s'"])+/g)].map((m) =>
+    m[0].replace(/'([^']*)'|"([^"]*)"/g, "$1$2")
+  );
 }
 
 /**
@@ -228,7 +230,8 @@ export async function startDovecot(listeners: (imapPort: number, pop3Port: numbe
     program: user.setpriv.length ? "setpriv" : dovecot,
     ports: 2,
     files: (dir, imap, [, pop3]) => ({
-      "users": `${MAIL_USER.name}:{PLAIN}${MAIL_USER.password}:${user.uid}:${user.gid}::${dir}/mail/${MAIL_USER.name}::\n`,
+      "users":
+        `${MAIL_USER.name}:{PLAIN}${MAIL_USER.password}:${user.uid}:${user.gid}::${dir}/mail/${MAIL_USER.name}::\n`,
       "dovecot.conf": `
 base_dir = ${dir}/run
 state_dir = ${dir}/state
@@ -291,7 +294,9 @@ export interface Postfix extends Daemon {
 
 /** Why {@link startPostfix} cannot run here, or false. */
 export function postfixUnavailable(): string | false {
-  if (process.getuid?.() !== 0) return "needs root (Postfix's master starts as root and its daemons change to user postfix)";
+  if (process.getuid?.() !== 0) {
+    return "needs root (Postfix's master starts as root and its daemons change to user postfix)";
+  }
   return missing({ "/usr/lib/postfix/sbin/master": "postfix" });
 }
 
