@@ -48,87 +48,80 @@ async function withDovecot(fn: (dovecot: Dovecot) => Promise<void>): Promise<voi
   }
 }
 
-/**
- * The page's balance lines (IMAP first, then POP3), each channel on
- * Dovecot's port, and each balancer on `ports[i]`.
- */
-function balanceLines(dovecot: Dovecot, imapPort: number, pop3Port: number): string[][] {
+/** The page's balance line for `protocol`, on `port`, both channels on Dovecot's port for it. */
+function balanceLine(dovecot: Dovecot, protocol: "imap" | "pop3", port: number): string[] {
   const [imap, pop3] = dovecot.ports;
   const lines = recipe("mail-balance", {
-    "143": String(imapPort),
-    "110": String(pop3Port),
+    "143": String(port),
+    "110": String(port),
     "10.0.0.1:143": `127.0.0.1:${imap}`,
     "10.0.0.2:143": `127.0.0.1:${imap}`,
     "10.0.0.1:110": `127.0.0.1:${pop3}`,
     "10.0.0.2:110": `127.0.0.1:${pop3}`,
   }).trim().split("\n");
-  return lines.map(balanceArgs);
+  return balanceArgs(lines[protocol === "imap" ? 0 : 1]);
 }
 
-test(
-  "services imap/pop3: curl lists and fetches a message through balance; Dovecot logs the real client",
-  {
-    skip,
-  },
-  () =>
-    withDovecot((dovecot) =>
+/** Dovecot, and a balancer from the page in front of each of its two protocols. */
+function withMail(fn: (dovecot: Dovecot, imapPort: number, pop3Port: number) => Promise<void>): Promise<void> {
+  return withDovecot((dovecot) =>
+    withBalancer({ args: ({ port }) => balanceLine(dovecot, "imap", port) }, ({ port: imapPort }) =>
       withBalancer(
-        { args: ({ port }) => balanceLines(dovecot, port, 0)[0] },
-        ({ port: imapPort }) =>
-          withBalancer({ args: ({ port }) => balanceLines(dovecot, imapPort, port)[1] }, async ({ port: pop3Port }) => {
-            const commands = recipe("mail-client", {
-              "10.0.0.10:143": `127.0.0.1:${imapPort}`,
-              "10.0.0.10:110": `127.0.0.1:${pop3Port}`,
-            }).trim().split("\n").map(words);
-            const out: string[] = [];
-            for (const [curl, ...args] of commands) {
-              const r = await runClient(curl, ["-sS", "--max-time", "10", "--interface", CLIENT, ...args]);
-              assert.equal(r.code, 0, `curl ${args.join(" ")} exited ${r.code}: ${r.stderr}\n${dovecot.log()}`);
-              out.push(r.stdout);
-            }
-            const [imapList, imapFetch, pop3List, pop3Fetch] = out;
-            assert.match(imapList, /^\* SEARCH 1\r?$/m, "IMAP: the inbox has one message");
-            assert.match(imapFetch, /Subject: hello through balance/, "IMAP: the message fetched");
-            assert.match(pop3List, /^1 \d+\r?$/m, "POP3: the mailbox lists one message");
-            assert.match(pop3Fetch, /Subject: hello through balance/, "POP3: the message fetched");
+        { args: ({ port }) => balanceLine(dovecot, "pop3", port) },
+        ({ port: pop3Port }) => fn(dovecot, imapPort, pop3Port),
+      ))
+  );
+}
 
-            // One login per command; each names the client, none balance.
-            for (const protocol of ["imap", "pop3"]) {
-              const login = new RegExp(
-                `${protocol}-login: Info: Login: user=<${MAIL_USER.name}>.*rip=${CLIENT.replaceAll(".", "\\.")},`,
-                "g",
-              );
-              await until(
-                () => dovecot.log().match(login)?.length ?? 0,
-                (n) => n === 2,
-                `two ${protocol} logins from ${CLIENT} in Dovecot's log`,
-              );
-            }
-            assert.doesNotMatch(dovecot.log(), /Login: .*rip=127\.0\.0\.1,/, "no login from balance's own address");
-          }),
-      )
-    ),
-);
+/** Dovecot's login lines for `protocol` that name `client` as the remote address. */
+function logins(dovecot: Dovecot, protocol: string, client: string): string[] {
+  const login = new RegExp(
+    `${protocol}-login: Info: Login: user=<${MAIL_USER.name}>, .*rip=${client.replaceAll(".", "\\.")},`,
+  );
+  return dovecot.log().split("\n").filter((line) => login.test(line));
+}
 
-test(
-  "services imap: Dovecot's greeting reaches a client that has sent nothing, through balance with PROXY v2",
-  {
-    skip,
-  },
-  () =>
-    withDovecot((dovecot) =>
-      withBalancer({ args: ({ port }) => balanceLines(dovecot, port, 0)[0] }, async ({ port }) => {
-        const client = await connect(port, "127.0.0.1", CLIENT);
-        try {
-          const greeting = await client.waitFor((d) => d.includes("\r\n"), 10_000);
-          assert.match(greeting.toString(), /^\* OK .*Dovecot.* ready\.\r\n$/);
-          client.socket.write("a1 LOGOUT\r\n");
-          const bye = await client.ended();
-          assert.match(bye.toString(), /\* BYE .*\r\na1 OK/);
-        } finally {
-          client.socket.destroy();
-        }
-        await until(() => dovecot.log(), (log) => log.includes(`rip=${CLIENT}`), "Dovecot to log the client");
-      })
-    ),
-);
+test("services imap/pop3: curl lists and fetches a message through balance; Dovecot logs the real client", {
+  skip,
+}, () =>
+  withMail(async (dovecot, imapPort, pop3Port) => {
+    const commands = recipe("mail-client", {
+      "10.0.0.10:143": `127.0.0.1:${imapPort}`,
+      "10.0.0.10:110": `127.0.0.1:${pop3Port}`,
+    }).trim().split("\n").map(words);
+    const out: string[] = [];
+    for (const [curl, ...args] of commands) {
+      const r = await runClient(curl, ["-sS", "--max-time", "10", "--interface", CLIENT, ...args]);
+      assert.equal(r.code, 0, `curl ${args.join(" ")} exited ${r.code}: ${r.stderr}\n${dovecot.log()}`);
+      out.push(r.stdout);
+    }
+    const [imapList, imapFetch, pop3List, pop3Fetch] = out;
+    assert.match(imapList, /^\* SEARCH 1\r?$/m, "IMAP: the inbox has one message");
+    assert.match(imapFetch, /Subject: hello through balance/, "IMAP: the message fetched");
+    assert.match(pop3List, /^1 \d+\r?$/m, "POP3: the mailbox lists one message");
+    assert.match(pop3Fetch, /Subject: hello through balance/, "POP3: the message fetched");
+
+    // One login per command; each names the client, none balance.
+    for (const protocol of ["imap", "pop3"]) {
+      await until(() => logins(dovecot, protocol, CLIENT).length, (n) =>
+        n === 2, `two ${protocol} logins from ${CLIENT}`);
+    }
+    assert.doesNotMatch(dovecot.log(), /Login: .*rip=127\.0\.0\.1,/, "no login from balance's own address");
+  }));
+
+test("services imap: Dovecot's greeting reaches a client that has sent nothing, through balance with PROXY v2", {
+  skip,
+}, () =>
+  withMail(async (dovecot, imapPort) => {
+    const client = await connect(imapPort, "127.0.0.1", CLIENT);
+    try {
+      const greeting = await client.waitFor((d) => d.includes("\r\n"), 10_000);
+      assert.match(greeting.toString(), /^\* OK .*Dovecot.* ready\.\r\n$/);
+      client.socket.write("a1 LOGOUT\r\n");
+      assert.match((await client.ended()).toString(), /\* BYE .*\r\na1 OK/);
+    } finally {
+      client.socket.destroy();
+    }
+    // Dovecot logs a connection that never logged in as it ends; the address is the client's.
+    await until(() => dovecot.log(), (log) => log.includes(`rip=${CLIENT}`), "Dovecot to log the client");
+  }));
