@@ -13,7 +13,7 @@
  * @module
  */
 import { spawn, spawnSync } from "node:child_process";
-import { chownSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
@@ -34,7 +34,7 @@ const SERVICES_PAGE = fileURLToPath(import.meta.resolve("../../docs/services.md"
  */
 export function missing(programs: Record<string, string>): string | false {
   for (const [program, pkg] of Object.entries(programs)) {
-    const found = program.startsWith("/") ? spawnSync("test", ["-x", program]).status === 0 : findProgram(program);
+    const found = program.startsWith("/") ? existsSync(program) : findProgram(program);
     if (!found) return `${program} is not installed (Debian package ${pkg}; scripts/test-deps installs it)`;
   }
   return false;
@@ -374,7 +374,7 @@ postlog   unix-dgram n - n - 1 postlogd
     }),
     prepare: (dir) => {
       // Postfix's daemons read the configuration as user postfix.
-      spawnSync("chmod", ["755", dir]);
+      chmodSync(dir, 0o755);
       mkdirSync(join(dir, "queue"));
       mkdirSync(join(dir, "mail"));
       chownSync(join(dir, "mail"), 65534, 65534);
