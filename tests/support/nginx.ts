@@ -1,6 +1,6 @@
 /**
- * nginx (Debian `nginx-light`) as a channel that requires the PROXY
- * protocol and answers every HTTP request with what the header told it.
+ * nginx (Debian `nginx-light`) as a channel: any `server` blocks, or one
+ * that requires the PROXY protocol and answers with what the header told it.
  *
  * @module
  */
@@ -24,6 +24,27 @@ export const NGINX = findProgram("nginx");
  * ```
  */
 export function startProxyProtocolNginx(): Promise<Daemon> {
+  return startNginx((port) => `
+  server {
+    listen 127.0.0.1:${port} proxy_protocol;
+    default_type text/plain;
+    return 200 "$proxy_protocol_addr $proxy_protocol_port $proxy_protocol_server_addr $proxy_protocol_server_port\\n";
+  }`);
+}
+
+/**
+ * Starts nginx on a free port of 127.0.0.1 with the `server` blocks that
+ * `servers(port)` returns inside its `http` block (which must listen on
+ * 127.0.0.1:`port`). One process (`master_process off`), so nothing changes
+ * user when run as root; pid file, logs and temp files in its own directory.
+ *
+ * @example
+ * ```ts
+ * const web = await startNginx((port) => `server { listen 127.0.0.1:${port}; return 200 "web1\n"; }`);
+ * try { ... } finally { await web.stop(); }
+ * ```
+ */
+export function startNginx(servers: (port: number) => string): Promise<Daemon> {
   if (!NGINX) throw new Error("nginx is not installed");
   return startDaemon({
     name: "nginx",
@@ -42,11 +63,8 @@ http {
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
-  server {
-    listen 127.0.0.1:${port} proxy_protocol;
-    default_type text/plain;
-    return 200 "$proxy_protocol_addr $proxy_protocol_port $proxy_protocol_server_addr $proxy_protocol_server_port\\n";
-  }
+  default_type text/plain;
+${servers(port)}
 }
 `,
     }),
