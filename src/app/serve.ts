@@ -71,7 +71,7 @@ export async function serveUntilStopped(
   };
   handleSignals(s);
   const fileLimit = openFilesLimit();
-  const options = serveOptions(config, { hostname, sourceAddress }, connectionBudget(fileLimit), s);
+  const options = serveOptions(config, { hostname, sourceAddress }, fileLimit, s);
   const gate = options.gate!;
   const proxy: ProxySettings = { send: config.proxyProtocol, accept: config.acceptProxy };
   const checker = healthChecker(config, adapter, sourceAddress, proxy, s);
@@ -228,9 +228,10 @@ function handleSignals(s: Serving): void {
 function serveOptions(
   config: Config,
   { hostname, sourceAddress }: Pick<ResolvedConfig, "hostname" | "sourceAddress">,
-  maxConnections: number | undefined,
+  fileLimit: number | undefined,
   s: Serving,
 ): ServeOptions {
+  const maxConnections = connectionBudget(fileLimit);
   const { log, trace, connectionLog } = s;
   const warn = (message: string, key?: string) => log.throttled(message, key);
   return {
@@ -251,11 +252,16 @@ function serveOptions(
       only: config.udp.only,
       timeoutMs: config.udp.timeout * 1000,
       responses: config.udp.responses,
-      maxSessions: config.udp.maxSessions ?? Infinity,
+      maxSessions: Math.min(config.udp.maxSessions ?? Infinity, sessionBudget(fileLimit)),
     },
     // One table for every thread, made here and shared with workers.
     gate: new ClientGate(ClientTable.create(config.clientTable), s.balancer.state, warn, config.access),
   };
+}
+
+// A UDP session takes one descriptor, its channel socket.
+function sessionBudget(fileLimit: number | undefined): number {
+  return fileLimit === undefined ? Infinity : Math.max(1, fileLimit - RESERVED_DESCRIPTORS);
 }
 
 // Each proxied connection takes two descriptors; beyond the limit new

@@ -89,8 +89,8 @@ export const USAGE = `usage:
                    channels: a client address and port is a session, tied to one channel
   --udp-only       serve UDP and no TCP (--check then needs --check-send: one datagram)
   --udp-timeout SEC     end a UDP session no datagram crossed for SEC (default 30)
-  --udp-responses N     end a UDP session after N datagrams from its channel (default 0 =
-                   never; 1 for DNS)
+  --udp-responses N     end a UDP session once its channel sent N datagrams for each of
+                   the client's (default 0 = never; 1 for DNS, as nginx's proxy_responses)
   --udp-max-sessions N  at most N UDP sessions at once (default: as descriptors allow);
                    a datagram that would open one more is dropped and counted
   --help, -h     this text

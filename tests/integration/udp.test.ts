@@ -5,14 +5,20 @@
  * real DNS (dnsmasq, dig, dnsperf) and syslog (logger, socat) software, and
  * load: 10,000 sessions at once, hostile datagrams.
  */
-import { test } from "../support/test.ts";
+import { onTimeout, test } from "../support/test.ts";
 import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import process from "node:process";
+import type { Daemon } from "../support/daemon.ts";
+import { runClient, startDnsmasq } from "../support/services.ts";
+import { findProgram } from "../support/netns.ts";
 import { freePort } from "../support/net.ts";
 import { runBalance, type Running, startBalance } from "../support/balance.ts";
-import { control, status, type StatusRow } from "../support/helpers.ts";
+import { control, sleep, status, type StatusRow, withTempDir } from "../support/helpers.ts";
 import { logged } from "../support/health.ts";
-import { until } from "../support/wait.ts";
+import { until, within } from "../support/wait.ts";
 import { startUdpBackend, type UdpBackend, udpExchange, type UdpReply, udpText } from "../support/udp.ts";
 
 /** Deno's datagram sockets report no ICMP error (see src/adapter/deno/datagram.ts). */
@@ -228,3 +234,275 @@ test("udp: --udp-timeout ends a quiet session; --log-connections writes a udp li
     await logged(lb, /connection udp 127\.0\.0\.1:\d+ -> group 0 channel 0 .* 1 bytes sent, 3 rcvd, responses$/m);
   });
 });
+
+// Real DNS software: two dnsmasq, each answering its own address for web.test.
+
+/** A DNS query for `web.test A` with ID 0xbeef, in --check-send's escapes. */
+const DNS_QUERY =
+  "\\xbe\\xef\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x03web\\x04test\\x00\\x00\\x01\\x00\\x01";
+const skipDns = !findProgram("dnsmasq")
+  ? "dnsmasq is not installed"
+  : !findProgram("dig")
+  ? "dig is not installed"
+  : false;
+
+/** Two dnsmasq (198.18.0.1 and 198.18.0.2 for web.test), then balance with `options` and `channels(ns1, ns2)`. */
+async function withDnsPair(
+  options: string[],
+  fn: (f: { port: number; lb: Running; servers: Daemon[] }) => Promise<void>,
+  channels: (servers: Daemon[]) => string[] = (ss) => ss.map((s) => `127.0.0.1:${s.port}`),
+): Promise<void> {
+  const servers: Daemon[] = [];
+  try {
+    for (const address of ["198.18.0.1", "198.18.0.2"]) servers.push(await startDnsmasq("web.test", address));
+    const port = await freePort();
+    const lb = await startBalance(["--grace", "1", ...options, String(port), ...channels(servers)], port);
+    try {
+      await fn({ port, lb, servers });
+    } finally {
+      assert.equal(await lb.stop(), 0, "balance exits 0");
+    }
+  } finally {
+    for (const s of servers) await s.stop();
+  }
+}
+
+/** What `dig` through balance answers for web.test (`+tcp` among `flags` for TCP). */
+async function dig(port: number, ...flags: string[]): Promise<string> {
+  const r = await runClient("dig", [
+    "+short",
+    "+tries=1",
+    "+time=2",
+    ...flags,
+    "@127.0.0.1",
+    "-p",
+    String(port),
+    "web.test",
+  ]);
+  return r.stdout.trim();
+}
+
+test("udp: DNS: dig over UDP and over TCP through --udp both get answers, alternating over two dnsmasq", {
+  skip: skipDns,
+}, async () => {
+  await withDnsPair(["--udp", "--udp-responses", "1"], async ({ port }) => {
+    const overUdp = [await dig(port), await dig(port)];
+    const overTcp = [await dig(port, "+tcp"), await dig(port, "+tcp")];
+    assert.deepEqual(overUdp.sort(), ["198.18.0.1", "198.18.0.2"]);
+    assert.deepEqual(overTcp.sort(), ["198.18.0.1", "198.18.0.2"]);
+    assert.deepEqual((await status(port)).map((r) => r.c), [0, 0], "--udp-responses 1: no session left");
+  });
+});
+
+/** Runs dnsperf: `queries` queries for web.test at `rate` a second; the share answered. */
+async function dnsperf(port: number, queries: number, rate: number): Promise<number> {
+  return await withTempDir("balance-dnsperf-", async (dir) => {
+    const file = join(dir, "queries");
+    writeFileSync(file, "web.test A\n");
+    const r = await runClient(
+      "dnsperf",
+      [
+        "-s",
+        "127.0.0.1",
+        "-p",
+        String(port),
+        "-d",
+        file,
+        "-n",
+        String(queries),
+        "-Q",
+        String(rate),
+        "-c",
+        "20",
+        "-t",
+        "2",
+      ],
+      (queries / rate + 30) * 1000,
+    );
+    const completed = /Queries completed:\s+(\d+)/.exec(r.stdout);
+    assert.ok(completed, `dnsperf said:\n${r.stdout}\n${r.stderr}`);
+    return Number(completed[1]) / queries;
+  });
+}
+
+test(
+  "udp: DNS: dnsperf's 10,000 queries are answered (99.9 %), split evenly over equal channels and 3:1 by weight; no session left",
+  { skip: skipDns || (!findProgram("dnsperf") && "dnsperf is not installed"), timeoutMs: 120_000 },
+  async () => {
+    for (const [weights, share] of [[[1, 1], 0.5], [[3, 1], 0.75]] as const) {
+      await withDnsPair(
+        ["--udp-only", "--udp-responses", "1"],
+        async ({ port }) => {
+          assert.ok((await dnsperf(port, 10_000, 2500)) >= 0.999, "at least 99.9 % answered");
+          // Every query is the same size: the bytes sent to a channel count its queries.
+          const rows = await until(() => status(port), (rs) => rs.every((r) => r.c === 0), "every session ended");
+          const first = rows[0].sent / (rows[0].sent + rows[1].sent);
+          assert.ok(Math.abs(first - share) <= 0.05 * share, `weights ${weights}: first channel's share ${first}`);
+        },
+        (ss) => ss.map((s, i) => `127.0.0.1:${s.port}::${weights[i]}`),
+      );
+    }
+  },
+);
+
+test(
+  "udp: DNS: a stopped dnsmasq is found down by a datagram --check; every query goes to the other; it comes back",
+  { skip: skipDns, timeoutMs: 90_000 },
+  async () => {
+    const check = ["--check", "--check-interval", "0.5", "--check-timeout", "0.5", "--fall", "2", "--rise", "2"];
+    await withDnsPair(
+      ["--udp-only", "--udp-responses", "1", ...check, "--check-send", DNS_QUERY, "--check-expect", "\\xbe\\xef"],
+      async ({ port, lb, servers: [ns1] }) => {
+        await until(() => status(port), (rs) => rs.every((r) => r.health === "up"), "both up");
+        process.kill(ns1.pid, "SIGSTOP");
+        try {
+          await logged(lb, /group 0 channel 0 .*is DOWN/, 20_000);
+          const answers = [];
+          for (let i = 0; i < 6; i++) answers.push(await dig(port));
+          assert.deepEqual(answers, Array(6).fill("198.18.0.2"));
+        } finally {
+          process.kill(ns1.pid, "SIGCONT");
+        }
+        await logged(lb, /group 0 channel 0 .*is UP/, 20_000);
+        assert.deepEqual([await dig(port), await dig(port)].sort(), ["198.18.0.1", "198.18.0.2"]);
+      },
+    );
+  },
+);
+
+test(
+  "udp: syslog: 10,000 lines from logger --udp reach two socat sinks behind --udp-only, every one",
+  { skip: !findProgram("socat") ? "socat is not installed" : !findProgram("logger") && "logger is not installed" },
+  async () => {
+    await withTempDir("balance-syslog-", async (dir) => {
+      const sinks: { port: number; child: ChildProcess; file: string }[] = [];
+      try {
+        for (const name of ["s1", "s2"]) {
+          const port = await freePort();
+          const child = spawn("socat", [
+            "-u",
+            `UDP4-RECV:${port},bind=127.0.0.1`,
+            `OPEN:${join(dir, name)},creat,append`,
+          ]);
+          onTimeout(() => child.kill("SIGKILL"));
+          sinks.push({ port, child, file: join(dir, name) });
+        }
+        await until(() => sinks.every((s) => udpBound(s.port)), (ok) => ok, "the sinks to listen");
+        const port = await freePort();
+        const lb = await startBalance(
+          ["--grace", "1", "--udp-only", String(port), ...sinks.map((s) => `127.0.0.1:${s.port}`)],
+          port,
+        );
+        try {
+          // Two loggers, two sessions: one on each sink. 5,000 lines each, at most 2,000 a second in all.
+          await Promise.all([0, 1].map((n) => sendLines(port, n, 5000, 1000)));
+          const count = () => sinks.map((s) => (readText(s.file).match(/line-\d+-\d+/g) ?? []).length);
+          const counts = await until(count, (c) => c[0] + c[1] === 10_000, "10,000 lines in the sinks", { ms: 15_000 });
+          assert.deepEqual(counts, [5000, 5000], "one logger's session on each sink");
+        } finally {
+          assert.equal(await lb.stop(), 0);
+        }
+      } finally {
+        for (const s of sinks) s.child.kill();
+      }
+    });
+  },
+);
+
+// `lines` lines to `logger --udp` on `port`, `perSecond` at most.
+async function sendLines(port: number, n: number, lines: number, perSecond: number): Promise<void> {
+  const logger = spawn("logger", ["--udp", "-n", "127.0.0.1", "-P", String(port), "-t", "balance-test"], {
+    stdio: ["pipe", "ignore", "inherit"],
+  });
+  onTimeout(() => logger.kill("SIGKILL"));
+  const exited = new Promise<void>((r) => logger.once("exit", () => r()));
+  const batch = perSecond / 20;
+  for (let i = 0; i < lines; i += batch) {
+    const text = Array.from({ length: Math.min(batch, lines - i) }, (_, j) => `line-${n}-${i + j}\n`).join("");
+    logger.stdin!.write(text);
+    await sleep(50);
+  }
+  logger.stdin!.end();
+  await within(exited, 10_000, "logger to exit");
+}
+
+function readText(file: string): string {
+  return existsSync(file) ? readFileSync(file, "latin1") : "";
+}
+
+// Whether something is bound to UDP `port` on 127.0.0.1 (from /proc/net/udp).
+function udpBound(port: number): boolean {
+  const hex = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  return readFileSync("/proc/net/udp", "utf8").includes(hex);
+}
+
+test(
+  "udp: 10,000 sessions at once under -w 2 are all answered; the sessions end at the timeout; descriptors return to the baseline",
+  { timeoutMs: 120_000 },
+  async () => {
+    await withUdp(["a", "b"], ["--udp-only", "-w", "2", "--udp-timeout", "3"], async ({ port, lb }) => {
+      const pid = lb.child.pid!;
+      const baseline = openDescriptors(pid);
+      const r = await runClient(
+        "python3",
+        [join(import.meta.dirname!, "../support/udp_sessions.py"), "127.0.0.11", String(port), "10000", "2500", "10"],
+        90_000,
+      );
+      assert.equal(r.stdout.trim(), "10000", `every session answered:\n${r.stderr}`);
+      const rows = await status(port);
+      assert.equal(rows[0].totalc + rows[1].totalc, 10_000);
+      await until(() => status(port), (rs) => rs.every((row) => row.c === 0), "every session ended", { ms: 30_000 });
+      await until(() => openDescriptors(pid), (n) => n <= baseline + 2, `descriptors back to ${baseline}`, {
+        ms: 10_000,
+      });
+    });
+  },
+);
+
+// Open descriptors of process `pid`.
+function openDescriptors(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+test("udp: hostile datagrams (random sizes and bytes, 200 source ports) crash nothing; memory stays bounded", {
+  timeoutMs: 90_000,
+}, async () => {
+  await withUdp([["e", "echo"]], ["--udp-only", "--udp-timeout", "1"], async ({ port, lb }) => {
+    const dgram = await import("node:dgram");
+    const pid = lb.child.pid!;
+    const sockets = await Promise.all(
+      Array.from({ length: 200 }, () =>
+        new Promise<import("node:dgram").Socket>((resolve) => {
+          const s = dgram.createSocket("udp4");
+          s.on("message", () => {});
+          s.bind(0, "127.0.0.12", () => resolve(s));
+        })),
+    );
+    try {
+      let seed = 7;
+      const random = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+      const rssBefore = residentKiB(pid);
+      // 4,000 datagrams, 40 every 20 ms (2,000 a second), sizes 0 to 65,507.
+      for (let i = 0; i < 4000; i += 40) {
+        for (let j = 0; j < 40; j++) {
+          const size = random() < 0.1 ? 65_507 : Math.floor(random() * 2000);
+          const data = new Uint8Array(size).map(() => Math.floor(random() * 256));
+          sockets[(i + j) % sockets.length].send(data, port, "127.0.0.1");
+        }
+        await sleep(20);
+      }
+      assert.equal(await udpText(port, "still there"), "still there");
+      assert.equal(lb.child.exitCode, null, "balance still runs");
+      await until(() => status(port), (rs) => rs[0].c <= 1, "the sessions to time out", { ms: 15_000 });
+      const grown = residentKiB(pid) - rssBefore;
+      assert.ok(grown < 200 * 1024, `resident memory grew by ${grown} KiB`);
+    } finally {
+      for (const s of sockets) s.close();
+    }
+  });
+});
+
+// The resident set of process `pid`, in KiB.
+function residentKiB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+}

@@ -40,6 +40,8 @@ export interface Daemon {
   ports: number[];
   /** Its private directory: configuration, pid file, logs. */
   dir: string;
+  /** Its process id, for signals (`kill -STOP` a server that stops answering). */
+  pid: number;
   /** What it wrote on stdout and stderr so far. */
   output(): string;
   /** Kills it (SIGTERM, then SIGKILL), waits for the exit, removes its directory. */
@@ -113,6 +115,7 @@ export async function startDaemon(spec: DaemonSpec): Promise<Daemon> {
     port,
     ports,
     dir,
+    pid: child.pid!,
     output: () => output,
     stop: async () => {
       signal("SIGTERM");

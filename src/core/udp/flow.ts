@@ -32,6 +32,8 @@ export class UdpFlow implements SessionLink {
   private pending: Uint8Array[] = [];
   /** `--proxy-protocol v2`: the header in front of every datagram to the channel. */
   private header: Uint8Array | undefined = undefined;
+  /** Datagrams sent to the channel, and received from it. */
+  private requests = 0;
   private responses = 0;
   private closed = false;
 
@@ -86,8 +88,10 @@ export class UdpFlow implements SessionLink {
     this.relay.clients.send(datagram, this.port, this.address);
     session.rcvd += datagram.length;
     session.channel!.countDatagramRcvd(datagram.length);
+    // As nginx's proxy_responses: N answers for each datagram sent, so a
+    // client with two queries in flight on one port gets both answers.
     const limit = this.relay.udp.responses;
-    if (limit > 0 && ++this.responses >= limit) session.abort("responses");
+    if (limit > 0 && ++this.responses >= limit * this.requests) session.abort("responses");
   }
 
   /** The channel answered with an ICMP port unreachable: a failed connect, and the session ends. */
@@ -112,6 +116,7 @@ export class UdpFlow implements SessionLink {
     const session = this.session;
     session.relaying("->", datagram);
     this.socket!.send(out);
+    this.requests++;
     session.sent += datagram.length;
     session.channel!.countDatagramSent(datagram.length);
   }

@@ -30,9 +30,9 @@ export interface UdpSettings {
   only: boolean;
   /** `--udp-timeout`: a session no datagram crossed for this long ends. */
   timeoutMs: number;
-  /** `--udp-responses`: a session ends after this many datagrams from its channel; 0 = never. */
+  /** `--udp-responses`: a session ends once its channel sent this many datagrams for each of the client's; 0 = never. */
   responses: number;
-  /** `--udp-max-sessions`: most sessions at once; Infinity = as many as descriptors allow. */
+  /** Most sessions at once, over every thread: `--udp-max-sessions` within the descriptors (one each). */
   maxSessions: number;
 }
 
@@ -164,7 +164,8 @@ export class DatagramRelay {
   }
 
   private open(key: string, address: string, port: number): UdpFlow | undefined {
-    if (this.flows.size >= this.udp.maxSessions || !this.listener.admit()) {
+    // Every thread's sessions count: the cap is the instance's, as the descriptors are.
+    if (this.balancer.state.udpSessions >= this.udp.maxSessions) {
       this.drop("over-cap");
       return undefined;
     }
