@@ -357,3 +357,29 @@ test("command line: a malformed --allow/--deny/--proxy-from SPEC is one line nam
   fails(["--accept-proxy", "--proxy-from", "::1/129", "80"], /^invalid address \(--proxy-from\) '::1\/129'/);
   assert.equal(parse("--accept-proxy", "--proxy-from", "127.0.0.2", "80", "a").access.proxyFrom, "127.0.0.2");
 });
+
+test("command line: --udp and --udp-only with their options and defaults; TCP only without them", () => {
+  assert.equal(parse("80", "a:53").udp, undefined);
+  assert.deepEqual(parse("--udp", "53", "a:53").udp, { only: false, timeout: 30, responses: 0 });
+  assert.deepEqual(
+    parse("--udp-only", "--udp-timeout", "5", "--udp-responses", "1", "--udp-max-sessions", "100", "53", "a:53").udp,
+    { only: true, timeout: 5, responses: 1, maxSessions: 100 },
+  );
+  assert.deepEqual(parse("--udp", "--proxy-protocol", "v2", "53", "a:53").proxyProtocol, 2);
+});
+
+test("command line: what UDP cannot do is a one-line usage error naming it", () => {
+  fails(["--udp", "--udp-only", "53", "a:53"], /^--udp and --udp-only exclude each other$/);
+  fails(["--udp-timeout", "5", "53", "a:53"], /^option --udp-timeout needs --udp or --udp-only$/);
+  fails(["--udp-responses", "1", "53", "a:53"], /^option --udp-responses needs --udp or --udp-only$/);
+  fails(["--udp", "--udp-timeout", "0", "53", "a:53"], /UDP timeout \(--udp-timeout\) '0'/);
+  fails(["--udp", "--udp-max-sessions", "0", "53", "a:53"], /UDP sessions \(--udp-max-sessions\) '0'/);
+  fails(["--udp", "--udp-responses", "x", "53", "a:53"], /UDP responses \(--udp-responses\) 'x'/);
+  fails(["--udp", "--proxy-protocol", "v1", "53", "a:53"], /^--proxy-protocol v1 cannot go with UDP/);
+  fails(["--udp-only", "--accept-proxy", "53", "a:53"], /^--accept-proxy reads TCP streams/);
+  fails(["--udp-only", "--sni", "a=@a", "53", "x:1", "@a", "a:53"], /^--sni reads TLS over TCP/);
+  fails(["--udp-only", "--check", "53", "a:53"], /^--check with --udp-only needs --check-send/);
+  // With --udp the checks stay TCP connects, and --accept-proxy applies to the TCP clients.
+  assert.ok(parse("--udp", "--check", "--accept-proxy", "53", "a:53").check);
+  assert.ok(parse("--udp-only", "--check", "--check-send", "\\x00", "53", "a:53").check);
+});
