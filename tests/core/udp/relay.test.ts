@@ -79,7 +79,7 @@ test("udp relay: --udp-responses N ends a session once N answers came for each c
   f.relay.receive(bytes("q1"), "10.0.0.7", 4000);
   f.relay.receive(bytes("q2"), "10.0.0.7", 4000);
   await f.connectAll();
-  assert.deepEqual(f.records, []);
+  assert.equal(f.records.length, 0);
   const [flow] = f.flows;
   flow.fromChannel(bytes("r1"));
   assert.equal(f.relay.sessions, 1, "two queries in flight: one answer is not the end");
