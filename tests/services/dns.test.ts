@@ -1,10 +1,8 @@
 /**
  * DNS through balance to two real dnsmasq servers, as docs/services.md
- * says: `dig +tcp` gets its answer through balance, and successive queries
- * alternate between the servers (each answers a different address for the
- * same name).
- *
- * DNS over UDP: its test goes here once balance relays datagrams.
+ * says: `dig` gets its answer through balance over UDP and over TCP, and
+ * successive queries alternate between the servers (each answers a
+ * different address for the same name).
  */
 import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
@@ -17,7 +15,7 @@ const skip = missing({ dnsmasq: "dnsmasq-base", dig: "dnsutils" });
 const ANSWERS = { "192.0.2.1": "ns1", "192.0.2.2": "ns2" } as Record<string, string>;
 
 test(
-  "services dns: dig +tcp through balance gets answers from two dnsmasq servers, alternating",
+  "services dns: dig over UDP and over TCP through balance --udp gets answers from two dnsmasq servers, alternating",
   { skip },
   async () => {
     const [dig, ...digArgs] = words(recipe("dns-client", { "@10.0.0.10": "@127.0.0.1" }));
@@ -33,17 +31,27 @@ test(
             "10.0.0.2:53": `127.0.0.1:${ns2.port}`,
           }));
         await withBalancer({ args }, async ({ port }) => {
-          const answered: string[] = [];
-          for (let i = 0; i < 4; i++) {
-            const r = await runClient(dig, [...digArgs, "-p", String(port), "+short", "+time=5", "+tries=1"]);
-            assert.equal(r.code, 0, `dig exited ${r.code}: ${r.stdout}${r.stderr}`);
-            const server = ANSWERS[r.stdout.trim()];
-            assert.ok(server, `an answer of ns1 or ns2: ${JSON.stringify(r.stdout)}`);
-            answered.push(server);
+          for (const over of [[], ["+tcp"]]) {
+            const answered: string[] = [];
+            for (let i = 0; i < 4; i++) {
+              const r = await runClient(dig, [
+                ...digArgs,
+                ...over,
+                "-p",
+                String(port),
+                "+short",
+                "+time=5",
+                "+tries=1",
+              ]);
+              assert.equal(r.code, 0, `dig exited ${r.code}: ${r.stdout}${r.stderr}`);
+              const server = ANSWERS[r.stdout.trim()];
+              assert.ok(server, `an answer of ns1 or ns2 ${over}: ${JSON.stringify(r.stdout)}`);
+              answered.push(server);
+            }
+            const [first] = answered;
+            const other = first === "ns1" ? "ns2" : "ns1";
+            assert.deepEqual(answered, [first, other, first, other], `alternating ${over}`);
           }
-          const [first] = answered;
-          const other = first === "ns1" ? "ns2" : "ns1";
-          assert.deepEqual(answered, [first, other, first, other]);
         });
       } finally {
         await ns2.stop();
@@ -53,5 +61,3 @@ test(
     }
   },
 );
-
-// DNS over UDP through balance: the place for its test, once UDP is relayed.
