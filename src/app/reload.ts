@@ -56,6 +56,7 @@ const FLAGS: Partial<Record<keyof Config, string>> = {
   proxyProtocol: "--proxy-protocol",
   acceptProxy: "--accept-proxy",
   clientTable: "--client-table",
+  ftp: "--ftp and its options",
 };
 
 /**

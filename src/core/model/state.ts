@@ -36,7 +36,8 @@ const CHANNEL_COUNTERS = 20;
  * Float64 counters of the whole balancer per writer: clients, clients
  * rejected, clients refused for their PROXY header, clients denied by a
  * rule, clients refused by a per-client limit (concurrent, rate), clients
- * refused for their TLS ClientHello (`--sni`).
+ * refused for their TLS ClientHello (`--sni`), FTP data connections
+ * refused for coming from the wrong address (`--ftp`).
  */
 const CLIENTS = 0;
 const REJECTED = 1;
@@ -45,7 +46,8 @@ const DENIED = 3;
 const LIMITED_CONCURRENT = 4;
 const LIMITED_RATE = 5;
 const SNI_REFUSED = 6;
-const GLOBAL_COUNTERS = 7;
+const FTP_DATA_REFUSED = 7;
+const GLOBAL_COUNTERS = 8;
 
 /** The cells of one channel, wherever they live. */
 export interface ChannelCells {
@@ -133,6 +135,16 @@ export class SharedState {
   /** Counts a client closed for a malformed, oversized or late ClientHello (`--sni`). */
   countSniRefused(): void {
     this.mine[SNI_REFUSED]++;
+  }
+
+  /** Counts a connection to an FTP data listener from another address than the one expected (`--ftp`). */
+  countFtpDataRefused(): void {
+    this.mine[FTP_DATA_REFUSED]++;
+  }
+
+  /** Connections ever counted by {@link countFtpDataRefused}, all writers together; never reset. */
+  get ftpDataRefused(): number {
+    return this.sum(FTP_DATA_REFUSED);
   }
 
   /** Clients ever counted by {@link countSniRefused}, all writers together; never reset. */
