@@ -14,6 +14,7 @@ export const USAGE = `usage:
           [--proxy-protocol v1|v2] [--accept-proxy [--proxy-from spec]] \\
           [--allow spec] [--deny spec] [--max-per-client N] [--rate-per-client N[/sec]] \\
           [--client-table N] [--sni pattern=@name ... [--sni-default @name]] \\
+          [--ftp [--ftp-address addr] [--ftp-data-ports lo-hi]] \\
           [--check [--check-interval sec] [--check-timeout sec] [--rise N] [--fall N] \\
            [--check-send str] [--check-expect str] [--check-exec cmd]] \\
           port [h1[:p1[:maxc1[:weight1[:dis]]]] [!%+]] [@name] [ ... hN[:pN[:maxcN[:weightN[:dis]]]]]
@@ -84,6 +85,11 @@ export const USAGE = `usage:
                    repeatable. The ClientHello (16 KiB at most) must come within -t
   --sni-default @NAME   where clients go with no server name, one no --sni matches, or a
                    first byte that is not TLS (default: the default service)
+  --ftp          FTP: data connections follow their control connection; PASV/EPSV replies
+                   and PORT/EPRT commands are rewritten to name balance's data listeners
+  --ftp-address ADDR    with --ftp: the IPv4 address PASV replies name (balance's public
+                   address behind NAT; default: the address the client connected to)
+  --ftp-data-ports LO-HI  with --ftp: the ports data listeners use (default: the OS's choice)
   --help, -h     this text
   --version, -V  the version
 

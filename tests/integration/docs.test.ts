@@ -57,6 +57,7 @@ const DOCS_PAGES = [
   "docs/proxy-protocol.md",
   "docs/access.md",
   "docs/sni.md",
+  "docs/ftp.md",
 ];
 
 test("docs: README links docs/ and the man page, and every relative Markdown link resolves in the repository", () => {
