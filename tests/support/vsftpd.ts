@@ -32,19 +32,87 @@ export function vsftpdUnavailable(): string | false {
   return false;
 }
 
-/** A running vsftpd and its files. */
-export interface Vsftpd extends Daemon {
+/** One vsftpd's files: its configuration, its root, what `pub/` holds. */
+export interface VsftpdFiles {
   /** The address it listens on. */
   address: string;
+  /** Its configuration file. */
+  conf: string;
   /** Its root: `pub/` to download from, `upload/` to upload to. */
   root: string;
-  /** `pub/<name>` holds these bytes. */
+  /** `pub/<name>` holds these bytes: `id.txt` the server's name, `data.bin` random bytes. */
   files: Record<string, Buffer>;
 }
 
+/** What a vsftpd serves and where. */
+export interface VsftpdOptions {
+  /** Bytes of `pub/data.bin` (default 256 KiB). */
+  size?: number;
+  /** Its passive ports (default 30000-30999). */
+  pasv?: [number, number];
+}
+
 /**
- * Starts vsftpd on `address` (a free port) with `pub/id.txt` holding `name`
- * and `pub/data.bin` holding `size` random bytes; passive ports in `pasv`.
+ * Writes the configuration and root of a vsftpd named `name` listening on
+ * `address`:`port` into `dir`.
+ *
+ * @example
+ * ```ts
+ * const s1 = prepareVsftpd(lab.dir, "a", "198.18.11.2", 21);
+ * lab.spawn("s1", [VSFTPD!, s1.conf]);
+ * ```
+ */
+export function prepareVsftpd(
+  dir: string,
+  name: string,
+  address: string,
+  port: number,
+  { size = 256 * 1024, pasv = [30000, 30999] }: VsftpdOptions = {},
+): VsftpdFiles {
+  const files = { "id.txt": Buffer.from(`${name}\n`), "data.bin": randomBytes(size) };
+  mkdirSync("/var/run/vsftpd/empty", { recursive: true });
+  const root = join(dir, `root-${name}`);
+  mkdirSync(join(root, "pub"), { recursive: true });
+  mkdirSync(join(root, "upload"));
+  // vsftpd refuses a root its anonymous user may write; only upload/ is.
+  chownSync(join(root, "upload"), ftpUid(), -1);
+  for (const [file, bytes] of Object.entries(files)) writeFileSync(join(root, "pub", file), bytes);
+  const conf = join(dir, `vsftpd-${name}.conf`);
+  writeFileSync(
+    conf,
+    [
+      "listen=YES",
+      `listen_address=${address}`,
+      `listen_port=${port}`,
+      "background=NO",
+      "anonymous_enable=YES",
+      "local_enable=NO",
+      `anon_root=${root}`,
+      "no_anon_password=YES",
+      "write_enable=YES",
+      "anon_upload_enable=YES",
+      "anon_umask=022",
+      "ftp_username=ftp",
+      "pasv_enable=YES",
+      `pasv_min_port=${pasv[0]}`,
+      `pasv_max_port=${pasv[1]}`,
+      "port_enable=YES",
+      "connect_from_port_20=NO",
+      "seccomp_sandbox=NO",
+      "xferlog_enable=NO",
+      "secure_chroot_dir=/var/run/vsftpd/empty",
+      "",
+    ].join("\n"),
+  );
+  return { address, conf, root, files };
+}
+
+/** A running vsftpd on loopback and its files. */
+export type Vsftpd = Daemon & VsftpdFiles;
+
+/**
+ * Starts vsftpd on `address` (a free port) with {@link prepareVsftpd}'s
+ * files.
  *
  * @example
  * ```ts
@@ -52,54 +120,18 @@ export interface Vsftpd extends Daemon {
  * try { ... } finally { await ftp.stop(); }
  * ```
  */
-export async function startVsftpd(
-  name: string,
-  address: string,
-  { size = 256 * 1024, pasv = [30000, 30999], extra = "" }: { size?: number; pasv?: number[]; extra?: string } = {},
-): Promise<Vsftpd> {
-  const files = { "id.txt": Buffer.from(`${name}\n`), "data.bin": randomBytes(size) };
-  mkdirSync("/var/run/vsftpd/empty", { recursive: true });
-  let root = "";
+export async function startVsftpd(name: string, address: string, options: VsftpdOptions = {}): Promise<Vsftpd> {
+  let prepared: VsftpdFiles | undefined;
   const daemon = await startDaemon({
     name: `vsftpd-${name}`,
     program: VSFTPD!,
     files(dir, port) {
-      root = join(dir, "root");
-      mkdirSync(join(root, "pub"), { recursive: true });
-      mkdirSync(join(root, "upload"));
-      // vsftpd refuses a root its anonymous user may write; only upload/ is.
-      chownSync(join(root, "upload"), ftpUid(), -1);
-      for (const [file, bytes] of Object.entries(files)) writeFileSync(join(root, "pub", file), bytes);
-      return {
-        "vsftpd.conf": [
-          "listen=YES",
-          `listen_address=${address}`,
-          `listen_port=${port}`,
-          "background=NO",
-          "anonymous_enable=YES",
-          "local_enable=NO",
-          `anon_root=${root}`,
-          "no_anon_password=YES",
-          "write_enable=YES",
-          "anon_upload_enable=YES",
-          "anon_umask=022",
-          "ftp_username=ftp",
-          "pasv_enable=YES",
-          `pasv_min_port=${pasv[0]}`,
-          `pasv_max_port=${pasv[1]}`,
-          "port_enable=YES",
-          "connect_from_port_20=NO",
-          "seccomp_sandbox=NO",
-          "xferlog_enable=NO",
-          "secure_chroot_dir=/var/run/vsftpd/empty",
-          extra,
-          "",
-        ].join("\n"),
-      };
+      prepared = prepareVsftpd(dir, name, address, port, options);
+      return {};
     },
-    args: (dir) => [join(dir, "vsftpd.conf")],
+    args: () => [prepared!.conf],
   });
-  return { ...daemon, address, root, files };
+  return { ...daemon, ...prepared! };
 }
 
 function ftpUid(): number {
