@@ -218,12 +218,13 @@ print("final", reply(True).strip(), flush=True)
 print("sha", h.hexdigest(), n, flush=True)
 `;
 
-// The stranger connects to a data port and reports how many bytes it got.
+// The stranger connects to a data port and reports how many bytes it got
+// (closed or reset, even before the connect returns: none).
 const STRANGER_PY = `
 import socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
 n = 0
 try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
     while True:
         b = s.recv(65536)
         if not b: break
