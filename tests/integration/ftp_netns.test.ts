@@ -134,7 +134,7 @@ test(
           ]);
           assert.equal(up.code, 0, `${mode} upload: ${up.stderr}`);
           const landed = servers.find((s) => existsSync(join(s.root, "upload", `${mode}-${i}.bin`)))!;
-        served.push(landed.address);
+          served.push(landed.address);
           assert.equal(sha(readFileSync(join(landed.root, "upload", `${mode}-${i}.bin`))), sha(readFileSync(got)));
           if (mode === "PASV") {
             const port = /< 227 Entering Passive Mode \(198,18,10,2,(\d+),(\d+)\)/.exec(r.stderr);
