@@ -14,7 +14,6 @@
 import { spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import * as net from "node:net";
-import process from "node:process";
 import { parseArgs } from "node:util";
 import { balanceCommand, balanceEnv } from "../tests/support/balance.ts";
 import { freePort } from "../tests/support/net.ts";
@@ -53,7 +52,7 @@ function session(port: number, commands: string[], data?: (reply: string) => Pro
     const socket = net.connect({ port, host: "127.0.0.1" });
     const script = ["USER anonymous", ...commands, "QUIT"];
     let buffered = "";
-    socket.on("data", async (d) => {
+    socket.on("data", (d) => {
       buffered += d.toString("latin1");
       let end;
       while ((end = buffered.indexOf("\n")) >= 0) {
