@@ -2,6 +2,7 @@ import type { GroupSpec } from "../core/config/grammar.ts";
 import type { HealthSettings } from "../core/health/health.ts";
 import type { AccessSettings } from "../core/access/gate.ts";
 import type { SniRoute } from "../core/tls/sni_routes.ts";
+import type { FtpSettings } from "../core/ftp/sessions.ts";
 
 /** What a command line asks for. */
 export type Mode = "serve" | "control" | "interactive" | "list" | "help" | "version";
@@ -61,6 +62,8 @@ export interface Config {
   sni: SniRoute[];
   /** `--sni-default @NAME`: the service of clients no `--sni` places; absent, the default service. */
   sniDefault?: string;
+  /** `--ftp`, `--ftp-address`, `--ftp-data-ports`; undefined = bytes pass untouched. */
+  ftp?: FtpSettings;
   /** `--client-table`: clients the per-client limits remember. */
   clientTable: number;
   /** `--udp`/`--udp-only` and their options; undefined = TCP only. */

@@ -254,6 +254,7 @@ function serveOptions(
       responses: config.udp.responses,
       maxSessions: Math.min(config.udp.maxSessions ?? Infinity, sessionBudget(fileLimit)),
     },
+    ftp: config.ftp,
     // One table for every thread, made here and shared with workers.
     gate: new ClientGate(ClientTable.create(config.clientTable), s.balancer.state, warn, config.access),
   };
@@ -436,7 +437,9 @@ function logStarted(
       protocols(config)
     } in ${workers} thread(s), ${s.balancer.groups.length} group(s)${
       proxy.accept ? ", PROXY header required from clients" : ""
-    }${proxy.send ? `, PROXY v${proxy.send} header sent to channels` : ""}${accessSummary(config.access)}${
+    }${proxy.send ? `, PROXY v${proxy.send} header sent to channels` : ""}${ftpSummary(config)}${
+      accessSummary(config.access)
+    }${
       metricsServer ? `, metrics ${formatHostPort(config.metrics!.host, metricsServer.port)}` : ""
     }, control ${control}`,
   );
@@ -464,6 +467,13 @@ function protocols({ udp }: Config): string {
 // `--sni`: built once per configuration; absent, nothing is read ahead.
 function sniOf(config: Config): SniRouting | undefined {
   return config.sni.length ? sniRouting(config.sni, config.sniDefault ?? "") : undefined;
+}
+
+// `--ftp` and its options, for the start line: whether data connections follow.
+function ftpSummary({ ftp }: Config): string {
+  if (!ftp) return "";
+  const ports = ftp.ports ? ` on ports ${ftp.ports.lo}-${ftp.ports.hi}` : "";
+  return `, FTP data connections followed${ports}${ftp.address ? `, passive replies naming ${ftp.address}` : ""}`;
 }
 
 // The access settings in force, for the start line: what an operator checks first.

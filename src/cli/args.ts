@@ -17,6 +17,8 @@ import { parsePrefixList, type RuleAction } from "../core/access/rules.ts";
 import { parseSniRoute, type SniRoute, sniRouting } from "../core/tls/sni_routes.ts";
 import { shown } from "../core/util/shown.ts";
 import { type Config, DEFAULTS, type Mode, UDP_TIMEOUT, type UdpConfig } from "../app/config.ts";
+import type { FtpSettings } from "../core/ftp/sessions.ts";
+import { plainAddress } from "../core/ftp/addresses.ts";
 
 // Large enough for any real timeout, small enough for setTimeout (2^31 ms).
 const MAX_TIMEOUT_SEC = 2_000_000;
@@ -120,6 +122,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
       ? withLeastConnection(channelGroups(channelArgs, listenPort, lookup, positionalAt), v.L ?? false)
       : [],
     sni: [],
+    ftp: parseFtp(v, given, optionAt),
     checkConfig: v["check-config"] ?? false,
     configFiles: [],
     optionWords: optionWords(tokens),
@@ -175,6 +178,9 @@ const OPTIONS = {
   "udp-timeout": { type: "string" },
   "udp-responses": { type: "string" },
   "udp-max-sessions": { type: "string" },
+  ftp: { type: "boolean" },
+  "ftp-address": { type: "string" },
+  "ftp-data-ports": { type: "string" },
   "check-config": { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
@@ -494,6 +500,39 @@ function checkUdpCombinations(config: Config, optionAt: (name: string) => number
     )
       .at(optionAt("check"));
   }
+}
+
+// `--ftp` and its options, which mean nothing without it. An FTP server
+// speaks first, so nothing can be read ahead of the connect (`--sni`).
+function parseFtp(
+  v: Values,
+  given: <T>(name: StringOption, parse: (text: string) => T) => T | undefined,
+  optionAt: (name: string) => number | undefined,
+): FtpSettings | undefined {
+  if (!v.ftp) {
+    const stray = (["ftp-address", "ftp-data-ports"] as const).find((o) => v[o] !== undefined);
+    if (stray) throw usageError(`option --${stray} needs --ftp`).at(optionAt(stray));
+    return undefined;
+  }
+  if (v.sni?.length) {
+    throw usageError("--ftp and --sni exclude each other: an FTP server speaks first").at(optionAt("ftp"));
+  }
+  const address = given("ftp-address", (t) => {
+    // Announced in 227 replies, which carry only IPv4.
+    if (addressBytes(t)?.length !== 4) {
+      throw usageError(`invalid FTP address (--ftp-address) '${shown(t)}': must be an IPv4 address`);
+    }
+    return plainAddress(t);
+  });
+  const ports = given("ftp-data-ports", (t) => {
+    const m = /^(\d{1,5})-(\d{1,5})$/.exec(t);
+    const [lo, hi] = m ? [Number(m[1]), Number(m[2])] : [0, 0];
+    if (!(lo >= 1 && lo <= hi && hi <= 65535)) {
+      throw usageError(`invalid data ports (--ftp-data-ports) '${shown(t)}': must be LO-HI, 1 <= LO <= HI <= 65535`);
+    }
+    return { lo, hi };
+  });
+  return { ...(address && { address }), ...(ports && { ports }) };
 }
 
 /** More threads than this only add contention on any machine we know of. */

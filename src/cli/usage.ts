@@ -15,6 +15,7 @@ export const USAGE = `usage:
           [--allow spec] [--deny spec] [--max-per-client N] [--rate-per-client N[/sec]] \\
           [--client-table N] [--sni pattern=@name ... [--sni-default @name]] \\
           [--udp | --udp-only] [--udp-timeout sec] [--udp-responses N] [--udp-max-sessions N] \\
+          [--ftp [--ftp-address addr] [--ftp-data-ports lo-hi]] \\
           [--check [--check-interval sec] [--check-timeout sec] [--rise N] [--fall N] \\
            [--check-send str] [--check-expect str] [--check-exec cmd]] \\
           port [h1[:p1[:maxc1[:weight1[:dis]]]] [!%+]] [@name] [ ... hN[:pN[:maxcN[:weightN[:dis]]]]]
@@ -93,6 +94,11 @@ export const USAGE = `usage:
                    the client's (default 0 = never; 1 for DNS, as nginx's proxy_responses)
   --udp-max-sessions N  at most N UDP sessions at once (default: as descriptors allow);
                    a datagram that would open one more is dropped and counted
+  --ftp          FTP: data connections follow their control connection; PASV/EPSV replies
+                   and PORT/EPRT commands are rewritten to name balance's data listeners
+  --ftp-address ADDR    with --ftp: the IPv4 address PASV replies name (balance's public
+                   address behind NAT; default: the address the client connected to)
+  --ftp-data-ports LO-HI  with --ftp: the ports data listeners use (default: the OS's choice)
   --help, -h     this text
   --version, -V  the version
 

@@ -273,6 +273,28 @@ test("command line: --proxy-protocol v1|v2 and --accept-proxy; both off by defau
   }
 });
 
+test("command line: --ftp, --ftp-address and --ftp-data-ports; off by default, the options need --ftp", () => {
+  assert.equal(parse("80", "a").ftp, undefined);
+  assert.deepEqual(parse("--ftp", "80", "a").ftp, {});
+  assert.deepEqual(
+    parse("--ftp", "--ftp-address", "::ffff:203.0.113.5", "--ftp-data-ports", "50000-50099", "21", "a").ftp,
+    { address: "203.0.113.5", ports: { lo: 50000, hi: 50099 } },
+  );
+  assert.deepEqual(parse("--ftp", "--ftp-data-ports=21-21", "21", "a").ftp, { ports: { lo: 21, hi: 21 } });
+  fails(["--ftp-address", "10.0.0.1", "21", "a"], /^option --ftp-address needs --ftp$/);
+  fails(["--ftp-data-ports", "1-2", "21", "a"], /^option --ftp-data-ports needs --ftp$/);
+  for (const bad of ["9-3", "0-10", "1-65536", "50000", "a-b", "-", ""]) {
+    fails(
+      ["--ftp", "--ftp-data-ports", bad, "21", "a"],
+      /^invalid data ports \(--ftp-data-ports\) '.*': must be LO-HI, 1 <= LO <= HI <= 65535$|needs a value/,
+    );
+  }
+  for (const bad of ["::1", "ftp.example", "10.0.0", ""]) {
+    fails(["--ftp", "--ftp-address", bad, "21", "a"], /must be an IPv4 address$|needs a value/);
+  }
+  fails(["--ftp", "--sni", "a.example=@a", "443", "x", "@a", "y"], /^--ftp and --sni exclude each other/);
+});
+
 test("args: the options in force as words for dump: each once (the last), -f -d -L left out, values quoted when needed", () => {
   const config = parseCommandLine(
     ["-fd", "-t", "3", "-L", "--check", "--check-exec", "/bin/check -q", "-t4", "--check-expect", "#ok", "80", "a"],

@@ -58,6 +58,7 @@ const DOCS_PAGES = [
   "docs/access.md",
   "docs/sni.md",
   "docs/services.md",
+  "docs/ftp.md",
 ];
 
 test("docs: README links docs/ and the man page, and every relative Markdown link resolves in the repository", () => {

@@ -19,6 +19,7 @@ import { Listener } from "../../core/session/listener.ts";
 import type { Session } from "../../core/session/session.ts";
 import { listenError } from "../../core/util/errors.ts";
 import type { ServeOptions, Server } from "../types.ts";
+import type { DataSockets } from "../../core/ftp/data.ts";
 export { openSyslogSocket } from "./syslog.ts";
 export { datagramReusePort, serveDatagrams } from "./datagram.ts";
 export { makeProbe } from "./probe.ts";
@@ -100,7 +101,7 @@ const clientHandlers: SocketHandler<Pipe> = {
 export function serve(balancer: Balancer, options: ServeOptions): Promise<Server> {
   // Bun accepts on its own: a client beyond the descriptor budget is turned
   // away at once rather than failing later.
-  const listener = new Listener(balancer, options, "turn-away");
+  const listener = new Listener(balancer, options, "turn-away", dataSockets);
   const serving: Serving = {
     listenPort: options.port,
     from: options.sourceAddress ? { localAddress: options.sourceAddress } : {},
@@ -141,6 +142,33 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
     endConnections: () => listener.endAll(),
   });
 }
+
+// --ftp: a data listener. Each connection the core admits goes the way of a
+// client's; the others are closed, and it listens on until the core closes it.
+const dataSockets: DataSockets = {
+  listen(host, port, from, accept) {
+    const serving: Serving = { listenPort: port, from: from ? { localAddress: from } : {} };
+    const socket = Bun.listen<Pipe>({
+      hostname: host,
+      port,
+      allowHalfOpen: true,
+      socket: {
+        ...clientHandlers,
+        open(client) {
+          const pipe = new Pipe(client, serving);
+          const session = accept(pipe, client.remoteAddress);
+          if (!session) return void client.terminate();
+          client.setKeepAlive(true);
+          client.data = pipe;
+          pipe.session = session;
+          connectPipe(pipe).catch(session.listener.unexpected);
+        },
+      },
+    });
+    serving.listenPort = socket.port;
+    return { port: socket.port, close: () => socket.stop(false) };
+  },
+};
 
 // --accept-proxy: the client's bytes until its header is in; then the connect.
 function inspect(pipe: Pipe, chunk: Uint8Array): void {

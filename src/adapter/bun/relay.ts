@@ -69,6 +69,10 @@ export class Pipe implements SessionLink {
     return this.client.remotePort;
   }
 
+  serverLocalAddress(): string {
+    return this.server!.localAddress;
+  }
+
   // The listener's port is every client's local port: no getsockname for it.
   endpoints(): ProxyEndpoints {
     const client = this.client;
@@ -151,7 +155,7 @@ export function forwardChunk(
   dst: Socket<unknown>,
   chunk: Uint8Array,
 ): void {
-  pipe.session.relaying(flow.direction, chunk);
+  chunk = pipe.session.relaying(flow.direction, chunk);
   if (flow.pending) {
     // Only reachable if data raced a pause: keep order, hold it too.
     flow.pending = concatBytes(flow.pending, chunk);

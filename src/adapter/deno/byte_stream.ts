@@ -80,4 +80,21 @@ export class NodeSocketStream implements ByteStream {
   close(): void {
     this.socket.destroy();
   }
+
+  /** The local address the socket is bound to. */
+  get localAddress(): string {
+    return this.socket.localAddress ?? "";
+  }
+}
+
+/**
+ * The local address of a connection to a channel, whichever kind it is.
+ *
+ * @example
+ * ```ts
+ * localAddressOf(await Deno.connect({ hostname: "127.0.0.1", port: 80 })); // "127.0.0.1"
+ * ```
+ */
+export function localAddressOf(stream: ByteStream): string {
+  return stream instanceof NodeSocketStream ? stream.localAddress : (stream as Deno.TcpConn).localAddr.hostname;
 }

@@ -26,6 +26,7 @@ export { makeProbe } from "../probe.ts";
 import { dialChannel, type DialOptions } from "./dial.ts";
 import { closeQuietly, Pipe } from "./relay.ts";
 import type { ByteStream } from "./byte_stream.ts";
+import type { DataAccept, DataSockets } from "../../core/ftp/data.ts";
 
 /**
  * Listens on `options.hostname:port` and relays every client to a channel
@@ -49,7 +50,7 @@ export function serve(balancer: Balancer, options: ServeOptions): Promise<Server
     throw listenError(err, formatHostPort(options.hostname, options.port));
   }
   // Deno accepts when asked: at the descriptor budget, clients wait in the kernel's queue.
-  const listener = new Listener(balancer, options, "wait");
+  const listener = new Listener(balancer, options, "wait", dataSockets);
   const dial: DialOptions = { sourceAddress: options.sourceAddress };
   let closing = false;
   const finished = acceptLoop(socket, listener, dial, () => closing);
@@ -127,8 +128,48 @@ async function handleClient(client: Deno.TcpConn, listener: Listener, dial: Dial
     if (!(step instanceof Uint8Array)) return;
     if (step.length > 0) early = step;
   }
+  await connectAndRelay(pipe, early);
+}
+
+// --ftp: a data listener. Each connection the core admits goes the way of a
+// client's; the others are closed, and it listens on until the core closes it.
+const dataSockets: DataSockets = {
+  listen(host, port, from, accept) {
+    const socket = Deno.listen({ hostname: host, port, transport: "tcp" });
+    acceptData(socket, { sourceAddress: from }, accept);
+    return { port: socket.addr.port, close: () => closeQuietly(socket) };
+  },
+};
+
+async function acceptData(socket: Deno.TcpListener, dial: DialOptions, accept: DataAccept): Promise<void> {
+  for (;;) {
+    let conn: Deno.TcpConn;
+    try {
+      conn = await socket.accept();
+    } catch {
+      return; // closed
+    }
+    const pipe = new Pipe(conn, dial);
+    const session = accept(pipe, conn.remoteAddr.hostname);
+    if (!session) {
+      closeQuietly(conn);
+      continue;
+    }
+    conn.setNoDelay(true);
+    conn.setKeepAlive(true);
+    pipe.session = session;
+    connectAndRelay(pipe, undefined).catch(session.listener.unexpected);
+  }
+}
+
+// The session's connect (a channel, or an FTP data connection's end), its
+// opening bytes, then the relay.
+async function connectAndRelay(pipe: Pipe, early: Uint8Array | undefined): Promise<void> {
+  const session = pipe.session;
   const server = await session.connect(dialFor, closeQuietly);
   if (!server) return;
+  // Before the opening: --ftp may ask for its local address.
+  pipe.server = server;
   const opening = session.opening(early);
   // A failed write shows in the relay's first read or write.
   if (opening && await writeAll(server, opening).then(() => true, () => false)) {

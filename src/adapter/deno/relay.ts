@@ -1,7 +1,7 @@
 import type { Direction } from "../../core/observe/packet_dump.ts";
 import type { ProxyEndpoints } from "../../core/proxy/proxy_header_reader.ts";
 import type { Session, SessionLink, Side } from "../../core/session/session.ts";
-import type { ByteStream } from "./byte_stream.ts";
+import { type ByteStream, localAddressOf } from "./byte_stream.ts";
 import type { DialOptions } from "./dial.ts";
 
 /**
@@ -33,8 +33,8 @@ export type CopyEnd = "fin" | "read-failed" | "write-failed";
 
 /**
  * Copies bytes from `from` to `to` until `from` ends, then half-closes `to`;
- * the session sees each chunk before it is written (`-p`) and counts it once
- * written. A read waits until the previous chunk is fully written, which is
+ * the session sees each chunk before it is written (`-p`, and `--ftp`'s
+ * rewriting) and counts what it gives back once written. A read waits until the previous chunk is fully written, which is
  * the backpressure: a slow reader on `to` stops reads from `from` and nothing
  * piles up in memory. Never rejects: a failure is its {@link CopyEnd}.
  *
@@ -59,14 +59,13 @@ export async function copyBytes(
       const buffer = large ?? small;
       const n = await from.read(buffer);
       if (n === null) break;
-      const chunk = buffer.subarray(0, n);
-      session.relaying(direction, chunk);
+      const chunk = session.relaying(direction, buffer.subarray(0, n));
       writing = true;
       let written = 0;
-      while (written < n) written += await to.write(chunk.subarray(written));
+      while (written < chunk.length) written += await to.write(chunk.subarray(written));
       writing = false;
-      if (toServer) session.countSent(n);
-      else session.countRcvd(n);
+      if (toServer) session.countSent(chunk.length);
+      else session.countRcvd(chunk.length);
       if (large === undefined && n === SMALL_BUFFER_SIZE) large = takeLarge();
       else if (large !== undefined && n < SMALL_BUFFER_SIZE) {
         giveLarge(large);
@@ -112,6 +111,10 @@ export class Pipe implements SessionLink {
     return this.client.remoteAddr.port;
   }
 
+  serverLocalAddress(): string {
+    return localAddressOf(this.server!);
+  }
+
   endpoints(): ProxyEndpoints {
     const { remoteAddr, localAddr } = this.client;
     return {
@@ -147,8 +150,8 @@ function settle(session: Session, side: Side, end: CopyEnd): void {
   session.abort(reset);
 }
 
-/** Closes a socket that may be closed already (by the peer's reset, or a timeout). */
-export function closeQuietly(stream: ByteStream | Deno.TcpConn): void {
+/** Closes a socket (or a listener) that may be closed already (by the peer's reset, or a timeout). */
+export function closeQuietly(stream: { close(): void }): void {
   try {
     stream.close();
   } catch { /* closed already */ }

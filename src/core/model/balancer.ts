@@ -321,6 +321,24 @@ export class Balancer {
   }
 
   /**
+   * `--ftp`: counts and reports (throttled) a connection to a data listener
+   * from `address`:`port` when only `expected` may connect there; the caller
+   * closes it, and the listener keeps waiting for the right one.
+   *
+   * @example
+   * ```ts
+   * balancer.refuseFtpData("192.0.2.9", 40000, "198.18.0.7");
+   * ```
+   */
+  refuseFtpData(address: string, port: number, expected: string): void {
+    this.state.countFtpDataRefused();
+    this.warn?.(
+      `FTP data connection refused from ${formatHostPort(address, port)}: only ${expected} may connect there`,
+      "FTP data connection refused",
+    );
+  }
+
+  /**
    * `--sni`: counts and reports (throttled) a client closed for its
    * ClientHello: malformed, over 16 KiB, or not whole within `-t`.
    *

@@ -38,7 +38,8 @@ const CHANNEL_COUNTERS = 21;
  * rejected, clients refused for their PROXY header, clients denied by a
  * rule, clients refused by a per-client limit (concurrent, rate), clients
  * refused for their TLS ClientHello (`--sni`); UDP sessions opened and
- * closed, and datagrams dropped by reason (`--udp`).
+ * closed, and datagrams dropped by reason (`--udp`); FTP data connections
+ * refused for coming from the wrong address (`--ftp`).
  */
 const CLIENTS = 0;
 const REJECTED = 1;
@@ -50,7 +51,8 @@ const SNI_REFUSED = 6;
 const UDP_OPENED = 7;
 const UDP_CLOSED = 8;
 const UDP_DROPPED = 9;
-const GLOBAL_COUNTERS = 12;
+const FTP_DATA_REFUSED = 12;
+const GLOBAL_COUNTERS = 13;
 
 /**
  * Why a datagram from a client was dropped: a session beyond
@@ -174,6 +176,16 @@ export class SharedState {
   /** Datagrams ever counted by {@link countUdpDropped} for `reason`, all writers together. */
   udpDropped(reason: DropReason): number {
     return this.sum(UDP_DROPPED + DROP_REASONS.indexOf(reason));
+  }
+
+  /** Counts a connection to an FTP data listener from another address than the one expected (`--ftp`). */
+  countFtpDataRefused(): void {
+    this.mine[FTP_DATA_REFUSED]++;
+  }
+
+  /** Connections ever counted by {@link countFtpDataRefused}, all writers together; never reset. */
+  get ftpDataRefused(): number {
+    return this.sum(FTP_DATA_REFUSED);
   }
 
   /** Clients ever counted by {@link countSniRefused}, all writers together; never reset. */

@@ -128,6 +128,12 @@ export function renderMetrics(sources: MetricsSources): string {
       "Clients closed for a malformed, oversized or late TLS ClientHello (--sni).",
       state.sniRefused,
     ],
+    [
+      "balance_ftp_data_refused_total",
+      "counter",
+      "Connections to an FTP data listener from another address than the client's or the channel's (--ftp).",
+      state.ftpDataRefused,
+    ],
     ["balance_open_connections", "gauge", "Proxied connections open or connecting now.", state.open],
     ["balance_build_info", "gauge", "Always 1: the version and runtime as labels.", 1, build],
     ["process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", process.residentBytes],

@@ -1,6 +1,6 @@
 /**
  * What every client of one listening socket shares: admission within the
- * descriptor budget, the clients still sending their PROXY header and its
+ * descriptor budget (FTP data connections count too), the clients still sending their PROXY header and its
  * timeout, the idle timer, and the sessions a stop has to end.
  *
  * @module
@@ -15,6 +15,8 @@ import { Throttle } from "../observe/throttle.ts";
 import { TimerQueue } from "../util/timer_queue.ts";
 import { errorText } from "../util/errors.ts";
 import { Session, type SessionLink } from "./session.ts";
+import { FtpSession, type FtpSettings } from "../ftp/sessions.ts";
+import type { DataSockets } from "../ftp/data.ts";
 
 /**
  * What a listener's sessions are to do, all values resolved, times in
@@ -42,6 +44,8 @@ export interface ListenerOptions {
   sni?: SniRouting;
   /** `--allow`/`--deny`, `--proxy-from` and the per-client limits; absent, every client is let in. */
   gate?: ClientGate;
+  /** `--ftp`: control connections whose data connections follow them; absent, bytes pass untouched. */
+  ftp?: FtpSettings;
   /** Most proxied connections at once (descriptors allow); undefined = no limit. */
   maxConnections?: number;
   /**
@@ -92,6 +96,8 @@ export class Listener {
   private readonly live: Set<Session<SessionLink>> | undefined;
   /** Clients still sending their PROXY header: they hold descriptors too. */
   private awaiting = 0;
+  /** `--ftp` data listeners and connections: they hold descriptors too. */
+  private dataHeld = 0;
   /** Made by the first client inspected (`--accept-proxy`, `--sni`): none without them. */
   private inspections: TimerQueue<Session> | undefined = undefined;
   private readonly connectTimeouts = new TimerQueue<TimedConnect>((a) => a.timedOut(), 5, () => performance.now());
@@ -107,6 +113,8 @@ export class Listener {
      * closes them at once (`turn-away`: one whose runtime accepts on its own).
      */
     private readonly whenFull: "wait" | "turn-away",
+    /** The adapter's data listeners, for `--ftp`. */
+    readonly data?: DataSockets,
     /** `udp`: the sessions are a datagram relay's (`udp/relay.ts`), logged as such. */
     readonly transport: "tcp" | "udp" = "tcp",
   ) {
@@ -122,7 +130,7 @@ export class Listener {
    * turns it away, as `whenFull` says.
    */
   admit(): boolean {
-    if (this.balancer.openConnections() + this.awaiting < this.max) return true;
+    if (this.balancer.openConnections() + this.awaiting + this.dataHeld < this.max) return true;
     if (this.atLimit.pass() !== undefined) {
       const action = this.whenFull === "wait" ? "new clients wait" : "turning new clients away";
       this.options.warn(`at the limit of ${this.max} connections: ${action}`);
@@ -132,9 +140,19 @@ export class Listener {
 
   /** A client was accepted on `link`: its session, tracked until it finishes. */
   open<L extends SessionLink>(link: L, clientAddress: string): Session<L> {
-    const session = new Session(this, link, clientAddress);
+    const session = this.options.ftp
+      ? new FtpSession(this, link, clientAddress)
+      : new Session(this, link, clientAddress);
     this.live?.add(session);
     return session;
+  }
+
+  /**
+   * `--ftp`: `n` more (or fewer) data listeners or connections hold
+   * descriptors; each counts as a connection against the budget.
+   */
+  holdData(n: number): void {
+    this.dataHeld += n;
   }
 
   /** `session` awaits its first bytes (a PROXY header, a ClientHello), for at most `-t`. */

@@ -34,6 +34,7 @@ import { concatBytes } from "../util/bytes.ts";
  *   abort() { this.client.terminate(); this.server?.terminate(); this.session.finish(); }
  *   clientPort() { return this.client.remotePort; }
  *   endpoints() { return { src: peerOf(this.client), dst: localOf(this.client) }; }
+ *   serverLocalAddress() { return this.server!.localAddress; }
  * }
  * ```
  */
@@ -47,6 +48,8 @@ export interface SessionLink {
   clientPort(): number;
   /** The client and the address it connected to, as the client's socket has them. */
   endpoints(): ProxyEndpoints;
+  /** balance's own address on its connection to the channel (asked only once it is connected, by `--ftp`). */
+  serverLocalAddress(): string;
 }
 
 /**
@@ -121,18 +124,28 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
     undefined;
   /** PROXY header bytes the channel has still to take: not the client's, so not counted. */
   private headerUnsent = 0;
-  private connecting = false;
+  protected connecting = false;
   /** The adapter finished while a connect was in flight: finish once it is settled. */
-  private finishAfterConnect = false;
+  protected finishAfterConnect = false;
   /** A bare connect that sent nothing to an `--accept-proxy` listener: no client at all. */
   private probe = false;
-  private finished = false;
+  protected finished = false;
 
   constructor(readonly listener: Listener, readonly link: L, clientAddress: string) {
     this.clientAddress = clientAddress;
-    const { options } = listener;
     if (listener.needsClientPort) this.clientPort = link.clientPort();
-    this.accepted = options.onConnectionEnd ? performance.now() : 0;
+    this.accepted = listener.options.onConnectionEnd ? performance.now() : 0;
+    this.admit();
+  }
+
+  /**
+   * Who may connect, and what is read first: decided at accept. A subclass
+   * whose connections were admitted otherwise (an FTP data connection, with
+   * its control connection) has nothing to decide here.
+   */
+  protected admit(): void {
+    const { listener, clientAddress } = this;
+    const { options } = listener;
     options.trace?.(`accepted ${formatHostPort(clientAddress, this.clientPort)}`);
     if (options.acceptProxy) {
       // A peer --proxy-from does not name may not even send a header: refused
@@ -336,7 +349,7 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
    * nothing to write.
    */
   opening(early: Uint8Array | undefined): Uint8Array | undefined {
-    if (early) this.relaying("->", early);
+    if (early) early = this.relaying("->", early);
     const version = this.listener.options.proxyProtocol;
     if (!version) return early;
     const { src, dst } = this.proxied ?? this.link.endpoints();
@@ -345,10 +358,15 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
     return early ? concatBytes(header, early) : header;
   }
 
-  /** A chunk was taken from one side and is about to be written to the other (`-p` shows it now). */
-  relaying(direction: Direction, chunk: Uint8Array): void {
+  /**
+   * A chunk was taken from one side: the bytes to write to the other, which
+   * `-p` shows now. They are the chunk itself but where a subclass rewrites
+   * (`--ftp`); what is written is what is counted.
+   */
+  relaying(direction: Direction, chunk: Uint8Array): Uint8Array {
     this.active = true;
     this.listener.options.dump?.(direction, chunk);
+    return chunk;
   }
 
   /** `n` bytes reached the channel: the client's, after any of the PROXY header. */

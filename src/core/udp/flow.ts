@@ -49,6 +49,11 @@ export class UdpFlow implements SessionLink {
     return this.port;
   }
 
+  // Asked only by `--ftp`, whose sessions are TCP's: the relay's own address will do.
+  serverLocalAddress(): string {
+    return this.relay.local.address;
+  }
+
   endpoints(): ProxyEndpoints {
     return { src: { address: this.address, port: this.port }, dst: this.relay.local };
   }

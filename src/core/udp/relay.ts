@@ -112,12 +112,13 @@ export class DatagramRelay {
     /** The address and port clients send to: a PROXY header's destination. */
     readonly local: ProxyEndpoint,
   ) {
-    // A datagram has no header of its own to accept nor a ClientHello to
-    // route by: those are the TCP listener's.
+    // A datagram has no header of its own to accept, no ClientHello to
+    // route by and no FTP command to follow: those are the TCP listener's.
     this.listener = new Listener(
       balancer,
-      { ...options, idleTimeoutMs: udp.timeoutMs, acceptProxy: false, sni: undefined },
+      { ...options, idleTimeoutMs: udp.timeoutMs, acceptProxy: false, sni: undefined, ftp: undefined },
       "turn-away",
+      undefined,
       "udp",
     );
   }

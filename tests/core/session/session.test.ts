@@ -34,6 +34,9 @@ class FakeLink implements SessionLink {
   endpoints() {
     return { src: { address: "10.0.0.7", port: 40000 }, dst: { address: "10.0.0.1", port: 80 } };
   }
+  serverLocalAddress(): string {
+    return "10.0.1.1";
+  }
 }
 
 /** A listener over one channel (or `channels`) that records what it is told. */
