@@ -7,7 +7,8 @@
 import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import { withBalancer } from "../support/balance.ts";
-import { balanceArgs, missing, recipe, runClient, startDnsmasq, words } from "../support/services.ts";
+import { balanceArgs, missing, recipe, runClient, words } from "../support/services.ts";
+import { startDnsmasq } from "../support/dnsmasq.ts";
 
 const skip = missing({ dnsmasq: "dnsmasq-base", dig: "dnsutils" });
 

@@ -1,24 +1,25 @@
 /**
- * dnsmasq as a test fixture: a private instance on loopback answering only
- * from a hosts file the test writes (no upstream, no system files), in the
- * foreground, killed when the test is done or times out.
+ * dnsmasq as a test fixture: a private instance on loopback, in the
+ * foreground, answering only what the test says (no upstream, no system
+ * files): one name and address ({@link startDnsmasq}), or a hosts file the
+ * test rewrites ({@link startDns}); killed when the test is done or times out.
  *
  * @module
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { Resolver } from "node:dns/promises";
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import process from "node:process";
+import { type Daemon, startDaemon } from "./daemon.ts";
 import { freePort } from "./net.ts";
+import { findProgram } from "./netns.ts";
 import { onTimeout } from "./test.ts";
 import { until, within } from "./wait.ts";
 
 /** Where dnsmasq is, if installed. */
-export const DNSMASQ = [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/sbin"]
-  .map((dir) => join(dir, "dnsmasq"))
-  .find((path) => existsSync(path));
+export const DNSMASQ = findProgram("dnsmasq");
 /** Why a test that needs dnsmasq skips; false when it is installed. */
 export const skipWithoutDnsmasq: string | false = !DNSMASQ && "dnsmasq is not installed (Debian package dnsmasq-base)";
 
@@ -94,4 +95,36 @@ export async function startDns(lines: string): Promise<Dns> {
     throw err;
   }
   return dns;
+}
+
+/**
+ * Starts dnsmasq on a free port of 127.0.0.1 (TCP and UDP), answering
+ * `name` with `address` and nothing else: no upstream, no hosts file, no
+ * configuration file.
+ *
+ * @example
+ * ```ts
+ * const ns1 = await startDnsmasq("www.example.test", "192.0.2.1");
+ * try { ... } finally { await ns1.stop(); }
+ * ```
+ */
+export function startDnsmasq(name: string, address: string): Promise<Daemon> {
+  if (!DNSMASQ) throw new Error("dnsmasq is not installed");
+  return startDaemon({
+    name: "dnsmasq",
+    program: DNSMASQ,
+    files: () => ({}),
+    args: (_dir, port) => [
+      "--keep-in-foreground",
+      "--conf-file=/dev/null",
+      "--no-resolv",
+      "--no-hosts",
+      "--listen-address=127.0.0.1",
+      "--bind-interfaces",
+      `--port=${port}`,
+      "--pid-file",
+      "--log-facility=-",
+      `--address=/${name}/${address}`,
+    ],
+  });
 }

@@ -1,7 +1,7 @@
 /**
  * The suite of real services (`tests/services/`): the recipes of
  * docs/services.md, the Debian servers they configure (dnsmasq, Dovecot,
- * Postfix; nginx is in `nginx.ts`), each run privately from a temporary
+ * Postfix; nginx is in `nginx.ts`, dnsmasq in `dnsmasq.ts`), each run privately from a temporary
  * directory on free loopback ports by {@link startDaemon}, and the real
  * clients (curl, dig, swaks) run with a time limit.
  *
@@ -132,39 +132,6 @@ export function runClient(program: string, args: string[], ms = 20_000): Promise
     }, ms);
     child.on("error", (err) => (clearTimeout(timer), reject(err)));
     child.on("close", (code) => (clearTimeout(timer), resolve({ code, stdout, stderr })));
-  });
-}
-
-/**
- * Starts dnsmasq on a free port of 127.0.0.1 (TCP and UDP), answering
- * `name` with `address` and nothing else: no upstream, no hosts file, no
- * configuration file.
- *
- * @example
- * ```ts
- * const ns1 = await startDnsmasq("www.example.test", "192.0.2.1");
- * try { ... } finally { await ns1.stop(); }
- * ```
- */
-export function startDnsmasq(name: string, address: string): Promise<Daemon> {
-  const dnsmasq = findProgram("dnsmasq");
-  if (!dnsmasq) throw new Error("dnsmasq is not installed");
-  return startDaemon({
-    name: "dnsmasq",
-    program: dnsmasq,
-    files: () => ({}),
-    args: (_dir, port) => [
-      "--keep-in-foreground",
-      "--conf-file=/dev/null",
-      "--no-resolv",
-      "--no-hosts",
-      "--listen-address=127.0.0.1",
-      "--bind-interfaces",
-      `--port=${port}`,
-      "--pid-file",
-      "--log-facility=-",
-      `--address=/${name}/${address}`,
-    ],
   });
 }
 
