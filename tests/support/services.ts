@@ -1,8 +1,8 @@
 /**
  * The suite of real services (`tests/services/`): the recipes of
- * docs/services.md, the Debian servers they configure (dnsmasq, Dovecot,
- * Postfix; nginx is in `nginx.ts`, dnsmasq in `dnsmasq.ts`), each run privately from a temporary
- * directory on free loopback ports by {@link startDaemon}, and the real
+ * docs/services.md, the Debian servers they configure (Dovecot, Postfix;
+ * nginx is in `nginx.ts`, dnsmasq in `dnsmasq.ts`), each run privately from
+ * a temporary directory on free loopback ports by {@link startDaemon}, and the real
  * clients (curl, dig, swaks) run with a time limit.
  *
  * The recipes are the documentation's own text: a test takes a block,
