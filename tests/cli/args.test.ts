@@ -405,3 +405,19 @@ test("command line: what UDP cannot do is a one-line usage error naming it", () 
   assert.ok(parse("--udp", "--check", "--accept-proxy", "53", "a:53").check);
   assert.ok(parse("--udp-only", "--check", "--check-send", "\\x00", "53", "a:53").check);
 });
+
+test("command line: the UDP options are words dump writes and a file takes; a reload cannot change them", async () => {
+  const c = parse("--udp-only", "--udp-timeout", "5", "--udp-responses", "1", "--udp-max-sessions", "9", "53", "a:53");
+  assert.deepEqual(c.optionWords, [
+    "--udp-only",
+    "--udp-timeout",
+    "5",
+    "--udp-responses",
+    "1",
+    "--udp-max-sessions",
+    "9",
+  ]);
+  assert.deepEqual(parse(...c.optionWords, "53", "a:53").udp, c.udp, "the words parse to the same settings");
+  const { restartOnlyChanges } = await import("../../src/app/reload.ts");
+  assert.deepEqual(restartOnlyChanges(c, parse("--udp", "53", "a:53")), ["--udp, --udp-only and their options"]);
+});
