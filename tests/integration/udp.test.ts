@@ -33,33 +33,51 @@ interface Udp {
 }
 
 /**
+ * The servers `starts` make, in turn, then balance with `options` before a
+ * free port and `channels(servers)` after it; stops both whatever happened.
+ */
+async function withServers<S>(
+  starts: (() => Promise<S>)[],
+  stop: (server: S) => Promise<void>,
+  options: string[],
+  channels: (servers: S[]) => string[],
+  fn: (f: { port: number; lb: Running; servers: S[] }) => Promise<void>,
+): Promise<void> {
+  const servers: S[] = [];
+  try {
+    for (const start of starts) servers.push(await start());
+    const port = await freePort();
+    // Open sessions hold a stop for the grace period, as connections do: a second will do here.
+    const lb = await startBalance(["--grace", "1", ...options, String(port), ...channels(servers)], port);
+    try {
+      await fn({ port, lb, servers });
+    } finally {
+      assert.equal(await lb.stop(), 0, "balance exits 0");
+    }
+  } finally {
+    for (const server of servers) await stop(server);
+  }
+}
+
+/**
  * UDP backends (`name` or `[name, reply]`), then balance with `options`
  * before a free port and `channels(backends)` (default: every backend, in
  * group 0) after it; stops both whatever happened.
  */
-async function withUdp(
+function withUdp(
   names: (string | [string, UdpReply])[],
   options: string[],
   fn: (udp: Udp) => Promise<void>,
   channels: (backends: UdpBackend[]) => string[] = (bs) => bs.map((b) => `${b.host}:${b.port}`),
 ): Promise<void> {
-  const backends: UdpBackend[] = [];
-  try {
-    for (const n of names) {
-      const [name, reply] = typeof n === "string" ? [n, "name" as const] : n;
-      backends.push(await startUdpBackend(name, reply));
-    }
-    const port = await freePort();
-    // Open sessions hold a stop for the grace period, as connections do: a second will do here.
-    const lb = await startBalance(["--grace", "1", ...options, String(port), ...channels(backends)], port);
-    try {
-      await fn({ port, lb, backends });
-    } finally {
-      assert.equal(await lb.stop(), 0, "balance exits 0");
-    }
-  } finally {
-    for (const b of backends) await b.close();
-  }
+  const starts = names.map((n) => () => typeof n === "string" ? startUdpBackend(n) : startUdpBackend(...n));
+  return withServers(
+    starts,
+    (b) => b.close(),
+    options,
+    channels,
+    ({ port, lb, servers }) => fn({ port, lb, backends: servers }),
+  );
 }
 
 test("udp: --udp relays each datagram both ways unchanged, a session per client port, in round robin; TCP still listens", async () => {
@@ -248,24 +266,13 @@ const skipDns = !findProgram("dnsmasq")
   : false;
 
 /** Two dnsmasq (198.18.0.1 and 198.18.0.2 for web.test), then balance with `options` and `channels(ns1, ns2)`. */
-async function withDnsPair(
+function withDnsPair(
   options: string[],
   fn: (f: { port: number; lb: Running; servers: Daemon[] }) => Promise<void>,
   channels: (servers: Daemon[]) => string[] = (ss) => ss.map((s) => `127.0.0.1:${s.port}`),
 ): Promise<void> {
-  const servers: Daemon[] = [];
-  try {
-    for (const address of ["198.18.0.1", "198.18.0.2"]) servers.push(await startDnsmasq("web.test", address));
-    const port = await freePort();
-    const lb = await startBalance(["--grace", "1", ...options, String(port), ...channels(servers)], port);
-    try {
-      await fn({ port, lb, servers });
-    } finally {
-      assert.equal(await lb.stop(), 0, "balance exits 0");
-    }
-  } finally {
-    for (const s of servers) await s.stop();
-  }
+  const starts = ["198.18.0.1", "198.18.0.2"].map((address) => () => startDnsmasq("web.test", address));
+  return withServers(starts, (s) => s.stop(), options, channels, fn);
 }
 
 /** What `dig` through balance answers for web.test (`+tcp` among `flags` for TCP). */
