@@ -19,7 +19,7 @@ import { freePort } from "../support/net.ts";
 import { control, status, withTempDir } from "../support/helpers.ts";
 import { run } from "../support/tls.ts";
 import { findProgram } from "../support/netns.ts";
-import { startVsftpd, type Vsftpd, vsftpdUnavailable } from "../support/vsftpd.ts";
+import { lftpTransfers, startVsftpd, type Vsftpd, vsftpdUnavailable } from "../support/vsftpd.ts";
 import { until } from "../support/wait.ts";
 
 const skip = vsftpdUnavailable();
@@ -122,20 +122,8 @@ test("ftp: lftp, passive and active, 20 transfers on one control connection, dow
   await withFtp(async ({ port, servers }) => {
     await withTempDir("ftp-lftp", async (dir) => {
       for (const passive of ["on", "off"]) {
-        const gets = Array.from({ length: 10 }, (_, i) => `get pub/data.bin -o ${join(dir, `${passive}-${i}.bin`)}`);
-        const puts = Array.from(
-          { length: 10 },
-          (_, i) => `put ${join(dir, `${passive}-0.bin`)} -o upload/${passive}-${i}.bin`,
-        );
-        const script = [
-          `set ftp:passive-mode ${passive}`,
-          "set net:max-retries 1",
-          "set net:timeout 10",
-          ...gets,
-          ...puts,
-          "bye",
-        ];
-        const r = await run(LFTP, ["-p", String(port), "-e", script.join("; "), "127.0.0.1"], { timeoutMs: 60_000 });
+        const script = lftpTransfers(passive, dir, passive, join(dir, `${passive}-0.bin`));
+        const r = await run(LFTP, ["-p", String(port), "-e", script, "127.0.0.1"], { timeoutMs: 60_000 });
         assert.equal(r.code, 0, `lftp passive ${passive}: ${r.stderr}`);
         // lftp keeps one control connection for the whole script: on one server.
         const server = servers.find((s) => {

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { balanceCommand, balanceEnv } from "../support/balance.ts";
 import { findProgram, type Lab, labUnavailable, type Started, withLab } from "../support/netns.ts";
-import { prepareVsftpd, VSFTPD, type VsftpdFiles, vsftpdUnavailable } from "../support/vsftpd.ts";
+import { lftpTransfers, prepareVsftpd, VSFTPD, type VsftpdFiles, vsftpdUnavailable } from "../support/vsftpd.ts";
 import { until, within } from "../support/wait.ts";
 
 const skip = labUnavailable(["vsftpd", "curl", "lftp", "python3", "ss"]) || vsftpdUnavailable();
@@ -149,22 +149,8 @@ test(
         assert.notEqual(served[i], served[i - 1], `downloads alternate: ${served}`);
       }
       for (const passive of ["on", "off"]) {
-        const gets = Array.from(
-          { length: 10 },
-          (_, i) => `get pub/data.bin -o ${join(lab.dir, `lftp-${passive}-${i}.bin`)}`,
-        );
-        const puts = Array.from(
-          { length: 10 },
-          (_, i) => `put ${join(lab.dir, "PASV-0.bin")} -o upload/lftp-${passive}-${i}.bin`,
-        );
-        const script = [
-          `set ftp:passive-mode ${passive}`,
-          "set net:max-retries 1",
-          "set net:timeout 10",
-          ...gets,
-          ...puts,
-        ];
-        const r = await client(["lftp", "-e", [...script, "bye"].join("; "), LB], 60_000);
+        const script = lftpTransfers(passive, lab.dir, `lftp-${passive}`, join(lab.dir, "PASV-0.bin"));
+        const r = await client(["lftp", "-e", script, LB], 60_000);
         assert.equal(r.code, 0, `lftp passive ${passive}: ${r.stderr}`);
         const server = servers.find((s) => existsSync(join(s.root, "upload", `lftp-${passive}-0.bin`)))!;
         for (let i = 0; i < 10; i++) {

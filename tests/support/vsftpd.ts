@@ -137,3 +137,20 @@ export async function startVsftpd(name: string, address: string, options: Vsftpd
 function ftpUid(): number {
   return Number(execFileSync("id", ["-u", "ftp"], { encoding: "utf8" }).trim());
 }
+
+/**
+ * An lftp script (its `-e` text) of ten downloads of `pub/data.bin` into
+ * `dir` as `NAME-i.bin` and ten uploads of `upload` as `upload/NAME-i.bin`,
+ * all on one control connection, passive (`on`) or active (`off`), then `bye`.
+ *
+ * @example
+ * ```ts
+ * await run("lftp", ["-p", String(port), "-e", lftpTransfers("on", dir, "on", join(dir, "on-0.bin")), "127.0.0.1"]);
+ * ```
+ */
+export function lftpTransfers(passive: string, dir: string, name: string, upload: string): string {
+  const gets = Array.from({ length: 10 }, (_, i) => `get pub/data.bin -o ${join(dir, `${name}-${i}.bin`)}`);
+  const puts = Array.from({ length: 10 }, (_, i) => `put ${upload} -o upload/${name}-${i}.bin`);
+  return [`set ftp:passive-mode ${passive}`, "set net:max-retries 1", "set net:timeout 10", ...gets, ...puts, "bye"]
+    .join("; ");
+}
