@@ -4,7 +4,7 @@
  * channel side on 127.0.0.4 (`-B`). vsftpd accepts a data connection only
  * from its control connection's peer and `PORT` naming only that peer, so
  * every transfer here works only through balance's data listeners. The same
- * with the servers out of the client's reach: ftp_netns.test.ts.
+ * with the servers out of the client's reach: tests/services/ftp.test.ts.
  *
  * @module
  */

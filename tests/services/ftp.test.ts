@@ -1,7 +1,8 @@
 /**
- * `--ftp` in the realistic topology (issue 26): network namespaces, the
- * client on one link, balance between two links, two stock vsftpd servers
- * on the other that the client cannot reach (asserted). Clients are curl
+ * `--ftp` in the realistic topology (issue 26), as docs/services.md's recipe
+ * runs it: network namespaces, the client on one link, balance between two
+ * links, two stock vsftpd servers on the other that the client cannot reach
+ * (asserted). Clients are curl
  * and lftp; a raw control connection (python3) for what they cannot do.
  * Addresses from 198.18.0.0/15 only, created and removed by the test.
  *
@@ -14,6 +15,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { balanceCommand, balanceEnv } from "../support/balance.ts";
+import { balanceArgs, recipe } from "../support/services.ts";
 import { findProgram, type Lab, labUnavailable, type Started, withLab } from "../support/netns.ts";
 import { lftpTransfers, prepareVsftpd, VSFTPD, type VsftpdFiles, vsftpdUnavailable } from "../support/vsftpd.ts";
 import { until, within } from "../support/wait.ts";
@@ -59,18 +61,16 @@ async function withFtpLab(fn: (f: FtpLab) => Promise<void>): Promise<void> {
       );
     }
     const workers = process.env.BALANCE_WORKERS ? ["-w", process.env.BALANCE_WORKERS] : [];
-    const balance = lab.spawn("lb", [
-      ...balanceCommand(),
-      "-f",
-      "-d",
-      ...workers,
-      "--ftp",
-      "--ftp-data-ports",
-      DATA_PORTS.join("-"),
-      "--log-connections",
-      "21",
-      ...servers.map((s) => `${s.address}:21`),
-    ], balanceEnv());
+    const documented = balanceArgs(recipe("ftp-balance", {
+      "50000-50099": DATA_PORTS.join("-"),
+      "10.0.0.1:21": `${servers[0].address}:21`,
+      "10.0.0.2:21": `${servers[1].address}:21`,
+    }));
+    const balance = lab.spawn(
+      "lb",
+      [...balanceCommand(), "-f", "-d", ...workers, "--log-connections", ...documented],
+      balanceEnv(),
+    );
     await until(() => balance.stderr(), (e) => e.includes("listening on"), "balance to listen", { ms: 30_000 });
     const client = async (args: string[], ms = 30_000) => {
       const run = lab.spawn("client", args);
