@@ -3,7 +3,8 @@
  * (groups, channels, shared state), `selection/` (choice, failover, hashing),
  * `session/` (one connection's life), `access/` (who may connect: rules and
  * per-client limits), `proxy/` (PROXY headers), `tls/` (the ClientHello's
- * server name and `--sni` routes), `udp/` (datagram sessions), `health/`,
+ * server name and `--sni` routes), `udp/` (datagram sessions), `ftp/` (FTP
+ * control lines and the data connections that follow them), `health/`,
  * `config/` (grammar, files, reload), `commands/` (control), `observe/`
  * (metrics, logs, dumps), `dns/` and `util/`. Nothing here touches a socket,
  * a file or a runtime API; adapters do that.
@@ -35,6 +36,10 @@ export * from "./tls/client_hello.ts";
 export * from "./tls/sni_routes.ts";
 export * from "./udp/relay.ts";
 export * from "./udp/flow.ts";
+export * from "./ftp/addresses.ts";
+export * from "./ftp/control.ts";
+export * from "./ftp/data.ts";
+export * from "./ftp/sessions.ts";
 export * from "./health/health.ts";
 export * from "./health/health_checker.ts";
 export * from "./config/config_file.ts";
