@@ -7,6 +7,7 @@
  */
 import type { Balancer } from "../core/model/balancer.ts";
 import type { Adapter, ServeOptions, Server } from "../adapter/types.ts";
+import { tcpServe } from "./engine.ts";
 
 /**
  * Listens as `options` ask, in this thread. `datagrams: false` leaves UDP to
@@ -29,7 +30,7 @@ export async function listen(
   const { udp } = options;
   const servers: Server[] = [];
   try {
-    if (!udp?.only) servers.push(await adapter.serve(balancer, options));
+    if (!udp?.only) servers.push(await tcpServe(adapter, options)(balancer, options));
     if (udp && datagrams) {
       const port = servers[0]?.port ?? options.port;
       servers.push(await adapter.serveDatagrams(balancer, { ...options, port, udp }));

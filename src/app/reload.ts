@@ -57,6 +57,7 @@ const FLAGS: Partial<Record<keyof Config, string>> = {
   acceptProxy: "--accept-proxy",
   clientTable: "--client-table",
   udp: "--udp, --udp-only and their options",
+  engine: "--engine",
 };
 
 /**

@@ -15,6 +15,7 @@ export const USAGE = `usage:
           [--allow spec] [--deny spec] [--max-per-client N] [--rate-per-client N[/sec]] \\
           [--client-table N] [--sni pattern=@name ... [--sni-default @name]] \\
           [--udp | --udp-only] [--udp-timeout sec] [--udp-responses N] [--udp-max-sessions N] \\
+          [--engine native|runtime] \\
           [--check [--check-interval sec] [--check-timeout sec] [--rise N] [--fall N] \\
            [--check-send str] [--check-expect str] [--check-exec cmd]] \\
           port [h1[:p1[:maxc1[:weight1[:dis]]]] [!%+]] [@name] [ ... hN[:pN[:maxcN[:weightN[:dis]]]]]
@@ -93,6 +94,9 @@ export const USAGE = `usage:
                    the client's (default 0 = never; 1 for DNS, as nginx's proxy_responses)
   --udp-max-sessions N  at most N UDP sessions at once (default: as descriptors allow);
                    a datagram that would open one more is dropped and counted
+  --engine native|runtime  what moves TCP bytes: the runtime's sockets (default), or
+                   balance's own epoll loop on Linux system calls (x86-64 and arm64;
+                   elsewhere, or without FFI, the runtime's, said in one info line)
   --help, -h     this text
   --version, -V  the version
 

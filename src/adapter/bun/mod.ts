@@ -22,6 +22,7 @@ import type { ServeOptions, Server } from "../types.ts";
 export { openSyslogSocket } from "./syslog.ts";
 export { datagramReusePort, serveDatagrams } from "./datagram.ts";
 export { makeProbe } from "./probe.ts";
+export { loadNativeEngine } from "../linux/bind_bun.ts";
 import {
   Attempt,
   closedUnder,

@@ -1,0 +1,54 @@
+/**
+ * `--engine`: which engine moves TCP bytes in each thread. The runtime's
+ * sockets serve unless `native` was asked for and can run here; the choice
+ * is made once, at start, and every worker thread loads the same engine.
+ *
+ * @module
+ */
+import type { EngineName } from "../core/commands/control.ts";
+import { ExitError } from "../core/util/exit_error.ts";
+import { EX_SOFTWARE } from "../core/util/sysexits.ts";
+import type { Adapter, ServeOptions } from "../adapter/types.ts";
+import type { Engine } from "../adapter/linux/engine.ts";
+
+// The native engine as this thread bound it (or why it could not): bound once.
+let loaded: Engine | string | undefined;
+
+function nativeEngine(adapter: Adapter): Engine | string {
+  return (loaded ??= adapter.loadNativeEngine());
+}
+
+/**
+ * The engine that will run for `wanted`: `native` only where it loads
+ * (Linux on x86-64 or arm64, with FFI); else the runtime's, said in one info
+ * line.
+ *
+ * @example
+ * ```ts
+ * const engine = chooseEngine(config.engine, adapter, (m) => log.info(m)); // "native"
+ * ```
+ */
+export function chooseEngine(wanted: EngineName, adapter: Adapter, info: (message: string) => void): EngineName {
+  if (wanted === "runtime") return "runtime";
+  const engine = nativeEngine(adapter);
+  if (typeof engine !== "string") return "native";
+  info(`--engine native: ${engine}; the runtime's sockets serve TCP`);
+  return "runtime";
+}
+
+/**
+ * What serves TCP in this thread for `options` (its `engine`, as the start
+ * chose it). Throws an {@link ExitError} if a worker cannot load the native
+ * engine the main thread could.
+ *
+ * @example
+ * ```ts
+ * const server = await tcpServe(adapter, options)(balancer, options);
+ * ```
+ */
+export function tcpServe(adapter: Adapter, options: ServeOptions): Adapter["serve"] {
+  if (options.engine !== "native") return adapter.serve;
+  const engine = nativeEngine(adapter);
+  if (typeof engine === "string") throw new ExitError(`--engine native: ${engine}`, EX_SOFTWARE);
+  return engine.serve;
+}
