@@ -340,8 +340,19 @@ class Loop {
     if (ev & EPOLLOUT) this.flush(conn, fd);
     if (conn.closed) return;
     const reading = (this.flags[fd] & (F_EOF | F_PAUSED)) === 0;
-    if (ev & EPOLLIN || (reading && ev & (EPOLLERR | EPOLLHUP))) this.readFrom(conn, fd);
-    else if (ev & (EPOLLERR | EPOLLHUP)) conn.session.abort(resetOf(conn, fd));
+    if (reading && ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) this.readFrom(conn, fd);
+    else if (ev & EPOLLERR) conn.session.abort(resetOf(conn, fd));
+    else if (ev & EPOLLHUP) this.unwatch(fd);
+  }
+
+  // A hang-up without an error on a descriptor not being read: its FIN came
+  // while we had sent ours, and is read once it is resumed. Until then it
+  // leaves the epoll set, which would otherwise report it on every round.
+  private unwatch(fd: number): void {
+    if (!(this.flags[fd] & F_WATCHED)) return;
+    this.flags[fd] &= ~F_WATCHED;
+    this.mask[fd] = 0;
+    this.control(EPOLL_CTL_DEL, fd, 0);
   }
 
   /** Wakes a loop blocked in epoll_wait (a stop made while it waits). */
@@ -649,15 +660,15 @@ class Loop {
   }
 
   // A descriptor done both ways (FIN read, FIN sent) leaves the epoll set:
-  // its hang-up would otherwise be reported on every round.
+  // its hang-up would otherwise be reported on every round. One that left
+  // it (see unwatch) comes back once there is something to wait for.
   private interest(fd: number, events: number): void {
     const flags = this.flags[fd];
-    if (!(flags & F_WATCHED)) return;
-    if (events === 0 && (flags & (F_EOF | F_SHUT)) === (F_EOF | F_SHUT)) {
-      this.flags[fd] &= ~F_WATCHED;
-      this.control(EPOLL_CTL_DEL, fd, 0);
+    if (!(flags & F_WATCHED)) {
+      if (events !== 0 && this.conns[fd]) this.watch(fd, events);
       return;
     }
+    if (events === 0 && (flags & (F_EOF | F_SHUT)) === (F_EOF | F_SHUT)) return this.unwatch(fd);
     if (this.mask[fd] === events) return;
     this.mask[fd] = events;
     this.control(EPOLL_CTL_MOD, fd, events);
