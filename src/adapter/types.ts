@@ -51,6 +51,12 @@ export interface Server {
    * been. Without `onConnectionEnd` there is nothing to report and it does nothing.
    */
   endConnections(): Promise<void>;
+  /**
+   * The native engine's eventfd (`--engine native`): the thread that posts
+   * this thread a message writes it, so that a loop waiting in epoll_wait
+   * reads the message at once. Absent on the runtime's sockets.
+   */
+  readonly wakeFd?: number;
 }
 
 /**

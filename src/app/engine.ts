@@ -37,6 +37,21 @@ export function chooseEngine(wanted: EngineName, adapter: Adapter, info: (messag
 }
 
 /**
+ * How this thread wakes a worker's native loop for a message it posted
+ * (see `Server.wakeFd`); absent on the runtime's sockets.
+ *
+ * @example
+ * ```ts
+ * const wake = wakerOf(adapter, options); // then wake?.(fd) after each postMessage
+ * ```
+ */
+export function wakerOf(adapter: Adapter, options: ServeOptions): ((fd: number) => void) | undefined {
+  if (options.engine !== "native") return undefined;
+  const engine = nativeEngine(adapter);
+  return typeof engine === "string" ? undefined : engine.wake;
+}
+
+/**
  * What serves TCP in this thread for `options` (its `engine`, as the start
  * chose it). Throws an {@link ExitError} if a worker cannot load the native
  * engine the main thread could.

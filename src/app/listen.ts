@@ -50,6 +50,7 @@ function together(servers: Server[], port: number): Server {
   const closed = new Promise<void>((resolve) => (stop = resolve));
   return {
     port: servers[0]?.port ?? port,
+    wakeFd: servers.find((s) => s.wakeFd !== undefined)?.wakeFd,
     finished: Promise.all([closed, ...servers.map((s) => s.finished)]).then(() => {}),
     close() {
       for (const server of servers) server.close();

@@ -32,7 +32,7 @@ import { type Log, logTargets, setupLog } from "./observe/log.ts";
 import { RUNTIME, VERSION } from "./version.ts";
 import { serveInWorkers, type WorkerServer } from "./workers.ts";
 import { listen } from "./listen.ts";
-import { chooseEngine } from "./engine.ts";
+import { chooseEngine, wakerOf } from "./engine.ts";
 
 /**
  * Runs the balancer until it is stopped (`kill`, SIGTERM, SIGINT): resolves
@@ -80,7 +80,9 @@ export async function serveUntilStopped(
   const checker = healthChecker(config, adapter, sourceAddress, proxy, s);
   const observe = checker && ((slot: number, reason: string) => checker.observeFailure(slot, reason));
   if (observe) balancer.onConnectFailed = (channel, reason) => observe(channel.cells.slot, reason);
-  const inWorkers = workers > 1 ? await serveInWorkers(balancer, options, workers, workerUrl, observe) : undefined;
+  const inWorkers = workers > 1
+    ? await serveInWorkers(balancer, options, workers, workerUrl, observe, wakerOf(adapter, options))
+    : undefined;
   const server = inWorkers ?? await listen(adapter, balancer, options, true);
   const names = watchNames(config, resolver, inWorkers, s);
   s.reload = reloader(s, { options, gate, resolver, reread, checker, names, inWorkers });

@@ -76,6 +76,12 @@ import {
  */
 export interface Engine {
   serve(balancer: Balancer, options: ServeOptions): Promise<Server>;
+  /**
+   * Wakes the loop whose {@link Server.wakeFd} is `fd`, from any thread of
+   * the process: a message posted to its thread is then read at once, not
+   * after the loop's wait of at most {@link MAX_WAIT_MS}.
+   */
+  wake(fd: number): void;
 }
 
 /**
@@ -88,7 +94,12 @@ export interface Engine {
  * ```
  */
 export function nativeEngine(sys: Sys, arch: string): Engine {
-  return { serve: (balancer, options) => Promise.resolve(new Loop(sys, arch, balancer, options).server) };
+  const one = new Uint8Array(8);
+  one[0] = 1;
+  return {
+    serve: (balancer, options) => Promise.resolve(new Loop(sys, arch, balancer, options).server),
+    wake: (fd) => void sys.write(fd, one, 8),
+  };
 }
 
 /**
@@ -118,6 +129,12 @@ export function loadEngine(bind: (libc: string) => Sys): Engine | string {
 
 /** Longest a round blocks in epoll_wait: the most the runtime's own timers and messages wait for the loop. */
 export const MAX_WAIT_MS = 20;
+/**
+ * The wait when the runtime serves UDP in the same thread (`--udp`): its
+ * datagrams are read only between rounds, and a burst would overflow the
+ * socket's buffer during a long wait.
+ */
+export const UDP_WAIT_MS = 1;
 /** The one read buffer of a thread, and the most one read takes. */
 const READ_SIZE = 64 * 1024;
 /** Events taken per epoll_wait. */
@@ -225,12 +242,14 @@ class Loop {
   private acceptPaused = false;
   private running = false;
   private idleRound = false;
+  private readonly maxWaitMs: number;
   private readonly outOfFiles = new Throttle(10_000);
   private stopped!: () => void;
 
   constructor(private readonly sys: Sys, arch: string, balancer: Balancer, private readonly options: ServeOptions) {
     // Accepting when asked: at the descriptor budget, clients wait in the kernel's queue.
     this.listener = new Listener(balancer, options, "wait");
+    this.maxWaitMs = options.udp ? UDP_WAIT_MS : MAX_WAIT_MS;
     const layout = epollLayout(arch);
     this.eventSize = layout.size;
     this.eventData = layout.data;
@@ -257,6 +276,7 @@ class Loop {
       finished,
       close: () => this.stopListening(),
       endConnections: () => this.listener.endAll(),
+      wakeFd: this.wakeFd,
     };
     this.run();
   }
@@ -306,10 +326,10 @@ class Loop {
   }
 
   // One epoll_wait: without a wait after a busy round, so that the runtime
-  // gets its turn at once; at most MAX_WAIT_MS after an idle one.
+  // gets its turn at once; at most maxWaitMs after an idle one.
   private round(): void {
     const sys = this.sys;
-    const n = sys.epoll_wait(this.epfd, this.events, MAX_EVENTS, this.idleRound ? MAX_WAIT_MS : 0);
+    const n = sys.epoll_wait(this.epfd, this.events, MAX_EVENTS, this.idleRound ? this.maxWaitMs : 0);
     if (n < 0) {
       const errno = sys.errno();
       if (errno !== EINTR) throw errnoError(errno, "epoll_wait");
@@ -355,19 +375,10 @@ class Loop {
     this.control(EPOLL_CTL_DEL, fd, 0);
   }
 
-  /** Wakes a loop blocked in epoll_wait (a stop made while it waits). */
-  private wake(): void {
-    const one = this.buffer.subarray(0, 8);
-    one.fill(0);
-    one[0] = 1;
-    this.sys.write(this.wakeFd, one, 8);
-  }
-
   private stopListening(): void {
     if (!this.listening) return;
     this.listening = false;
     this.release(this.listenFd);
-    this.wake();
     this.stopped();
   }
 
@@ -484,8 +495,8 @@ class Loop {
       this.release(fd);
       return attempt.reject(errnoError(errno, "connect"));
     }
-    // Nothing to watch until the session takes it (a microtask away).
-    this.interest(fd, 0);
+    // Read as soon as the session has taken it, a microtask away (before the next epoll_wait).
+    this.interest(fd, EPOLLIN);
     attempt.resolve(fd);
   }
 
@@ -503,13 +514,13 @@ class Loop {
   private connected(conn: Conn, fd: number): void {
     conn.server = fd;
     this.conns[fd] = conn;
-    // A connect done at once (loopback may) was never watched.
-    if (!(this.flags[fd] & F_WATCHED)) this.watch(fd, 0);
     const opening = conn.session.opening(conn.early);
     conn.early = undefined;
     if (opening && !this.writeTo(conn, fd, opening, true)) return;
     if (conn.closed) return;
-    this.interest(fd, this.want(fd));
+    // A connect done at once (loopback may) was never watched.
+    if (this.flags[fd] & F_WATCHED) this.interest(fd, this.want(fd));
+    else this.watch(fd, this.want(fd));
     const client = conn.client;
     if (!this.pending[fd]) this.flags[client] &= ~F_PAUSED;
     this.interest(client, this.want(client));
@@ -620,15 +631,18 @@ class Loop {
   private endFlow(conn: Conn, src: number, dst: number): void {
     this.flags[src] |= F_EOF;
     conn.session.ended(src === conn.client ? "client" : "server");
-    this.interest(src, this.want(src));
     if (!this.pending[dst]) this.finishFlow(conn, dst);
+    if (!conn.closed) this.interest(src, this.want(src));
   }
 
+  // The last FIN of a connection is close(2)'s own: every byte of both
+  // sockets has been read by then, so it is a FIN and not a reset.
   private finishFlow(conn: Conn, dst: number): void {
     if (this.flags[dst] & F_SHUT) return;
     this.flags[dst] |= F_SHUT;
+    const other = dst === conn.client ? conn.server : conn.client;
+    if (this.flags[other] & F_SHUT) return this.close(conn);
     this.sys.shutdown(dst, SHUT_WR);
-    if (this.flags[conn.client] & F_SHUT && this.flags[conn.server] & F_SHUT) return this.close(conn);
     this.interest(dst, this.want(dst));
   }
 
