@@ -24,6 +24,13 @@ const SYMBOLS = {
   epoll_create1: { parameters: ["i32"], result: "i32" },
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
+  // Deno polls its own sockets only when the JavaScript thread is free: the wait runs on another thread.
+  epoll_wait_elsewhere: {
+    name: "epoll_wait",
+    parameters: ["i32", "buffer", "i32", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
@@ -49,6 +56,7 @@ function bind(name: string): Sys {
     epoll_ctl: s.epoll_ctl,
     epoll_wait: s.epoll_wait,
     eventfd: s.eventfd,
+    epollWaitAsync: s.epoll_wait_elsewhere,
     errno: () => errno[0],
   };
 }

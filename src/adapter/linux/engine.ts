@@ -135,6 +135,8 @@ export const MAX_WAIT_MS = 20;
  * socket's buffer during a long wait.
  */
 export const UDP_WAIT_MS = 1;
+/** The wait on another thread (Deno): the runtime runs meanwhile, so only an idle loop's cost bounds it. */
+const ELSEWHERE_WAIT_MS = 1000;
 /** The one read buffer of a thread, and the most one read takes. */
 const READ_SIZE = 64 * 1024;
 /** Events taken per epoll_wait. */
@@ -312,6 +314,7 @@ class Loop {
 
   private run(): void {
     this.running = true;
+    if (this.sys.epollWaitAsync) return void this.runElsewhere(this.sys.epollWaitAsync).catch(this.listener.unexpected);
     const round = () => {
       if (!this.running) return;
       try {
@@ -325,6 +328,22 @@ class Loop {
     setImmediate(round);
   }
 
+  // The wait on another thread (Deno): the runtime's event loop is free
+  // meanwhile, so the wait can be long; a stop wakes it (the eventfd).
+  private async runElsewhere(
+    wait: (epfd: number, events: Uint8Array, max: number, timeoutMs: number) => Promise<number>,
+  ): Promise<void> {
+    while (this.listening || this.open > 0) {
+      const n = await wait(this.epfd, this.events, MAX_EVENTS, ELSEWHERE_WAIT_MS);
+      try {
+        if (n > 0) this.dispatchAll(n);
+      } catch (err) {
+        this.listener.unexpected(err);
+      }
+    }
+    this.shutDown();
+  }
+
   // One epoll_wait: without a wait after a busy round, so that the runtime
   // gets its turn at once; at most maxWaitMs after an idle one.
   private round(): void {
@@ -336,6 +355,10 @@ class Loop {
       return;
     }
     this.idleRound = n === 0;
+    this.dispatchAll(n);
+  }
+
+  private dispatchAll(n: number): void {
     const view = this.eventView;
     for (let i = 0; i < n; i++) {
       const at = i * this.eventSize;
@@ -379,13 +402,22 @@ class Loop {
     if (!this.listening) return;
     this.listening = false;
     this.release(this.listenFd);
+    // A wait on another thread ends now, and the loop with it if nothing is open.
+    if (this.sys.epollWaitAsync) this.wake();
     this.stopped();
   }
 
-  // Nothing left to serve: the loop ends, and with it its hold on the runtime.
+  private wake(): void {
+    const one = new Uint8Array(8);
+    one[0] = 1;
+    this.sys.write(this.wakeFd, one, 8);
+  }
+
+  // Nothing left to serve: the loop ends, and with it its hold on the
+  // runtime. The eventfd stays open: another thread may still write to its
+  // number, which must not become some other descriptor's meanwhile.
   private shutDown(): void {
     this.running = false;
-    this.sys.close(this.wakeFd);
     this.sys.close(this.epfd);
   }
 

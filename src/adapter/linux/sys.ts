@@ -39,6 +39,12 @@ export interface Sys {
   epoll_ctl(epfd: number, op: number, fd: number, event: Uint8Array): number;
   epoll_wait(epfd: number, events: Uint8Array, max: number, timeoutMs: number): number;
   eventfd(initial: number, flags: number): number;
+  /**
+   * epoll_wait on another thread, where the runtime's FFI can (Deno's
+   * `nonblocking`): the runtime's own event loop runs meanwhile. Its errno
+   * is that other thread's, so a failure is only retried.
+   */
+  epollWaitAsync?(epfd: number, events: Uint8Array, max: number, timeoutMs: number): Promise<number>;
   /** The calling thread's errno, right after the call that failed. */
   errno(): number;
 }
