@@ -3,6 +3,7 @@ import type { ListenerOptions } from "../core/session/listener.ts";
 import type { Probe } from "../core/health/health_checker.ts";
 import type { ProbeOptions } from "./probe.ts";
 import type { UdpSettings } from "../core/udp/relay.ts";
+import type { Engine } from "./linux/engine.ts";
 
 /**
  * What an adapter needs to run a balancer: what its sessions do
@@ -24,6 +25,8 @@ export interface ServeOptions extends ListenerOptions {
   reusePort?: boolean;
   /** `--udp`/`--udp-only`; absent, TCP only. */
   udp?: UdpSettings;
+  /** `--engine native`, where it can run (checked at start); absent, the runtime's sockets serve TCP. */
+  engine?: "native";
 }
 
 /**
@@ -48,6 +51,12 @@ export interface Server {
    * been. Without `onConnectionEnd` there is nothing to report and it does nothing.
    */
   endConnections(): Promise<void>;
+  /**
+   * The native engine's eventfd (`--engine native`): the thread that posts
+   * this thread a message writes it, so that a loop waiting in epoll_wait
+   * reads the message at once. Absent on the runtime's sockets.
+   */
+  readonly wakeFd?: number;
 }
 
 /**
@@ -71,6 +80,8 @@ export interface Adapter {
   openSyslogSocket(path: string): DatagramSender;
   /** The health check (`--check`) its options ask for. */
   makeProbe(options: ProbeOptions): Probe;
+  /** `--engine native` bound with this runtime's FFI, for the calling thread; or why it cannot run here. */
+  loadNativeEngine(): Engine | string;
 }
 
 /**

@@ -3,6 +3,7 @@ import type { HealthSettings } from "../core/health/health.ts";
 import type { AccessSettings } from "../core/access/gate.ts";
 import type { SniRoute } from "../core/tls/sni_routes.ts";
 import type { FtpSettings } from "../core/ftp/sessions.ts";
+import type { EngineName } from "../core/commands/control.ts";
 
 /** What a command line asks for. */
 export type Mode = "serve" | "control" | "interactive" | "list" | "help" | "version";
@@ -66,6 +67,8 @@ export interface Config {
   ftp?: FtpSettings;
   /** `--client-table`: clients the per-client limits remember. */
   clientTable: number;
+  /** `--engine`: what moves TCP bytes; `native` only where it can run (else the runtime's). */
+  engine: EngineName;
   /** `--udp`/`--udp-only` and their options; undefined = TCP only. */
   udp?: UdpConfig;
   groups: GroupSpec[];
@@ -120,6 +123,7 @@ export const DEFAULTS: Omit<Config, "mode" | "listenPort" | "groups"> = {
   acceptProxy: false,
   access: { rules: [] },
   clientTable: 65_536,
+  engine: "runtime",
   sni: [],
   checkConfig: false,
   configFiles: [],

@@ -7,6 +7,7 @@
  */
 import type { Balancer } from "../core/model/balancer.ts";
 import type { Adapter, ServeOptions, Server } from "../adapter/types.ts";
+import { tcpServe } from "./engine.ts";
 
 /**
  * Listens as `options` ask, in this thread. `datagrams: false` leaves UDP to
@@ -29,7 +30,7 @@ export async function listen(
   const { udp } = options;
   const servers: Server[] = [];
   try {
-    if (!udp?.only) servers.push(await adapter.serve(balancer, options));
+    if (!udp?.only) servers.push(await tcpServe(adapter, options)(balancer, options));
     if (udp && datagrams) {
       const port = servers[0]?.port ?? options.port;
       servers.push(await adapter.serveDatagrams(balancer, { ...options, port, udp }));
@@ -49,6 +50,7 @@ function together(servers: Server[], port: number): Server {
   const closed = new Promise<void>((resolve) => (stop = resolve));
   return {
     port: servers[0]?.port ?? port,
+    wakeFd: servers.find((s) => s.wakeFd !== undefined)?.wakeFd,
     finished: Promise.all([closed, ...servers.map((s) => s.finished)]).then(() => {}),
     close() {
       for (const server of servers) server.close();

@@ -58,6 +58,7 @@ const FLAGS: Partial<Record<keyof Config, string>> = {
   clientTable: "--client-table",
   udp: "--udp, --udp-only and their options",
   ftp: "--ftp and its options",
+  engine: "--engine",
 };
 
 /**

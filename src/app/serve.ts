@@ -24,7 +24,7 @@ import { controlAddress, ensureControlDirectory } from "../control/address.ts";
 import { claimControlAddress, type ControlServer, startControlServer } from "../control/server.ts";
 import { type MetricsServer, startMetricsServer } from "./observe/metrics_server.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics } from "../core/observe/metrics.ts";
-import { type Protocol, showJson } from "../core/commands/control.ts";
+import { type EngineName, type Protocol, showJson } from "../core/commands/control.ts";
 import { openFilesLimit, processFigures } from "../adapter/process_stats.ts";
 import type { Config } from "./config.ts";
 import { reload, type ReloadAnswer, type ReloadContext } from "./reload.ts";
@@ -32,6 +32,7 @@ import { type Log, logTargets, setupLog } from "./observe/log.ts";
 import { RUNTIME, VERSION } from "./version.ts";
 import { serveInWorkers, type WorkerServer } from "./workers.ts";
 import { listen } from "./listen.ts";
+import { chooseEngine, wakerOf } from "./engine.ts";
 
 /**
  * Runs the balancer until it is stopped (`kill`, SIGTERM, SIGINT): resolves
@@ -55,6 +56,7 @@ export async function serveUntilStopped(
   const trace = config.debug ? (m: string) => log.debug(m) : undefined;
   const { resolver, hosts, hostname, sourceAddress } = await resolveConfig(config);
   const workers = threadCount(config, adapter, log);
+  const engine = chooseEngine(config.engine, adapter, (m) => log.info(m), config.ftp !== undefined);
   const balancer = makeBalancer(config, hosts, workers, log, trace);
   const control = await claimControl(config);
   const s: Serving = {
@@ -72,12 +74,15 @@ export async function serveUntilStopped(
   handleSignals(s);
   const fileLimit = openFilesLimit();
   const options = serveOptions(config, { hostname, sourceAddress }, fileLimit, s);
+  if (engine === "native") options.engine = "native";
   const gate = options.gate!;
   const proxy: ProxySettings = { send: config.proxyProtocol, accept: config.acceptProxy };
   const checker = healthChecker(config, adapter, sourceAddress, proxy, s);
   const observe = checker && ((slot: number, reason: string) => checker.observeFailure(slot, reason));
   if (observe) balancer.onConnectFailed = (channel, reason) => observe(channel.cells.slot, reason);
-  const inWorkers = workers > 1 ? await serveInWorkers(balancer, options, workers, workerUrl, observe) : undefined;
+  const inWorkers = workers > 1
+    ? await serveInWorkers(balancer, options, workers, workerUrl, observe, wakerOf(adapter, options))
+    : undefined;
   const server = inWorkers ?? await listen(adapter, balancer, options, true);
   const names = watchNames(config, resolver, inWorkers, s);
   s.reload = reloader(s, { options, gate, resolver, reread, checker, names, inWorkers });
@@ -89,6 +94,7 @@ export async function serveUntilStopped(
     gate,
     server,
     inWorkers,
+    engine,
   });
   s.stopListening = () => {
     checker?.stop();
@@ -105,6 +111,7 @@ export async function serveUntilStopped(
     hostname,
     port: server.port,
     workers,
+    engine,
     proxy,
     metricsServer,
     control,
@@ -356,6 +363,7 @@ interface Served {
   gate: ClientGate;
   server: Server;
   inWorkers?: WorkerServer;
+  engine: EngineName;
 }
 
 // Nothing may go on serving without its control channel (or the metrics asked for).
@@ -366,7 +374,7 @@ async function startControlAndMetrics(
   served: Served,
 ): Promise<{ controlServer: ControlServer; metricsServer?: MetricsServer }> {
   const { log, balancer } = s;
-  const { checker, proxy, gate, inWorkers } = served;
+  const { checker, proxy, gate, inWorkers, engine } = served;
   let controlServer: ControlServer | undefined;
   try {
     controlServer = await startControlServer(
@@ -379,6 +387,7 @@ async function startControlAndMetrics(
         proxy,
         access: gate,
         protocols: protocolsOf(config),
+        engine,
         configuration: () => ({ options: s.running.optionWords, port: s.running.listenPort }),
       },
       control,
@@ -405,7 +414,7 @@ async function startControlAndMetrics(
             process: processFigures(),
             udp: config.udp !== undefined,
           }),
-        status: () => JSON.stringify(showJson(balancer, checker, proxy, gate, protocolsOf(config))),
+        status: () => JSON.stringify(showJson(balancer, checker, proxy, gate, protocolsOf(config), engine)),
       })
       : undefined;
     return { controlServer, metricsServer };
@@ -424,6 +433,7 @@ function logStarted(
     hostname: string;
     port: number;
     workers: number;
+    engine: EngineName;
     proxy: ProxySettings;
     metricsServer?: MetricsServer;
     control: string;
@@ -431,11 +441,11 @@ function logStarted(
     maxConnections?: number;
   },
 ): void {
-  const { hostname, port, workers, proxy, metricsServer, control, fileLimit, maxConnections } = at;
+  const { hostname, port, workers, engine, proxy, metricsServer, control, fileLimit, maxConnections } = at;
   s.log.info(
     `balance ${VERSION} started: listening on ${hostname} port ${port}${
       protocols(config)
-    } in ${workers} thread(s), ${s.balancer.groups.length} group(s)${
+    } in ${workers} thread(s), ${engine} engine, ${s.balancer.groups.length} group(s)${
       proxy.accept ? ", PROXY header required from clients" : ""
     }${proxy.send ? `, PROXY v${proxy.send} header sent to channels` : ""}${ftpSummary(config)}${
       accessSummary(config.access)

@@ -51,7 +51,7 @@ type ToWorker =
 
 type FromWorker =
   | { kind: "ready" }
-  | { kind: "listening"; port: number }
+  | { kind: "listening"; port: number; wakeFd?: number }
   | { kind: "failed"; message: string; exitCode: number }
   | { kind: "trace"; message: string }
   | { kind: "warn"; message: string; key?: string }
@@ -78,7 +78,8 @@ const LAYOUT_WAIT_MS = 5000;
  * {@link runWorker}) serving `balancer`'s state. Resolves once every worker
  * listens; throws the first worker's {@link ExitError} when one cannot.
  * `onConnectFailed` (`--check`) hears of every connect that failed in a
- * worker, by channel slot.
+ * worker, by channel slot. `wake` (`--engine native`) wakes a worker's loop
+ * after each message sent to it.
  *
  * @example
  * ```ts
@@ -91,6 +92,7 @@ export async function serveInWorkers(
   count: number,
   workerUrl: URL,
   onConnectFailed?: (slot: number, reason: string) => void,
+  wake?: (fd: number) => void,
 ): Promise<WorkerServer> {
   const { dump, trace, warn, onConnectionEnd, gate, sni, ...serve } = options;
   const start: Omit<StartMessage, "writer"> = {
@@ -113,6 +115,7 @@ export async function serveInWorkers(
   const finished = Promise.all(workers.map((_, w) => new Promise<void>((resolve) => (stopped[w] = resolve))))
     .then(() => {});
   const terminate = () => workers.forEach((w) => w.terminate());
+  const wakeFds: (number | undefined)[] = [];
   const listening = workers.map((worker, writer) =>
     new Promise<number>((resolve, reject) => {
       worker.onmessage = ({ data }: MessageEvent<FromWorker>) => {
@@ -120,6 +123,7 @@ export async function serveInWorkers(
           case "ready":
             return worker.postMessage({ ...start, writer });
           case "listening":
+            wakeFds[writer] = data.wakeFd;
             return resolve(data.port);
           case "failed":
             return reject(new ExitError(data.message, data.exitCode));
@@ -157,7 +161,13 @@ export async function serveInWorkers(
     terminate();
     throw err;
   }
-  const post = (message: ToWorker) => workers.forEach((w) => w.postMessage(message));
+  const post = (message: ToWorker) =>
+    workers.forEach((w, writer) => {
+      w.postMessage(message);
+      // A loop waiting in epoll_wait would read the message only once its wait is over.
+      const fd = wakeFds[writer];
+      if (wake && fd !== undefined) wake(fd);
+    });
   return {
     port: ports[0],
     // Every worker has closed its listener.
@@ -262,7 +272,7 @@ export function runWorker(adapter: Adapter): void {
           };
           // Without SO_REUSEPORT on datagram sockets, the first worker alone serves UDP.
           server = await listen(adapter, balancer, serving, adapter.datagramReusePort || data.writer === 0);
-          send({ kind: "listening", port: server.port });
+          send({ kind: "listening", port: server.port, wakeFd: server.wakeFd });
         } catch (err) {
           const exitCode = err instanceof ExitError ? err.exitCode : EX_SOFTWARE;
           send({ kind: "failed", message: (err as Error).message, exitCode });

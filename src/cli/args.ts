@@ -16,6 +16,7 @@ import type { AccessSettings } from "../core/access/gate.ts";
 import { parsePrefixList, type RuleAction } from "../core/access/rules.ts";
 import { parseSniRoute, type SniRoute, sniRouting } from "../core/tls/sni_routes.ts";
 import { shown } from "../core/util/shown.ts";
+import type { EngineName } from "../core/commands/control.ts";
 import { type Config, DEFAULTS, type Mode, UDP_TIMEOUT, type UdpConfig } from "../app/config.ts";
 import type { FtpSettings } from "../core/ftp/sessions.ts";
 import { plainAddress } from "../core/ftp/addresses.ts";
@@ -118,6 +119,7 @@ export function parseCommandLine(argv: string[], lookup: ServiceLookup): Config 
         }),
     ) ?? DEFAULTS.clientTable,
     udp: parseUdp(v, given, optionAt),
+    engine: given("engine", parseEngine) ?? DEFAULTS.engine,
     groups: mode === "serve"
       ? withLeastConnection(channelGroups(channelArgs, listenPort, lookup, positionalAt), v.L ?? false)
       : [],
@@ -181,6 +183,7 @@ const OPTIONS = {
   ftp: { type: "boolean" },
   "ftp-address": { type: "string" },
   "ftp-data-ports": { type: "string" },
+  engine: { type: "string" },
   "check-config": { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
@@ -368,6 +371,12 @@ function parseProxyVersion(text: string): 1 | 2 {
   if (text === "v1") return 1;
   if (text === "v2") return 2;
   throw usageError(`invalid PROXY protocol version (--proxy-protocol) '${shown(text)}': must be v1 or v2`);
+}
+
+// `--engine native|runtime`: whether native can run here is decided at start, not here.
+function parseEngine(text: string): EngineName {
+  if (text === "native" || text === "runtime") return text;
+  throw usageError(`invalid engine (--engine) '${shown(text)}': must be native or runtime`);
 }
 
 /** `--client-table` bounds: a few clients at least; 16 Mi entries is about 1.3 GB. */

@@ -16,6 +16,7 @@ export const USAGE = `usage:
           [--client-table N] [--sni pattern=@name ... [--sni-default @name]] \\
           [--udp | --udp-only] [--udp-timeout sec] [--udp-responses N] [--udp-max-sessions N] \\
           [--ftp [--ftp-address addr] [--ftp-data-ports lo-hi]] \\
+          [--engine native|runtime] \\
           [--check [--check-interval sec] [--check-timeout sec] [--rise N] [--fall N] \\
            [--check-send str] [--check-expect str] [--check-exec cmd]] \\
           port [h1[:p1[:maxc1[:weight1[:dis]]]] [!%+]] [@name] [ ... hN[:pN[:maxcN[:weightN[:dis]]]]]
@@ -99,6 +100,9 @@ export const USAGE = `usage:
   --ftp-address ADDR    with --ftp: the IPv4 address PASV replies name (balance's public
                    address behind NAT; default: the address the client connected to)
   --ftp-data-ports LO-HI  with --ftp: the ports data listeners use (default: the OS's choice)
+  --engine native|runtime  what moves TCP bytes: the runtime's sockets (default), or
+                   balance's own epoll loop on Linux system calls (x86-64 and arm64;
+                   elsewhere, or without FFI, the runtime's, said in one info line)
   --help, -h     this text
   --version, -V  the version
 

@@ -121,6 +121,12 @@ function workerOption(): string[] {
   return n ? ["-w", n] : [];
 }
 
+/** `BALANCE_ENGINE=native`: every balancer {@link startBalance} starts runs `--engine native`. */
+function engineOption(): string[] {
+  const engine = process.env.BALANCE_ENGINE;
+  return engine ? ["--engine", engine] : [];
+}
+
 /** A balancer running in the foreground with `-d`. */
 export interface Running {
   child: ChildProcess;
@@ -152,7 +158,7 @@ export async function startBalance(args: string[], port: number, options: RunOpt
   const [cmd, ...pre] = options.command ?? balanceCommand();
   const env = balanceEnv(options.env);
   const debug = options.debug === false ? [] : ["-d"];
-  const child = spawn(cmd, [...pre, "-f", ...debug, ...workerOption(), ...args], {
+  const child = spawn(cmd, [...pre, "-f", ...debug, ...workerOption(), ...engineOption(), ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     env,
   });

@@ -23,6 +23,7 @@ import type { DataSockets } from "../../core/ftp/data.ts";
 export { openSyslogSocket } from "./syslog.ts";
 export { datagramReusePort, serveDatagrams } from "./datagram.ts";
 export { makeProbe } from "./probe.ts";
+export { loadNativeEngine } from "../linux/bind_bun.ts";
 import {
   Attempt,
   closedUnder,

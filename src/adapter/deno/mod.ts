@@ -23,6 +23,7 @@ import type { ServeOptions, Server } from "../types.ts";
 export { openSyslogSocket } from "./syslog.ts";
 export { datagramReusePort, serveDatagrams } from "./datagram.ts";
 export { makeProbe } from "../probe.ts";
+export { loadNativeEngine } from "../linux/bind_deno.ts";
 import { dialChannel, type DialOptions } from "./dial.ts";
 import { closeQuietly, Pipe } from "./relay.ts";
 import type { ByteStream } from "./byte_stream.ts";

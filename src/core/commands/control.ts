@@ -125,6 +125,8 @@ export interface ControlContext {
   access?: ClientGate;
   /** The protocols served (`--udp`, `--udp-only`), for `show --json`; absent, TCP alone. */
   protocols?: readonly Protocol[];
+  /** The TCP engine running (`--engine`), for `show --json`; absent, the runtime's. */
+  engine?: EngineName;
   /** For `dump`: the option words in force and the listen port; absent, `dump` writes the channels alone. */
   configuration?: () => { options: readonly string[]; port: number };
 }
@@ -308,7 +310,7 @@ function showChannels(call: Call): CommandResult {
   return answer(
     call,
     args.length
-      ? JSON.stringify(showJson(ctx.balancer, ctx.health, ctx.proxy, ctx.access, ctx.protocols))
+      ? JSON.stringify(showJson(ctx.balancer, ctx.health, ctx.proxy, ctx.access, ctx.protocols, ctx.engine))
       : showTable(ctx.balancer),
   );
 }
@@ -458,7 +460,20 @@ export interface ChannelStatus {
   access: AccessStatus;
   /** The protocols the port serves (`--udp`: both, `--udp-only`: UDP); the same for every channel. */
   protocols: readonly Protocol[];
+  /** The TCP engine running (`--engine`); the same for every channel. */
+  engine: EngineName;
 }
+
+/**
+ * What moves a TCP connection's bytes: the runtime's sockets, or balance's
+ * own epoll loop on Linux system calls (`--engine native`).
+ *
+ * @example
+ * ```ts
+ * const engine: EngineName = "native";
+ * ```
+ */
+export type EngineName = "native" | "runtime";
 
 /**
  * A protocol a port is served on.
@@ -537,6 +552,7 @@ export function showJson(
   proxy?: ProxySettings,
   gate?: ClientGate,
   protocols: readonly Protocol[] = ["tcp"],
+  engine: EngineName = "runtime",
 ): ChannelStatus[] {
   const proxyProtocol = proxy?.send ? (`v${proxy.send}` as const) : "none";
   const acceptProxy = proxy?.accept ?? false;
@@ -561,6 +577,7 @@ export function showJson(
       acceptProxy,
       access,
       protocols,
+      engine,
     }))
   );
 }

@@ -410,9 +410,9 @@ function parseV2(bytes: Uint8Array): ProxyParse {
     version: 2,
     local: false,
     family: size === 4 ? "TCP4" : "TCP6",
-    src: { address: formatAddress(bytes.subarray(16, 16 + size)), port: (bytes[ports] << 8) | bytes[ports + 1] },
+    src: { address: formatAddressBytes(bytes.subarray(16, 16 + size)), port: (bytes[ports] << 8) | bytes[ports + 1] },
     dst: {
-      address: formatAddress(bytes.subarray(16 + size, ports)),
+      address: formatAddressBytes(bytes.subarray(16 + size, ports)),
       port: (bytes[ports + 2] << 8) | bytes[ports + 3],
     },
   };
@@ -447,14 +447,22 @@ function tlvsTile(bytes: Uint8Array, at: number, end: number): boolean {
 const scratch = new Uint8Array(39);
 const latin1 = new TextDecoder("latin1");
 
-// An address as balance shows a client: the encoders' RFC 5952 form, except
-// that IPv4-mapped IPv6 keeps its dotted tail, as sockets report such clients.
-function formatAddress(address: Uint8Array): string {
+/**
+ * An address (4 or 16 bytes) as balance shows a client: the encoders'
+ * RFC 5952 form, except that IPv4-mapped IPv6 keeps its dotted tail, as
+ * sockets report such clients.
+ *
+ * @example
+ * ```ts
+ * formatAddressBytes(new Uint8Array([127, 0, 0, 1])); // "127.0.0.1"
+ * ```
+ */
+export function formatAddressBytes(address: Uint8Array): string {
   if (
     address.length === 16 && address.subarray(0, 10).every((b) => b === 0) && address[10] === 0xff &&
     address[11] === 0xff
   ) {
-    return "::ffff:" + formatAddress(address.subarray(12));
+    return "::ffff:" + formatAddressBytes(address.subarray(12));
   }
   return latin1.decode(scratch.subarray(0, putAddress(scratch, 0, address)));
 }
@@ -536,7 +544,7 @@ function v1Address(text: string, v6: boolean): string | undefined {
   if (!v6 && /(^|\.)0\d/.test(text)) return undefined;
   const address = addressBytes(text);
   if (address === undefined) return undefined;
-  return formatAddress(v6 && address.length === 4 ? mapped(address) : address);
+  return formatAddressBytes(v6 && address.length === 4 ? mapped(address) : address);
 }
 
 function v1Port(text: string): number | undefined {

@@ -130,6 +130,7 @@ test("control: show --json gives the same as data", () => {
     acceptProxy: false,
     access: { rules: [], proxyFrom: null, maxPerClient: null, ratePerClient: null, clientTable: 0 },
     protocols: ["tcp"],
+    engine: "runtime",
   });
   assert.equal(run("show --xml").output, "syntax error");
 });
@@ -139,6 +140,15 @@ test("control: show --json tells on every channel which PROXY options are on", (
   const rows = showJson(balancer, undefined, { send: 2, accept: true });
   assert.deepEqual(rows.map((r) => [r.proxyProtocol, r.acceptProxy]), [["v2", true], ["v2", true], ["v2", true]]);
   assert.equal(showJson(balancer, undefined, { send: 1, accept: false })[0].proxyProtocol, "v1");
+});
+
+test("control: show --json says which engine moves TCP bytes (--engine)", () => {
+  const { balancer } = setup();
+  assert.deepEqual(showJson(balancer, undefined, undefined, undefined, ["tcp"], "native").map((r) => r.engine), [
+    "native",
+    "native",
+    "native",
+  ]);
 });
 
 test("control: enable and disable answer as balance does", () => {
