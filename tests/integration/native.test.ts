@@ -1,8 +1,8 @@
 /**
  * `--engine native` (issue 27) on its own ground: the fallback where FFI is
  * missing, descriptors after a storm of resets and refusals, a slow reader
- * under backpressure, a stop while the loop waits in epoll_wait, and an
- * idle balancer's CPU. The whole integration suite runs on the engine too
+ * under backpressure, bulk both ways (spliced, and with `-p` not), a stop
+ * while the loop waits in epoll_wait, and an idle balancer's CPU. The whole integration suite runs on the engine too
  * with `BALANCE_ENGINE=native`.
  *
  * @module
@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import { balanceEnv, startBalance, withBalancer } from "../support/balance.ts";
 import { type Backend, connect, connected, freePort } from "../support/net.ts";
 import { exchange, sleep, status } from "../support/helpers.ts";
+import { until } from "../support/wait.ts";
 
 const NATIVE = ["--engine", "native"];
 const at = (b: Backend) => `${b.host}:${b.port}`;
@@ -131,28 +132,58 @@ function storm(port: number, kind: number): Promise<void> {
   });
 }
 
-test("native: a slow reader of 256 MiB: its channel is not read ahead, memory stays bounded, every byte arrives", {
+/**
+ * A stream whose every byte says where it is: byte i is i % 251 (a prime, so
+ * a chunk lost, repeated or moved by any power-of-two size shows).
+ */
+const CYCLE = 251;
+const pattern = Buffer.from(Array.from({ length: CYCLE * 4096 + CYCLE }, (_, i) => i % CYCLE));
+
+/** The bytes of the stream from `offset`, `length` of them (at most `CYCLE * 4096`). */
+function streamAt(offset: number, length: number): Buffer {
+  const start = offset % CYCLE;
+  return pattern.subarray(start, start + length);
+}
+
+/** Writes `size` bytes of the stream to `s` as fast as it takes them, then ends it once `before` has settled (destroys it if it failed). */
+function pumpStream(s: net.Socket, size: number, before: Promise<unknown> = Promise.resolve()): void {
+  const chunk = streamAt(0, CYCLE * 1024);
+  let sent = 0;
+  const pump = () => {
+    while (sent < size) {
+      const n = Math.min(chunk.length, size - sent);
+      sent += n;
+      if (!s.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void s.once("drain", pump);
+    }
+    before.then(() => s.end(), () => s.destroy());
+  };
+  pump();
+}
+
+/** Reads `s` to its end: how many bytes, and whether they were the stream's, in order. */
+function readStream(s: net.Socket): Promise<{ got: number; intact: boolean }> {
+  let got = 0;
+  let intact = true;
+  return new Promise((resolve, reject) => {
+    s.on("data", (d: Buffer) => {
+      for (let i = 0; i < d.length && intact; i += CYCLE * 4096) {
+        const piece = d.subarray(i, i + CYCLE * 4096);
+        intact = piece.equals(streamAt(got + i, piece.length));
+      }
+      got += d.length;
+    });
+    s.on("end", () => resolve({ got, intact }));
+    s.on("error", reject);
+  });
+}
+
+test("native: a slow reader of 1 GiB: its channel is not read ahead, memory stays bounded, every byte arrives", {
   skip: SKIP,
-  timeoutMs: 120_000,
+  timeoutMs: 180_000,
 }, async () => {
-  const SIZE = 256 * 1024 * 1024;
-  const chunk = Buffer.alloc(256 * 1024, 7);
-  const sevens = Buffer.alloc(1024 * 1024, 7);
+  const SIZE = 1024 * 1024 * 1024;
   await withBalancer({
-    backends: [{
-      name: "firehose",
-      behaviour: (s) => {
-        let sent = 0;
-        const pump = () => {
-          while (sent < SIZE) {
-            sent += chunk.length;
-            if (!s.write(chunk)) return void s.once("drain", pump);
-          }
-          s.end();
-        };
-        pump();
-      },
-    }],
+    backends: [{ name: "firehose", behaviour: (s) => pumpStream(s, SIZE) }],
     options: NATIVE,
   }, async ({ port, lb }) => {
     const pid = lb.child.pid!;
@@ -165,21 +196,12 @@ test("native: a slow reader of 256 MiB: its channel is not read ahead, memory st
       // The reader stalls: the channel fills the kernel's buffers, then balance stops reading it.
       await sleep(1500);
       const stalled = rssKiB(pid);
-      let got = 0;
-      let intact = true;
-      const ended = new Promise<void>((resolve, reject) => {
-        c.on("data", (d: Buffer) => {
-          got += d.length;
-          intact &&= d.length <= sevens.length && d.equals(sevens.subarray(0, d.length));
-        });
-        c.on("end", () => resolve());
-        c.on("error", reject);
-      });
+      const read = readStream(c);
       c.resume();
-      await ended;
+      const { got, intact } = await read;
       c.destroy();
       assert.equal(got, SIZE);
-      assert.ok(intact, "every byte as sent");
+      assert.ok(intact, "every byte as sent, in order");
       assert.ok(stalled - before < 16 * 1024, `RSS grew ${stalled - before} KiB while the reader stalled`);
       assert.ok(peak - before < 64 * 1024, `RSS grew ${peak - before} KiB at its peak`);
     } finally {
@@ -187,6 +209,56 @@ test("native: a slow reader of 256 MiB: its channel is not read ahead, memory st
     }
   });
 });
+
+// Bulk goes through the thread's one pipe (splice) unless something looks at
+// the bytes: several connections at once, both ways, share it without
+// mixing; with -p every byte is still shown.
+for (const dump of [false, true]) {
+  test(`native: 4 connections each sending and receiving 32 MiB at once arrive byte for byte${dump ? " (-p)" : ""}`, {
+    skip: SKIP,
+    timeoutMs: 120_000,
+  }, async () => {
+    // -p writes each byte as text: a smaller transfer, still many full reads.
+    const SIZE = dump ? 256 * 1024 : 32 * 1024 * 1024;
+    await withBalancer({
+      backends: [{
+        name: "both-ways",
+        // Its answer ends only once the client's stream has all come, intact: else it is cut short.
+        behaviour: (s) =>
+          pumpStream(
+            s,
+            SIZE,
+            readStream(s).then(({ got, intact }) =>
+              assert.ok(got === SIZE && intact, `${got} bytes, intact ${intact}`)
+            ),
+          ),
+      }],
+      options: dump ? [...NATIVE, "-p"] : NATIVE,
+    }, async ({ port, lb }) => {
+      const results = await Promise.all(Array.from({ length: 4 }, async () => {
+        const c = await connected(net.connect({ port, host: "127.0.0.1", allowHalfOpen: true }));
+        const read = readStream(c);
+        pumpStream(c, SIZE);
+        const r = await read;
+        c.destroy();
+        return r;
+      }));
+      assert.deepEqual(results, Array(4).fill({ got: SIZE, intact: true }));
+      const [row] = await status(port);
+      assert.equal(row.sent, 4 * SIZE, "every client byte counted as sent");
+      assert.equal(row.rcvd, 4 * SIZE, "every channel byte counted as received");
+      if (dump) {
+        const shown = () => {
+          const total = { "->": 0, "-<": 0 };
+          for (const [, way, n] of lb.stdout().matchAll(/^(->|-<) (\d+)$/gm)) total[way as "->" | "-<"] += Number(n);
+          return total;
+        };
+        const all = { "->": 4 * SIZE, "-<": 4 * SIZE };
+        await until(shown, (total) => total["->"] === all["->"] && total["-<"] === all["-<"], "-p showing every byte");
+      }
+    });
+  });
+}
 
 for (const workers of [1, 2]) {
   test(`native: SIGTERM while ${workers} loop(s) wait in epoll_wait stops at once (-w ${workers})`, {

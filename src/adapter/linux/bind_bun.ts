@@ -27,6 +27,9 @@ const SYMBOLS = {
   epoll_ctl: { args: [i32, i32, i32, ptr], returns: i32 },
   epoll_wait: { args: [i32, ptr, i32, i32], returns: i32 },
   eventfd: { args: [u32, i32], returns: i32 },
+  splice: { args: [i32, ptr, i32, ptr, u64, u32], returns: i64_fast },
+  pipe2: { args: [ptr, i32], returns: i32 },
+  fcntl: { args: [i32, i32, i32], returns: i32 },
   __errno_location: { args: [], returns: ptr },
 } as const;
 
@@ -51,6 +54,9 @@ function bind(name: string): Sys {
     epoll_ctl: s.epoll_ctl,
     epoll_wait: s.epoll_wait,
     eventfd: s.eventfd,
+    splice: (fdIn, fdOut, length, flags) => s.splice(fdIn, null, fdOut, null, length, flags) as number,
+    pipe2: s.pipe2,
+    fcntl: s.fcntl,
     errno: () => errno[0],
   };
 }

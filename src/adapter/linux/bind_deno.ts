@@ -32,6 +32,9 @@ const SYMBOLS = {
     nonblocking: true,
   },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  splice: { parameters: ["i32", "pointer", "i32", "pointer", "usize", "u32"], result: "isize" },
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
 
@@ -56,6 +59,9 @@ function bind(name: string): Sys {
     epoll_ctl: s.epoll_ctl,
     epoll_wait: s.epoll_wait,
     eventfd: s.eventfd,
+    splice: (fdIn, fdOut, length, flags) => Number(s.splice(fdIn, null, fdOut, null, BigInt(length), flags)),
+    pipe2: s.pipe2,
+    fcntl: s.fcntl,
     epollWaitAsync: s.epoll_wait_elsewhere,
     errno: () => errno[0],
   };

@@ -10,6 +10,12 @@
  * thread, and bytes a destination has not taken are copied out of it and
  * kept only until written, while their source is not read (backpressure).
  *
+ * Sockets are watched edge-triggered, for everything, once: one epoll_ctl
+ * per socket in its life. The loop remembers what an edge said (bytes to
+ * read, the peer's FIN) until a read has taken it all, so pausing and
+ * resuming a source costs no system call; and a short read after the FIN
+ * is known to be the last, so the read that would return 0 is not made.
+ *
  * The loop must not starve the runtime, whose event loop still runs the
  * timers (`-t`, `-T`, checks), the control channel and worker messages: each
  * round blocks in `epoll_wait` for at most {@link MAX_WAIT_MS}, then yields
@@ -41,16 +47,20 @@ import {
   encodeSockaddr,
   EPOLL_CLOEXEC,
   EPOLL_CTL_ADD,
-  EPOLL_CTL_DEL,
   EPOLL_CTL_MOD,
   EPOLLERR,
+  EPOLLET,
   EPOLLHUP,
   EPOLLIN,
   epollLayout,
   EPOLLOUT,
+  EPOLLRDHUP,
   errnoError,
+  F_SETPIPE_SZ,
   IPPROTO_TCP,
   nativePlatform,
+  O_CLOEXEC,
+  O_NONBLOCK,
   SHUT_WR,
   SO_ERROR,
   SO_KEEPALIVE,
@@ -62,6 +72,8 @@ import {
   SOCKADDR_SIZE,
   sockaddrFamily,
   SOL_SOCKET,
+  SPLICE_F_MOVE,
+  SPLICE_F_NONBLOCK,
   type Sys,
   TCP_NODELAY,
 } from "./sys.ts";
@@ -139,6 +151,13 @@ export const UDP_WAIT_MS = 1;
 const ELSEWHERE_WAIT_MS = 1000;
 /** The one read buffer of a thread, and the most one read takes. */
 const READ_SIZE = 64 * 1024;
+/**
+ * The most one splice(2) moves, and the size asked for the thread's pipe
+ * (a pipe that cannot grow moves its 64 KiB).
+ */
+const SPLICE_SIZE = 256 * 1024;
+/** The chunk {@link Session.relaying} is shown for bytes it does not see (spliced). */
+const UNSEEN = new Uint8Array(0);
 /** Events taken per epoll_wait. */
 const MAX_EVENTS = 256;
 /** Clients accepted per readiness of the listener: then the others get their turn. */
@@ -150,15 +169,24 @@ const ACCEPT_RETRY_MS = 100;
 /** Retries of a call interrupted by a signal, before it counts as failed. */
 const EINTR_RETRIES = 8;
 
+/** What a connection's socket is watched for, from its accept or connect to its close. */
+const WATCHED = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+
 // Per-descriptor flags.
-/** The descriptor's peer sent FIN: nothing more to read. */
+/** The descriptor's peer sent FIN and it was read: nothing more to read. */
 const F_EOF = 1;
 /** We sent FIN on it (shutdown SHUT_WR). */
 const F_SHUT = 2;
 /** Not read: its destination has bytes pending, or its early bytes are at the limit. */
 const F_PAUSED = 4;
-/** In the epoll set. */
-const F_WATCHED = 8;
+/** An edge said there is something to read (bytes, FIN, error) and no read has found it all yet. */
+const F_READY = 8;
+/** The peer's FIN has arrived (EPOLLRDHUP): a read that takes less than it asked for took the last bytes. */
+const F_RDHUP = 16;
+/** In the list of descriptors read again next round ({@link Loop.again}). */
+const F_QUEUED = 32;
+/** Spliced, not read: one of its reads filled the buffer, and no one looks at its bytes. */
+const F_SPLICE = 64;
 
 /**
  * One proxied connection: the client's descriptor, the channel's once
@@ -236,13 +264,27 @@ class Loop {
   private readonly sourceLength: number;
   // Per descriptor, grown as descriptors grow.
   private flags = new Uint8Array(1024);
-  private mask = new Uint32Array(1024);
   /** Bumped at every close: an event for a descriptor number since reused is stale. */
   private gen = new Uint32Array(1024);
   private readonly conns: (Conn | undefined)[] = [];
   private readonly attempts: (Attempt | undefined)[] = [];
   /** Bytes to write to a descriptor, copied out of the read buffer; absent, none. */
   private readonly pending: (Uint8Array | undefined)[] = [];
+  /**
+   * Descriptors to read next round, each with its generation: a read that
+   * filled the buffer (edge-triggered, nothing tells again that more is
+   * there) or a source resumed. One read each per round, so a bulk transfer
+   * takes its turn with the rest.
+   */
+  private again: number[] = [];
+  private spare: number[] = [];
+  /**
+   * The thread's pipe for splice(2), read end then write end: made at the
+   * first bulk transfer, and always empty between two moves.
+   */
+  private readonly pipe = new Int32Array([-1, -1]);
+  /** What one splice moves: 0 until the pipe is made, -1 when it cannot be. */
+  private spliceSize = 0;
   private open = 0;
   private listening = true;
   private acceptPaused = false;
@@ -274,8 +316,9 @@ class Loop {
       for (const fd of [this.wakeFd, this.epfd, this.listenFd]) if (fd >= 0) sys.close(fd);
       throw listenError(err, where);
     }
-    this.watch(this.listenFd, EPOLLIN);
-    this.watch(this.wakeFd, EPOLLIN);
+    // Level-triggered: the listener is left with clients queued (ACCEPT_BURST), and its interest changes with the budget.
+    this.control(EPOLL_CTL_ADD, this.listenFd, EPOLLIN);
+    this.control(EPOLL_CTL_ADD, this.wakeFd, EPOLLIN);
     const finished = new Promise<void>((resolve) => (this.stopped = resolve));
     this.server = {
       port: this.listenPort,
@@ -338,9 +381,10 @@ class Loop {
     wait: (epfd: number, events: Uint8Array, max: number, timeoutMs: number) => Promise<number>,
   ): Promise<void> {
     while (this.listening || this.open > 0) {
-      const n = await wait(this.epfd, this.events, MAX_EVENTS, ELSEWHERE_WAIT_MS);
+      const n = await wait(this.epfd, this.events, MAX_EVENTS, this.again.length > 0 ? 0 : ELSEWHERE_WAIT_MS);
       try {
         if (n > 0) this.dispatchAll(n);
+        this.readAgain();
       } catch (err) {
         this.listener.unexpected(err);
       }
@@ -352,14 +396,50 @@ class Loop {
   // gets its turn at once; at most maxWaitMs after an idle one.
   private round(): void {
     const sys = this.sys;
-    const n = sys.epoll_wait(this.epfd, this.events, MAX_EVENTS, this.idleRound ? this.maxWaitMs : 0);
+    const wait = this.idleRound && this.again.length === 0 ? this.maxWaitMs : 0;
+    const n = sys.epoll_wait(this.epfd, this.events, MAX_EVENTS, wait);
     if (n < 0) {
       const errno = sys.errno();
       if (errno !== EINTR) throw errnoError(errno, "epoll_wait");
       return;
     }
-    this.idleRound = n === 0;
+    this.idleRound = n === 0 && this.again.length === 0;
     this.dispatchAll(n);
+    this.readAgain();
+  }
+
+  // The reads left for this round: each descriptor's once (one queued
+  // meanwhile waits for the next round).
+  private readAgain(): void {
+    const list = this.again;
+    if (list.length === 0) return;
+    this.again = this.spare;
+    for (let i = 0; i < list.length; i += 2) {
+      const fd = list[i];
+      if (list[i + 1] !== this.gen[fd]) continue;
+      this.flags[fd] &= ~F_QUEUED;
+      const conn = this.conns[fd];
+      if (!conn || conn.closed || !this.readable(fd)) continue;
+      try {
+        this.pull(conn, fd);
+      } catch (err) {
+        this.listener.unexpected(err);
+      }
+    }
+    list.length = 0;
+    this.spare = list;
+  }
+
+  /** Queues `fd` for a read next round, if it has something to read and may. */
+  private resume(fd: number): void {
+    if (!this.readable(fd) || this.flags[fd] & F_QUEUED) return;
+    this.flags[fd] |= F_QUEUED;
+    this.again.push(fd, this.gen[fd]);
+  }
+
+  // An edge said so, no read has found it empty since, it has not ended and it is not paused.
+  private readable(fd: number): boolean {
+    return (this.flags[fd] & (F_READY | F_EOF | F_PAUSED)) === F_READY;
   }
 
   private dispatchAll(n: number): void {
@@ -381,25 +461,17 @@ class Loop {
     if (fd === this.listenFd) return this.acceptBurst();
     if (fd === this.wakeFd) return void this.sys.read(fd, this.buffer, 8);
     const attempt = this.attempts[fd];
-    if (attempt) return this.settle(attempt);
+    if (attempt) return this.settle(attempt, ev);
     const conn = this.conns[fd];
     if (!conn) return;
-    if (ev & EPOLLOUT) this.flush(conn, fd);
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+      this.flags[fd] |= ev & (EPOLLRDHUP | EPOLLHUP) ? F_READY | F_RDHUP : F_READY;
+    }
+    if (ev & EPOLLOUT && this.pending[fd]) this.flush(conn, fd);
     if (conn.closed) return;
-    const reading = (this.flags[fd] & (F_EOF | F_PAUSED)) === 0;
-    if (reading && ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) this.readFrom(conn, fd);
+    if (this.readable(fd)) this.pull(conn, fd);
+    // An error on a socket not being read (paused, or its FIN read): nothing will read it, so it ends here.
     else if (ev & EPOLLERR) conn.session.abort(resetOf(conn, fd));
-    else if (ev & EPOLLHUP) this.unwatch(fd);
-  }
-
-  // A hang-up without an error on a descriptor not being read: its FIN came
-  // while we had sent ours, and is read once it is resumed. Until then it
-  // leaves the epoll set, which would otherwise report it on every round.
-  private unwatch(fd: number): void {
-    if (!(this.flags[fd] & F_WATCHED)) return;
-    this.flags[fd] &= ~F_WATCHED;
-    this.mask[fd] = 0;
-    this.control(EPOLL_CTL_DEL, fd, 0);
   }
 
   private stopListening(): void {
@@ -423,6 +495,7 @@ class Loop {
   private shutDown(): void {
     this.running = false;
     this.sys.close(this.epfd);
+    for (const fd of this.pipe) if (fd >= 0) this.sys.close(fd);
   }
 
   // --- accepting ---
@@ -457,20 +530,20 @@ class Loop {
     this.flags[fd] = 0;
     this.open++;
     conn.session = this.listener.open(conn, address);
-    this.watch(fd, EPOLLIN);
+    this.watch(fd);
     if (!conn.session.inspecting) this.connect(conn);
   }
 
   private pauseAccepting(): void {
     if (this.acceptPaused || !this.listening) return;
     this.acceptPaused = true;
-    this.interest(this.listenFd, 0);
+    this.control(EPOLL_CTL_MOD, this.listenFd, 0);
   }
 
   private resumeAccepting(): void {
     if (!this.acceptPaused || !this.listening) return;
     this.acceptPaused = false;
-    this.interest(this.listenFd, EPOLLIN);
+    this.control(EPOLL_CTL_MOD, this.listenFd, EPOLLIN);
   }
 
   // --- connecting ---
@@ -497,7 +570,11 @@ class Loop {
       sys.close(fd);
       return Promise.reject(err);
     }
-    if (sys.connect(fd, this.dialAddress, length) === 0) return Promise.resolve(fd);
+    if (sys.connect(fd, this.dialAddress, length) === 0) {
+      this.flags[fd] = 0;
+      this.watch(fd);
+      return Promise.resolve(fd);
+    }
     // An interrupted connect goes on in the background, like one in progress.
     const errno = sys.errno();
     if (errno !== EINPROGRESS && errno !== EINTR) {
@@ -509,7 +586,7 @@ class Loop {
       const attempt = new Attempt(this, fd, resolve, reject);
       this.attempts[fd] = attempt;
       this.flags[fd] = 0;
-      this.watch(fd, EPOLLOUT);
+      this.watch(fd);
       this.listener.watchConnect(attempt);
     });
   };
@@ -518,21 +595,25 @@ class Loop {
     this.release(fd);
   };
 
-  // The connect in flight on `attempt.fd` is done: SO_ERROR says how.
-  private settle(attempt: Attempt): void {
+  // The connect in flight on `attempt.fd` is done: writable without an
+  // error is connected (no system call to ask); else SO_ERROR says why not.
+  private settle(attempt: Attempt, ev: number): void {
+    if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
     const fd = attempt.fd;
     this.attempts[fd] = undefined;
     this.open--;
     this.listener.connectSettled(attempt);
-    this.intLength[0] = 4;
-    const ok = this.sys.getsockopt(fd, SOL_SOCKET, SO_ERROR, this.intValue, this.intLength);
-    const errno = ok < 0 ? this.sys.errno() : this.intValue[0];
-    if (errno !== 0) {
-      this.release(fd);
-      return attempt.reject(errnoError(errno, "connect"));
+    if (ev & (EPOLLERR | EPOLLHUP)) {
+      this.intLength[0] = 4;
+      const ok = this.sys.getsockopt(fd, SOL_SOCKET, SO_ERROR, this.intValue, this.intLength);
+      const errno = ok < 0 ? this.sys.errno() : this.intValue[0];
+      if (errno !== 0) {
+        this.release(fd);
+        return attempt.reject(errnoError(errno, "connect"));
+      }
     }
-    // Read as soon as the session has taken it, a microtask away (before the next epoll_wait).
-    this.interest(fd, EPOLLIN);
+    // The channel may have written already: read once the session has taken it (connected).
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) this.flags[fd] |= ev & EPOLLRDHUP ? F_READY | F_RDHUP : F_READY;
     attempt.resolve(fd);
   }
 
@@ -554,23 +635,30 @@ class Loop {
     conn.early = undefined;
     if (opening && !this.writeTo(conn, fd, opening, true)) return;
     if (conn.closed) return;
-    // A connect done at once (loopback may) was never watched.
-    if (this.flags[fd] & F_WATCHED) this.interest(fd, this.want(fd));
-    else this.watch(fd, this.want(fd));
     const client = conn.client;
     if (!this.pending[fd]) this.flags[client] &= ~F_PAUSED;
-    this.interest(client, this.want(client));
     if (this.flags[client] & F_EOF && !this.pending[fd]) this.finishFlow(conn, fd);
+    if (conn.closed) return;
+    this.resume(client);
+    this.resume(fd);
   }
 
   // --- moving bytes ---
+
+  private pull(conn: Conn, fd: number): void {
+    if (this.flags[fd] & F_SPLICE) this.spliceFrom(conn, fd);
+    else this.readFrom(conn, fd);
+  }
 
   private readFrom(conn: Conn, fd: number): void {
     const sys = this.sys;
     let n = sys.read(fd, this.buffer, READ_SIZE);
     for (let tries = 0; n < 0 && tries < EINTR_RETRIES; tries++) {
       const errno = sys.errno();
-      if (errno === EAGAIN) return;
+      if (errno === EAGAIN) {
+        this.flags[fd] &= ~F_READY;
+        return;
+      }
       if (errno !== EINTR) break;
       n = sys.read(fd, this.buffer, READ_SIZE);
     }
@@ -580,10 +668,21 @@ class Loop {
       return session.abort(resetOf(conn, fd));
     }
     if (n > READ_SIZE) return session.abort(resetOf(conn, fd));
-    if (conn.server < 0) return this.beforeConnected(conn, n);
+    // A full buffer may not be all; a short read is, and after the FIN it was the last.
+    const last = n > 0 && n < READ_SIZE && (this.flags[fd] & F_RDHUP) !== 0;
+    if (conn.server < 0) {
+      // Before the channel the FIN is taken by a read of its own (a read of 0), as the inspection wants it.
+      if (n === READ_SIZE || last) this.resume(fd);
+      else this.flags[fd] &= ~F_READY;
+      return this.beforeConnected(conn, n);
+    }
+    if (n === READ_SIZE) {
+      this.resume(fd);
+      if (!conn.session.watchesBytes && this.canSplice()) this.flags[fd] |= F_SPLICE;
+    } else this.flags[fd] &= ~F_READY;
     const dst = fd === conn.client ? conn.server : conn.client;
-    if (n === 0) return this.endFlow(conn, fd, dst);
-    forwardChunk(this, conn, dst, this.buffer.subarray(0, n));
+    if (n > 0) forwardChunk(this, conn, dst, this.buffer.subarray(0, n));
+    if ((n === 0 || last) && !conn.closed) this.endFlow(conn, fd, dst);
   }
 
   // Client bytes before its channel: inspected (--accept-proxy, --sni), or
@@ -600,18 +699,14 @@ class Loop {
     }
     if (n === 0) {
       this.flags[fd] |= F_EOF;
-      session.ended("client");
-      return this.interest(fd, this.want(fd));
+      return session.ended("client");
     }
     this.hold(conn, this.buffer.slice(0, n));
   }
 
   private hold(conn: Conn, chunk: Uint8Array): void {
     conn.early = conn.early ? concatBytes(conn.early, chunk) : chunk;
-    if (conn.early.length >= EARLY_BYTES_MAX) {
-      this.flags[conn.client] |= F_PAUSED;
-      this.interest(conn.client, this.want(conn.client));
-    }
+    if (conn.early.length >= EARLY_BYTES_MAX) this.flags[conn.client] |= F_PAUSED;
   }
 
   /**
@@ -631,8 +726,6 @@ class Loop {
       this.pending[dst] = owned ? rest : rest.slice();
       const src = dst === conn.client ? conn.server : conn.client;
       this.flags[src] |= F_PAUSED;
-      this.interest(src, this.want(src));
-      this.interest(dst, this.want(dst));
     }
     return true;
   }
@@ -650,6 +743,80 @@ class Loop {
     return -1;
   }
 
+  // The thread's pipe, made at the first bulk transfer: whether there is one.
+  private canSplice(): boolean {
+    if (this.spliceSize !== 0) return this.spliceSize > 0;
+    const sys = this.sys;
+    if (sys.pipe2(this.pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+      this.spliceSize = -1;
+      return false;
+    }
+    this.spliceSize = Math.min(Math.max(sys.fcntl(this.pipe[1], F_SETPIPE_SZ, SPLICE_SIZE), 64 * 1024), SPLICE_SIZE);
+    return true;
+  }
+
+  // Bulk: the bytes of `fd` go to the other side through the thread's pipe,
+  // never into JavaScript. A splice stops short when the pipe is full, not
+  // only when the socket is empty, so only EAGAIN says there is no more.
+  private spliceFrom(conn: Conn, fd: number): void {
+    const sys = this.sys;
+    const flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+    let n = sys.splice(fd, this.pipe[1], this.spliceSize, flags);
+    for (let tries = 0; n < 0 && tries < EINTR_RETRIES; tries++) {
+      const errno = sys.errno();
+      if (errno === EAGAIN) {
+        this.flags[fd] &= ~F_READY;
+        return;
+      }
+      if (errno !== EINTR) break;
+      n = sys.splice(fd, this.pipe[1], this.spliceSize, flags);
+    }
+    if (n < 0 || n > this.spliceSize) {
+      this.drainPipe();
+      return conn.session.abort(resetOf(conn, fd));
+    }
+    const dst = fd === conn.client ? conn.server : conn.client;
+    if (n === 0) return this.endFlow(conn, fd, dst);
+    this.resume(fd);
+    forwardSpliced(this, conn, dst, n);
+  }
+
+  /**
+   * The `n` bytes in the pipe, to `dst` as far as it takes them, counted;
+   * the rest is read out of the pipe and kept, its source paused, as a
+   * read's would be.
+   */
+  spliceTo(conn: Conn, dst: number, n: number): void {
+    const sys = this.sys;
+    let m = sys.splice(this.pipe[0], dst, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    for (let tries = 0; m < 0 && sys.errno() === EINTR && tries < EINTR_RETRIES; tries++) {
+      m = sys.splice(this.pipe[0], dst, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    }
+    if (m < 0 && sys.errno() === EAGAIN) m = 0;
+    if (m < 0 || m > n) {
+      this.drainPipe();
+      return conn.session.abort(resetOf(conn, dst));
+    }
+    if (m > 0) count(conn, dst, m);
+    if (m === n) return;
+    const rest = new Uint8Array(n - m);
+    for (let got = 0, tries = 0; got < rest.length;) {
+      const k = sys.read(this.pipe[0], rest.subarray(got), rest.length - got);
+      if (k > 0) got += k;
+      else if (k === 0 || sys.errno() !== EINTR || ++tries > EINTR_RETRIES) {
+        this.drainPipe();
+        return conn.session.abort(resetOf(conn, dst));
+      }
+    }
+    this.pending[dst] = rest;
+    this.flags[dst === conn.client ? conn.server : conn.client] |= F_PAUSED;
+  }
+
+  // Whatever a failed move left in the pipe: the next move starts from an empty one.
+  private drainPipe(): void {
+    while (this.sys.read(this.pipe[0], this.buffer, READ_SIZE) > 0);
+  }
+
   // `dst` can take more: what is pending for it, then its source is read again.
   private flush(conn: Conn, dst: number): void {
     const pending = this.pending[dst];
@@ -657,10 +824,9 @@ class Loop {
     this.pending[dst] = undefined;
     if (!this.writeTo(conn, dst, pending, true) || this.pending[dst]) return;
     const src = dst === conn.client ? conn.server : conn.client;
-    this.interest(dst, this.want(dst));
     if (this.flags[src] & F_EOF) return this.finishFlow(conn, dst);
     this.flags[src] &= ~F_PAUSED;
-    this.interest(src, this.want(src));
+    this.resume(src);
   }
 
   // `src` sent FIN: passed on once nothing is pending for its destination.
@@ -668,7 +834,6 @@ class Loop {
     this.flags[src] |= F_EOF;
     conn.session.ended(src === conn.client ? "client" : "server");
     if (!this.pending[dst]) this.finishFlow(conn, dst);
-    if (!conn.closed) this.interest(src, this.want(src));
   }
 
   // The last FIN of a connection is close(2)'s own: every byte of both
@@ -679,7 +844,6 @@ class Loop {
     const other = dst === conn.client ? conn.server : conn.client;
     if (this.flags[other] & F_SHUT) return this.close(conn);
     this.sys.shutdown(dst, SHUT_WR);
-    this.interest(dst, this.want(dst));
   }
 
   /** Closes both sockets (a reset when unread bytes remain) and finishes the session once. */
@@ -696,32 +860,9 @@ class Loop {
 
   // --- descriptors ---
 
-  // What `fd` waits for: reading unless it ended or is paused; writing while bytes are pending.
-  private want(fd: number): number {
-    const flags = this.flags[fd];
-    return ((flags & (F_EOF | F_PAUSED)) === 0 ? EPOLLIN : 0) | (this.pending[fd] ? EPOLLOUT : 0);
-  }
-
-  private watch(fd: number, events: number): void {
+  private watch(fd: number): void {
     this.ensureCapacity(fd);
-    this.flags[fd] |= F_WATCHED;
-    this.mask[fd] = events;
-    this.control(EPOLL_CTL_ADD, fd, events);
-  }
-
-  // A descriptor done both ways (FIN read, FIN sent) leaves the epoll set:
-  // its hang-up would otherwise be reported on every round. One that left
-  // it (see unwatch) comes back once there is something to wait for.
-  private interest(fd: number, events: number): void {
-    const flags = this.flags[fd];
-    if (!(flags & F_WATCHED)) {
-      if (events !== 0 && this.conns[fd]) this.watch(fd, events);
-      return;
-    }
-    if (events === 0 && (flags & (F_EOF | F_SHUT)) === (F_EOF | F_SHUT)) return this.unwatch(fd);
-    if (this.mask[fd] === events) return;
-    this.mask[fd] = events;
-    this.control(EPOLL_CTL_MOD, fd, events);
+    this.control(EPOLL_CTL_ADD, fd, WATCHED);
   }
 
   private control(op: number, fd: number, events: number): void {
@@ -729,15 +870,12 @@ class Loop {
     view.setUint32(0, events, true);
     view.setUint32(this.eventData, fd, true);
     view.setUint32(this.eventData + 4, this.gen[fd], true);
-    if (this.sys.epoll_ctl(this.epfd, op, fd, this.ctlEvent) < 0 && op !== EPOLL_CTL_DEL) {
-      throw errnoError(this.sys.errno(), "epoll_ctl");
-    }
+    if (this.sys.epoll_ctl(this.epfd, op, fd, this.ctlEvent) < 0) throw errnoError(this.sys.errno(), "epoll_ctl");
   }
 
   // Forgets `fd` and closes it; close(2) takes it out of the epoll set.
   private release(fd: number): void {
     this.flags[fd] = 0;
-    this.mask[fd] = 0;
     this.gen[fd]++;
     this.conns[fd] = undefined;
     this.pending[fd] = undefined;
@@ -749,7 +887,6 @@ class Loop {
     let size = this.flags.length;
     while (size <= fd) size *= 2;
     this.flags = grown(this.flags, new Uint8Array(size));
-    this.mask = grown(this.mask, new Uint32Array(size));
     this.gen = grown(this.gen, new Uint32Array(size));
   }
 }
@@ -782,4 +919,19 @@ function count(conn: Conn, dst: number, n: number): void {
  */
 function forwardChunk(loop: Loop, conn: Conn, dst: number, chunk: Uint8Array): void {
   loop.writeTo(conn, dst, conn.session.relaying(dst === conn.server ? "->" : "-<", chunk), false);
+}
+
+/**
+ * The byte-copy step of the native engine in bulk, where no one looks at
+ * the bytes: `n` bytes spliced from one side into the thread's pipe go on
+ * to the other without passing through JavaScript.
+ *
+ * @example
+ * ```ts
+ * forwardSpliced(loop, conn, conn.client, n);
+ * ```
+ */
+function forwardSpliced(loop: Loop, conn: Conn, dst: number, n: number): void {
+  conn.session.relaying(dst === conn.server ? "->" : "-<", UNSEEN);
+  loop.spliceTo(conn, dst, n);
 }

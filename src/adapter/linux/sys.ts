@@ -39,6 +39,12 @@ export interface Sys {
   epoll_ctl(epfd: number, op: number, fd: number, event: Uint8Array): number;
   epoll_wait(epfd: number, events: Uint8Array, max: number, timeoutMs: number): number;
   eventfd(initial: number, flags: number): number;
+  /** splice(2) between a socket and a pipe, neither with an offset (both pointers NULL). */
+  splice(fdIn: number, fdOut: number, length: number, flags: number): number;
+  /** `fds`: the two ends, read then write. */
+  pipe2(fds: Int32Array, flags: number): number;
+  /** fcntl(2) with an int argument (F_SETPIPE_SZ). */
+  fcntl(fd: number, command: number, value: number): number;
   /**
    * epoll_wait on another thread, where the runtime's FFI can (Deno's
    * `nonblocking`): the runtime's own event loop runs meanwhile. Its errno
@@ -71,6 +77,13 @@ export const EPOLLIN = 0x1;
 export const EPOLLOUT = 0x4;
 export const EPOLLERR = 0x8;
 export const EPOLLHUP = 0x10;
+export const EPOLLRDHUP = 0x2000;
+export const EPOLLET = 0x80000000;
+export const O_NONBLOCK = 0x800;
+export const O_CLOEXEC = 0x80000;
+export const F_SETPIPE_SZ = 1031;
+export const SPLICE_F_MOVE = 1;
+export const SPLICE_F_NONBLOCK = 2;
 export const EFD_NONBLOCK = 0x800;
 export const EFD_CLOEXEC = 0x80000;
 export const EINTR = 4;

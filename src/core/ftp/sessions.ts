@@ -47,6 +47,11 @@ export class FtpSession<L extends SessionLink = SessionLink> extends Session<L> 
   private readonly waits = new Set<DataWait>();
   private readonly data = new Set<DataSession<SessionLink>>();
 
+  /** Its commands and replies are read, and some rewritten: never moved unseen. */
+  override get watchesBytes(): boolean {
+    return true;
+  }
+
   /** Rewritten as {@link FtpControl} says; `-p` shows what is written. */
   override relaying(direction: Direction, chunk: Uint8Array): Uint8Array {
     const out = direction === "->" ? this.control.fromClient(chunk) : this.control.fromServer(chunk);

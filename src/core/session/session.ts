@@ -359,6 +359,16 @@ export class Session<L extends SessionLink = SessionLink> implements Idleable {
   }
 
   /**
+   * Whether every chunk must be handed to {@link relaying}: `-p` shows it,
+   * and a subclass that rewrites (`--ftp`) says so. When not, an adapter may
+   * move bytes it never holds (splice(2)); it then calls {@link relaying}
+   * with an empty chunk for each move, and counts what the other side took.
+   */
+  get watchesBytes(): boolean {
+    return this.listener.options.dump !== undefined;
+  }
+
+  /**
    * A chunk was taken from one side: the bytes to write to the other, which
    * `-p` shows now. They are the chunk itself but where a subclass rewrites
    * (`--ftp`); what is written is what is counted.
