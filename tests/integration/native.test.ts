@@ -11,10 +11,11 @@ import { test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import net from "node:net";
 import process from "node:process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { balanceEnv, startBalance, withBalancer } from "../support/balance.ts";
 import { type Backend, connect, connected, freePort } from "../support/net.ts";
+import { openDescriptors, storm } from "../support/storm.ts";
 import { exchange, sleep, status } from "../support/helpers.ts";
 import { until } from "../support/wait.ts";
 
@@ -22,10 +23,6 @@ const NATIVE = ["--engine", "native"];
 const at = (b: Backend) => `${b.host}:${b.port}`;
 const linux = process.platform === "linux" && (process.arch === "x64" || process.arch === "arm64");
 const SKIP = linux ? false : "the native engine runs on Linux x86-64 and arm64 only";
-
-function openDescriptors(pid: number): number {
-  return readdirSync(`/proc/${pid}/fd`).length;
-}
 
 function rssKiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]);
@@ -113,24 +110,6 @@ test("native: after 2,000 connections with resets and refusals the open descript
     assert.equal(now, baseline, `descriptors: ${now} now, ${baseline} before the storm`);
   });
 });
-
-// One client of the storm: 0 resets right after sending, 1 sends and reads
-// the echo (or the channel's reset), 2 connects and leaves at once.
-function storm(port: number, kind: number): Promise<void> {
-  return new Promise((resolve) => {
-    const s = net.connect({ port, host: "127.0.0.1" });
-    const done = () => resolve();
-    const limit = setTimeout(() => (s.destroy(), done()), 5000);
-    s.on("error", () => {});
-    s.on("close", () => (clearTimeout(limit), done()));
-    s.on("connect", () => {
-      if (kind === 0) s.write("x", () => s.resetAndDestroy());
-      else if (kind === 1) s.end("ping");
-      else s.destroy();
-    });
-    s.on("data", () => {});
-  });
-}
 
 /**
  * A stream whose every byte says where it is: byte i is i % 251 (a prime, so

@@ -106,13 +106,14 @@ export interface Engine {
  * ```
  */
 export function nativeEngine(sys: Sys, arch: string): Engine {
-  const one = new Uint8Array(8);
-  one[0] = 1;
   return {
     serve: (balancer, options) => Promise.resolve(new Loop(sys, arch, balancer, options).server),
-    wake: (fd) => void sys.write(fd, one, 8),
+    wake: (fd) => void sys.write(fd, WAKE_VALUE, 8),
   };
 }
+
+/** What a write to an eventfd adds to it (a 64-bit 1) to wake the loop waiting on it. */
+const WAKE_VALUE = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]);
 
 /**
  * Binds libc with `bind` (a runtime's FFI; throws when it cannot), trying
@@ -156,6 +157,10 @@ const READ_SIZE = 64 * 1024;
  * (a pipe that cannot grow moves its 64 KiB).
  */
 const SPLICE_SIZE = 256 * 1024;
+/** Never blocking (the sockets are not, the pipe is not), and moving pages where the kernel can. */
+const SPLICE_FLAGS = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+/** What {@link Loop.take} returns when there is nothing to take now (EAGAIN). */
+const NOTHING_NOW = -2;
 /** The chunk {@link Session.relaying} is shown for bytes it does not see (spliced). */
 const UNSEEN = new Uint8Array(0);
 /** Events taken per epoll_wait. */
@@ -285,6 +290,8 @@ class Loop {
   private readonly pipe = new Int32Array([-1, -1]);
   /** What one splice moves: 0 until the pipe is made, -1 when it cannot be. */
   private spliceSize = 0;
+  /** A wait on another thread of up to ELSEWHERE_WAIT_MS is under way: a read queued now must wake it. */
+  private waitingLong = false;
   private open = 0;
   private listening = true;
   private acceptPaused = false;
@@ -376,12 +383,16 @@ class Loop {
   }
 
   // The wait on another thread (Deno): the runtime's event loop is free
-  // meanwhile, so the wait can be long; a stop wakes it (the eventfd).
+  // meanwhile, so the wait can be long; a stop wakes it (the eventfd), and
+  // so does a read queued meanwhile (see resume): a session's continuations
+  // run as microtasks, after this wait has begun.
   private async runElsewhere(
     wait: (epfd: number, events: Uint8Array, max: number, timeoutMs: number) => Promise<number>,
   ): Promise<void> {
     while (this.listening || this.open > 0) {
-      const n = await wait(this.epfd, this.events, MAX_EVENTS, this.again.length > 0 ? 0 : ELSEWHERE_WAIT_MS);
+      this.waitingLong = this.again.length === 0;
+      const n = await wait(this.epfd, this.events, MAX_EVENTS, this.waitingLong ? ELSEWHERE_WAIT_MS : 0);
+      this.waitingLong = false;
       try {
         if (n > 0) this.dispatchAll(n);
         this.readAgain();
@@ -435,6 +446,10 @@ class Loop {
     if (!this.readable(fd) || this.flags[fd] & F_QUEUED) return;
     this.flags[fd] |= F_QUEUED;
     this.again.push(fd, this.gen[fd]);
+    if (this.waitingLong) {
+      this.waitingLong = false;
+      this.wake();
+    }
   }
 
   // An edge said so, no read has found it empty since, it has not ended and it is not paused.
@@ -462,11 +477,14 @@ class Loop {
     if (fd === this.wakeFd) return void this.sys.read(fd, this.buffer, 8);
     const attempt = this.attempts[fd];
     if (attempt) return this.settle(attempt, ev);
-    const conn = this.conns[fd];
-    if (!conn) return;
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
       this.flags[fd] |= ev & (EPOLLRDHUP | EPOLLHUP) ? F_READY | F_RDHUP : F_READY;
     }
+    // A channel connected but not yet taken by its session (a few promise
+    // hops away, which under Deno may come after this wait): what this edge
+    // said is kept in its flags, and read once it is (connected).
+    const conn = this.conns[fd];
+    if (!conn) return;
     if (ev & EPOLLOUT && this.pending[fd]) this.flush(conn, fd);
     if (conn.closed) return;
     if (this.readable(fd)) this.pull(conn, fd);
@@ -484,9 +502,7 @@ class Loop {
   }
 
   private wake(): void {
-    const one = new Uint8Array(8);
-    one[0] = 1;
-    this.sys.write(this.wakeFd, one, 8);
+    this.sys.write(this.wakeFd, WAKE_VALUE, 8);
   }
 
   // Nothing left to serve: the loop ends, and with it its hold on the
@@ -629,6 +645,8 @@ class Loop {
   // The session has its channel: its bytes so far (after any PROXY header)
   // go first, then both sides are read.
   private connected(conn: Conn, fd: number): void {
+    // The client went in the promise hop after its session took the channel (Deno may run a wait's events there).
+    if (conn.closed) return this.release(fd);
     conn.server = fd;
     this.conns[fd] = conn;
     const opening = conn.session.opening(conn.early);
@@ -650,18 +668,32 @@ class Loop {
     else this.readFrom(conn, fd);
   }
 
-  private readFrom(conn: Conn, fd: number): void {
+  /**
+   * One read of `fd` into the thread's buffer, or one splice of it into the
+   * thread's pipe, retried while a signal interrupts it: the bytes taken, 0
+   * at its end, -1 when it failed, or {@link NOTHING_NOW} (EAGAIN: what an
+   * edge said has all been taken).
+   */
+  private take(fd: number, spliced: boolean): number {
     const sys = this.sys;
-    let n = sys.read(fd, this.buffer, READ_SIZE);
-    for (let tries = 0; n < 0 && tries < EINTR_RETRIES; tries++) {
+    for (let tries = 0; tries <= EINTR_RETRIES; tries++) {
+      const n = spliced
+        ? sys.splice(fd, this.pipe[1], this.spliceSize, SPLICE_FLAGS)
+        : sys.read(fd, this.buffer, READ_SIZE);
+      if (n >= 0) return n;
       const errno = sys.errno();
       if (errno === EAGAIN) {
         this.flags[fd] &= ~F_READY;
-        return;
+        return NOTHING_NOW;
       }
-      if (errno !== EINTR) break;
-      n = sys.read(fd, this.buffer, READ_SIZE);
+      if (errno !== EINTR) return -1;
     }
+    return -1;
+  }
+
+  private readFrom(conn: Conn, fd: number): void {
+    const n = this.take(fd, false);
+    if (n === NOTHING_NOW) return;
     const session = conn.session;
     if (n < 0) {
       if (session.inspecting) return session.inspectionCut();
@@ -759,18 +791,8 @@ class Loop {
   // never into JavaScript. A splice stops short when the pipe is full, not
   // only when the socket is empty, so only EAGAIN says there is no more.
   private spliceFrom(conn: Conn, fd: number): void {
-    const sys = this.sys;
-    const flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
-    let n = sys.splice(fd, this.pipe[1], this.spliceSize, flags);
-    for (let tries = 0; n < 0 && tries < EINTR_RETRIES; tries++) {
-      const errno = sys.errno();
-      if (errno === EAGAIN) {
-        this.flags[fd] &= ~F_READY;
-        return;
-      }
-      if (errno !== EINTR) break;
-      n = sys.splice(fd, this.pipe[1], this.spliceSize, flags);
-    }
+    const n = this.take(fd, true);
+    if (n === NOTHING_NOW) return;
     if (n < 0 || n > this.spliceSize) {
       this.drainPipe();
       return conn.session.abort(resetOf(conn, fd));
@@ -788,9 +810,9 @@ class Loop {
    */
   spliceTo(conn: Conn, dst: number, n: number): void {
     const sys = this.sys;
-    let m = sys.splice(this.pipe[0], dst, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    let m = sys.splice(this.pipe[0], dst, n, SPLICE_FLAGS);
     for (let tries = 0; m < 0 && sys.errno() === EINTR && tries < EINTR_RETRIES; tries++) {
-      m = sys.splice(this.pipe[0], dst, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      m = sys.splice(this.pipe[0], dst, n, SPLICE_FLAGS);
     }
     if (m < 0 && sys.errno() === EAGAIN) m = 0;
     if (m < 0 || m > n) {
