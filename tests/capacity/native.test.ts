@@ -12,7 +12,7 @@ import { withBalancer } from "../support/balance.ts";
 import { freePort } from "../support/net.ts";
 import { control, sleep } from "../support/helpers.ts";
 import { synDropper } from "../support/health.ts";
-import { openDescriptors, storm } from "../support/storm.ts";
+import { halfResetting, openDescriptors, storm } from "../support/storm.ts";
 
 const TOTAL = Number(process.env.BALANCE_STORM ?? 100_000);
 const BATCH = 200;
@@ -25,17 +25,9 @@ test(`native: after ${TOTAL} connections (resets, refusals, timeouts) the open d
 }, async () => {
   const refused = await freePort();
   const hole = await synDropper();
-  let accepted = 0;
   try {
     await withBalancer({
-      backends: [{
-        name: "half-rst",
-        behaviour: (s) => {
-          // Every other connection is reset by the channel at once; the others echo.
-          if (accepted++ % 2 === 0) s.resetAndDestroy();
-          else s.pipe(s);
-        },
-      }],
+      backends: [halfResetting()],
       options: ["--engine", "native", "-t", "1"],
       controlDir: true,
       // Group 0 is refused (later: drops the SYN), and every client fails over to group 1.

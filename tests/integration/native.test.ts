@@ -7,15 +7,15 @@
  *
  * @module
  */
-import { test } from "../support/test.ts";
+import { onTimeout, test } from "../support/test.ts";
 import assert from "node:assert/strict";
 import net from "node:net";
 import process from "node:process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { balanceEnv, startBalance, withBalancer } from "../support/balance.ts";
-import { type Backend, connect, connected, freePort } from "../support/net.ts";
-import { openDescriptors, storm } from "../support/storm.ts";
+import { balanceCommand, balanceEnv, startBalance, withBalancer } from "../support/balance.ts";
+import { type Backend, connect, connected, freePort, withBackends } from "../support/net.ts";
+import { halfResetting, openDescriptors, storm } from "../support/storm.ts";
 import { exchange, sleep, status } from "../support/helpers.ts";
 import { until } from "../support/wait.ts";
 
@@ -80,16 +80,8 @@ test("native: after 2,000 connections with resets and refusals the open descript
   timeoutMs: 90_000,
 }, async () => {
   const refused = await freePort();
-  let accepted = 0;
   await withBalancer({
-    backends: [{
-      name: "half-rst",
-      behaviour: (s) => {
-        // Every other connection is reset by the channel at once; the others echo.
-        if (accepted++ % 2 === 0) s.resetAndDestroy();
-        else s.pipe(s);
-      },
-    }],
+    backends: [halfResetting()],
     options: [...NATIVE, "-t", "2"],
     channels: ([b]) => [`127.0.0.1:${refused}`, "!", at(b)],
   }, async ({ port, lb }) => {
@@ -238,6 +230,38 @@ for (const dump of [false, true]) {
     });
   });
 }
+
+// A system that refuses splice(2) (a seccomp filter, a socket it does not
+// take): strace makes every splice fail with EPERM, and the engine copies.
+test("native: where splice(2) is refused, one warning and the bulk is copied instead, every byte arriving", {
+  skip: SKIP,
+  timeoutMs: 120_000,
+}, async () => {
+  const SIZE = 16 * 1024 * 1024;
+  await withBackends([{ name: "firehose", behaviour: (s) => pumpStream(s, SIZE) }], async ([b]) => {
+    const port = await freePort();
+    const strace = ["strace", "-f", "--seccomp-bpf", "-qq", "-o", "/dev/null", "-e", "trace=splice"];
+    const lb = await startBalance([...NATIVE, String(port), at(b)], port, {
+      command: [...strace, "-e", "inject=splice:error=EPERM", ...balanceCommand()],
+    });
+    // SIGTERM goes to balance itself: strace keeps fatal signals from its own command.
+    const pid = Number(readFileSync(`/proc/${lb.child.pid}/task/${lb.child.pid}/children`, "utf8").split(" ")[0]);
+    onTimeout(() => process.kill(pid, "SIGKILL"));
+    try {
+      for (let i = 0; i < 2; i++) {
+        const c = await connected(net.connect({ port, host: "127.0.0.1" }));
+        assert.deepEqual(await readStream(c), { got: SIZE, intact: true });
+        c.destroy();
+      }
+      const warnings = lb.stderr().split("\n").filter((l) => l.includes("splice(2) refused"));
+      assert.equal(warnings.length, 1, lb.stderr().slice(-2000));
+      assert.match(warnings[0], /WRN: splice\(2\) refused \(splice failed: EPERM\): copying instead$/);
+    } finally {
+      process.kill(pid, "SIGTERM");
+      assert.equal(await lb.exited, 0);
+    }
+  });
+});
 
 for (const workers of [1, 2]) {
   test(`native: SIGTERM while ${workers} loop(s) wait in epoll_wait stops at once (-w ${workers})`, {

@@ -8,6 +8,7 @@
  */
 import net from "node:net";
 import { readdirSync } from "node:fs";
+import type { BackendSpec } from "./net.ts";
 
 /**
  * The descriptors `pid` has open now (Linux: /proc).
@@ -45,4 +46,24 @@ export function storm(port: number, kind: number): Promise<void> {
     });
     s.on("data", () => {});
   });
+}
+
+/**
+ * The channel of a storm: it resets every other connection at once and
+ * echoes the others.
+ *
+ * @example
+ * ```ts
+ * await withBalancer({ backends: [halfResetting()] }, async ({ port }) => { ... });
+ * ```
+ */
+export function halfResetting(): BackendSpec {
+  let accepted = 0;
+  return {
+    name: "half-rst",
+    behaviour: (s) => {
+      if (accepted++ % 2 === 0) s.resetAndDestroy();
+      else s.pipe(s);
+    },
+  };
 }

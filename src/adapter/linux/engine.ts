@@ -159,6 +159,8 @@ const READ_SIZE = 64 * 1024;
 const SPLICE_SIZE = 256 * 1024;
 /** Never blocking (the sockets are not, the pipe is not), and moving pages where the kernel can. */
 const SPLICE_FLAGS = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+/** splice(2)'s errors that say it cannot be used here at all (EPERM, EINVAL, ENOSYS), not that the socket failed. */
+const SPLICE_REFUSED = [1, 22, 38];
 /** What {@link Loop.take} returns when there is nothing to take now (EAGAIN). */
 const NOTHING_NOW = -2;
 /** The chunk {@link Session.relaying} is shown for bytes it does not see (spliced). */
@@ -664,7 +666,7 @@ class Loop {
   // --- moving bytes ---
 
   private pull(conn: Conn, fd: number): void {
-    if (this.flags[fd] & F_SPLICE) this.spliceFrom(conn, fd);
+    if (this.flags[fd] & F_SPLICE && this.spliceSize > 0) this.spliceFrom(conn, fd);
     else this.readFrom(conn, fd);
   }
 
@@ -793,6 +795,13 @@ class Loop {
   private spliceFrom(conn: Conn, fd: number): void {
     const n = this.take(fd, true);
     if (n === NOTHING_NOW) return;
+    if (n < 0 && SPLICE_REFUSED.includes(this.sys.errno())) {
+      // Not for this socket or not allowed here (a seccomp filter): this thread reads and writes from now on.
+      this.options.warn(`splice(2) refused (${errnoError(this.sys.errno(), "splice").message}): copying instead`);
+      this.spliceSize = -1;
+      this.flags[fd] &= ~F_SPLICE;
+      return this.readFrom(conn, fd);
+    }
     if (n < 0 || n > this.spliceSize) {
       this.drainPipe();
       return conn.session.abort(resetOf(conn, fd));

@@ -55,6 +55,79 @@ export interface Sys {
   errno(): number;
 }
 
+/** A C type, in the words of Deno's FFI (`bind_bun.ts` translates them to Bun's). */
+export type CType = "i32" | "u32" | "usize" | "isize" | "buffer" | "pointer";
+
+/**
+ * Every libc function the engine calls, with its C signature (parameters,
+ * then result): the one list both bindings load.
+ *
+ * @example
+ * ```ts
+ * LIBC_CALLS.read; // [["i32", "buffer", "usize"], "isize"]
+ * ```
+ */
+export const LIBC_CALLS = {
+  socket: [["i32", "i32", "i32"], "i32"],
+  bind: [["i32", "buffer", "u32"], "i32"],
+  listen: [["i32", "i32"], "i32"],
+  accept4: [["i32", "buffer", "buffer", "i32"], "i32"],
+  connect: [["i32", "buffer", "u32"], "i32"],
+  getsockname: [["i32", "buffer", "buffer"], "i32"],
+  getsockopt: [["i32", "i32", "i32", "buffer", "buffer"], "i32"],
+  setsockopt: [["i32", "i32", "i32", "buffer", "u32"], "i32"],
+  read: [["i32", "buffer", "usize"], "isize"],
+  write: [["i32", "buffer", "usize"], "isize"],
+  splice: [["i32", "pointer", "i32", "pointer", "usize", "u32"], "isize"],
+  shutdown: [["i32", "i32"], "i32"],
+  close: [["i32"], "i32"],
+  pipe2: [["buffer", "i32"], "i32"],
+  fcntl: [["i32", "i32", "i32"], "i32"],
+  epoll_create1: [["i32"], "i32"],
+  epoll_ctl: [["i32", "i32", "i32", "buffer"], "i32"],
+  epoll_wait: [["i32", "buffer", "i32", "i32"], "i32"],
+  eventfd: [["u32", "i32"], "i32"],
+  __errno_location: [[], "pointer"],
+} as const satisfies Record<string, readonly [readonly CType[], CType]>;
+
+/** The calls a binding hands on as they are: every argument and the result a number or a typed array. */
+const PLAIN_CALLS = [
+  "socket",
+  "bind",
+  "listen",
+  "accept4",
+  "connect",
+  "getsockname",
+  "getsockopt",
+  "setsockopt",
+  "shutdown",
+  "close",
+  "pipe2",
+  "fcntl",
+  "epoll_create1",
+  "epoll_ctl",
+  "epoll_wait",
+  "eventfd",
+] as const satisfies readonly (keyof typeof LIBC_CALLS & keyof Sys)[];
+
+/** What differs per runtime: the calls that pass a 64-bit length or NULL pointers, errno, and a wait elsewhere. */
+export type SysRest = Pick<Sys, "read" | "write" | "splice" | "errno" | "epollWaitAsync">;
+
+/**
+ * The {@link Sys} over a binding's loaded functions: the plain calls as
+ * they are, and `rest`, what the runtime's FFI makes of the others.
+ *
+ * @example
+ * ```ts
+ * const sys = sysOf(library.symbols, { read, write, splice, errno: () => errnoView[0] });
+ * ```
+ */
+export function sysOf(loaded: Pick<Sys, (typeof PLAIN_CALLS)[number]>, rest: SysRest): Sys {
+  const sys: Partial<Sys> = { ...rest };
+  for (const name of PLAIN_CALLS) Object.assign(sys, { [name]: loaded[name] });
+  return sys as Sys;
+}
+
 // Linux's numbers: the same on x86-64 and arm64 (asm-generic).
 export const AF_INET = 2;
 export const AF_INET6 = 10;
