@@ -13,6 +13,7 @@ import net from "node:net";
 import process from "node:process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { spawn } from "node:child_process";
 import { balanceCommand, balanceEnv, startBalance, withBalancer } from "../support/balance.ts";
 import { type Backend, connect, connected, freePort, withBackends } from "../support/net.ts";
 import { halfResetting, openDescriptors, storm } from "../support/storm.ts";
@@ -261,6 +262,76 @@ test("native: where splice(2) is refused, one warning and the bulk is copied ins
       assert.equal(await lb.exited, 0);
     }
   });
+});
+
+// TCP's urgent byte (telnet's interrupt, an FTP client's ABOR) stops a read
+// short at its mark and a splice at it for good: the rest of a bulk stream
+// must still come, the urgent byte itself dropped, as the runtimes' sockets do.
+test("native: urgent data in the middle of a bulk stream: every byte around it arrives, both ways", {
+  skip: SKIP,
+  timeoutMs: 60_000,
+}, async () => {
+  const MIB = 1024 * 1024;
+  // Sends 1 MiB of A, an urgent !, 1 MiB of B and closes; or, as "sink", counts what it gets.
+  const python = (role: string, port: number) =>
+    spawn("python3", [
+      "-c",
+      [
+        "import socket, sys, time",
+        "role, port = sys.argv[1], int(sys.argv[2])",
+        "def send(c):",
+        "    c.sendall(b'A' * (1 << 20)); c.send(b'!', socket.MSG_OOB); time.sleep(0.05); c.sendall(b'B' * (1 << 20))",
+        "if role == 'server':",
+        "    s = socket.socket(); s.bind(('127.0.0.1', port)); s.listen(4); print('ready', flush=True)",
+        "    while True:",
+        "        c, _ = s.accept(); send(c); c.close()",
+        "c = socket.create_connection(('127.0.0.1', port)); send(c); c.shutdown(socket.SHUT_WR)",
+        "print(len(c.recv(100)), flush=True)",
+      ].join("\n"),
+      role,
+      String(port),
+    ], { stdio: ["ignore", "pipe", "inherit"] });
+  const backendPort = await freePort();
+  const server = python("server", backendPort);
+  onTimeout(() => server.kill("SIGKILL"));
+  try {
+    await new Promise((resolve) => server.stdout!.once("data", resolve));
+    const sunk: Buffer[] = [];
+    await withBackends([{
+      name: "sink",
+      behaviour: (s) => {
+        s.on("data", (d: Buffer) => sunk.push(d));
+        s.on("end", () => s.end("ok"));
+      },
+    }], async ([sink]) => {
+      const port = await freePort();
+      const lb = await startBalance([...NATIVE, String(port), `127.0.0.1:${backendPort}`], port);
+      const up = await freePort();
+      const lbUp = await startBalance([...NATIVE, String(up), at(sink)], up);
+      try {
+        const c = await connected(net.connect({ port, host: "127.0.0.1" }));
+        const got: Buffer[] = [];
+        await new Promise<void>((resolve, reject) => {
+          c.on("data", (d: Buffer) => got.push(d));
+          c.on("end", () => resolve());
+          c.on("error", reject);
+        });
+        c.destroy();
+        const down = Buffer.concat(got).toString("latin1");
+        assert.equal(down, "A".repeat(MIB) + "B".repeat(MIB), `${down.length} bytes down`);
+        const client = python("client", up);
+        onTimeout(() => client.kill("SIGKILL"));
+        const answered = await new Promise((resolve) => client.stdout!.once("data", (d) => resolve(String(d).trim())));
+        assert.equal(answered, "2", "the sink's answer came back");
+        assert.equal(Buffer.concat(sunk).toString("latin1"), "A".repeat(MIB) + "B".repeat(MIB), "every byte up");
+      } finally {
+        await lb.stop();
+        await lbUp.stop();
+      }
+    });
+  } finally {
+    server.kill("SIGKILL");
+  }
 });
 
 for (const workers of [1, 2]) {

@@ -54,6 +54,7 @@ import {
   EPOLLIN,
   epollLayout,
   EPOLLOUT,
+  EPOLLPRI,
   EPOLLRDHUP,
   errnoError,
   F_SETPIPE_SZ,
@@ -177,7 +178,7 @@ const ACCEPT_RETRY_MS = 100;
 const EINTR_RETRIES = 8;
 
 /** What a connection's socket is watched for, from its accept or connect to its close. */
-const WATCHED = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+const WATCHED = EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 
 // Per-descriptor flags.
 /** The descriptor's peer sent FIN and it was read: nothing more to read. */
@@ -194,6 +195,12 @@ const F_RDHUP = 16;
 const F_QUEUED = 32;
 /** Spliced, not read: one of its reads filled the buffer, and no one looks at its bytes. */
 const F_SPLICE = 64;
+/**
+ * Read until EAGAIN: a short read is not all there is. Urgent data (TCP's
+ * out-of-band byte) stops a read short at its mark and a splice at it for
+ * good; an error (a reset after data) is reported by the read after the data.
+ */
+const F_DRAIN = 128;
 
 /**
  * One proxied connection: the client's descriptor, the channel's once
@@ -351,8 +358,9 @@ class Loop {
     if (this.options.reusePort) options.push([SOL_SOCKET, SO_REUSEPORT]);
     this.intValue[0] = 1;
     for (const [level, name] of options) sys.setsockopt(fd, level, name, this.intValue, 4);
-    if (sys.bind(fd, this.address, length) < 0 || sys.listen(fd, 4096) < 0) {
-      const err = errnoError(sys.errno(), "bind");
+    const failed = sys.bind(fd, this.address, length) < 0 ? "bind" : sys.listen(fd, 4096) < 0 ? "listen" : undefined;
+    if (failed) {
+      const err = errnoError(sys.errno(), failed);
       sys.close(fd);
       throw listenError(err, where);
     }
@@ -475,13 +483,12 @@ class Loop {
   }
 
   private dispatch(fd: number, ev: number): void {
-    if (fd === this.listenFd) return this.acceptBurst();
+    // Once closed, the listener's number may be a channel's socket.
+    if (fd === this.listenFd && this.listening) return this.acceptBurst();
     if (fd === this.wakeFd) return void this.sys.read(fd, this.buffer, 8);
     const attempt = this.attempts[fd];
     if (attempt) return this.settle(attempt, ev);
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-      this.flags[fd] |= ev & (EPOLLRDHUP | EPOLLHUP) ? F_READY | F_RDHUP : F_READY;
-    }
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI)) this.flags[fd] |= edgeFlags(ev);
     // A channel connected but not yet taken by its session (a few promise
     // hops away, which under Deno may come after this wait): what this edge
     // said is kept in its flags, and read once it is (connected).
@@ -631,7 +638,7 @@ class Loop {
       }
     }
     // The channel may have written already: read once the session has taken it (connected).
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) this.flags[fd] |= ev & EPOLLRDHUP ? F_READY | F_RDHUP : F_READY;
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLPRI)) this.flags[fd] |= edgeFlags(ev);
     attempt.resolve(fd);
   }
 
@@ -666,7 +673,7 @@ class Loop {
   // --- moving bytes ---
 
   private pull(conn: Conn, fd: number): void {
-    if (this.flags[fd] & F_SPLICE && this.spliceSize > 0) this.spliceFrom(conn, fd);
+    if ((this.flags[fd] & (F_SPLICE | F_DRAIN)) === F_SPLICE && this.spliceSize > 0) this.spliceFrom(conn, fd);
     else this.readFrom(conn, fd);
   }
 
@@ -685,7 +692,7 @@ class Loop {
       if (n >= 0) return n;
       const errno = sys.errno();
       if (errno === EAGAIN) {
-        this.flags[fd] &= ~F_READY;
+        this.flags[fd] &= ~(F_READY | F_DRAIN);
         return NOTHING_NOW;
       }
       if (errno !== EINTR) return -1;
@@ -702,17 +709,21 @@ class Loop {
       return session.abort(resetOf(conn, fd));
     }
     if (n > READ_SIZE) return session.abort(resetOf(conn, fd));
-    // A full buffer may not be all; a short read is, and after the FIN it was the last.
-    const last = n > 0 && n < READ_SIZE && (this.flags[fd] & F_RDHUP) !== 0;
+    // A full buffer may not be all; a short read is (unless F_DRAIN), and after the FIN it was the last.
+    const flags = this.flags[fd];
+    const more = n === READ_SIZE || (n > 0 && (flags & F_DRAIN) !== 0);
+    const last = !more && n > 0 && (flags & F_RDHUP) !== 0;
     if (conn.server < 0) {
       // Before the channel the FIN is taken by a read of its own (a read of 0), as the inspection wants it.
-      if (n === READ_SIZE || last) this.resume(fd);
+      if (more || last) this.resume(fd);
       else this.flags[fd] &= ~F_READY;
       return this.beforeConnected(conn, n);
     }
-    if (n === READ_SIZE) {
+    if (more) {
       this.resume(fd);
-      if (!conn.session.watchesBytes && this.canSplice()) this.flags[fd] |= F_SPLICE;
+      if (n === READ_SIZE && !(flags & F_DRAIN) && !conn.session.watchesBytes && this.canSplice()) {
+        this.flags[fd] |= F_SPLICE;
+      }
     } else this.flags[fd] &= ~F_READY;
     const dst = fd === conn.client ? conn.server : conn.client;
     if (n > 0) forwardChunk(this, conn, dst, this.buffer.subarray(0, n));
@@ -828,8 +839,7 @@ class Loop {
       this.drainPipe();
       return conn.session.abort(resetOf(conn, dst));
     }
-    if (m > 0) count(conn, dst, m);
-    if (m === n) return;
+    if (m === n) return count(conn, dst, m);
     const rest = new Uint8Array(n - m);
     for (let got = 0, tries = 0; got < rest.length;) {
       const k = sys.read(this.pipe[0], rest.subarray(got), rest.length - got);
@@ -839,6 +849,8 @@ class Loop {
         return conn.session.abort(resetOf(conn, dst));
       }
     }
+    // Counted once the pipe is empty again: nothing in between may leave bytes in it.
+    if (m > 0) count(conn, dst, m);
     this.pending[dst] = rest;
     this.flags[dst === conn.client ? conn.server : conn.client] |= F_PAUSED;
   }
@@ -887,6 +899,11 @@ class Loop {
     conn.early = undefined;
     conn.session.finish();
     this.resumeAccepting();
+    // The last connection after a stop: a wait on another thread would hold the loop's end up to a second.
+    if (!this.listening && this.open === 0 && this.waitingLong) {
+      this.waitingLong = false;
+      this.wake();
+    }
   }
 
   // --- descriptors ---
@@ -920,6 +937,16 @@ class Loop {
     this.flags = grown(this.flags, new Uint8Array(size));
     this.gen = grown(this.gen, new Uint32Array(size));
   }
+}
+
+/**
+ * What an edge says of a socket to read: something is there; the peer's
+ * FIN has come (a short read is then the last); or read until EAGAIN
+ * (urgent data, an error: a short read is then not the last).
+ */
+function edgeFlags(ev: number): number {
+  if (ev & (EPOLLERR | EPOLLPRI)) return F_READY | F_DRAIN;
+  return ev & (EPOLLRDHUP | EPOLLHUP) ? F_READY | F_RDHUP : F_READY;
 }
 
 function grown<T extends Uint8Array | Uint32Array>(from: T, to: T): T {
