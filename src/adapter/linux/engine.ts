@@ -456,10 +456,7 @@ class Loop {
     if (!this.readable(fd) || this.flags[fd] & F_QUEUED) return;
     this.flags[fd] |= F_QUEUED;
     this.again.push(fd, this.gen[fd]);
-    if (this.waitingLong) {
-      this.waitingLong = false;
-      this.wake();
-    }
+    this.cutLongWait();
   }
 
   // An edge said so, no read has found it empty since, it has not ended and it is not paused.
@@ -508,6 +505,13 @@ class Loop {
     // A wait on another thread ends now, and the loop with it if nothing is open.
     if (this.sys.epollWaitAsync) this.wake();
     this.stopped();
+  }
+
+  // A wait on another thread of up to ELSEWHERE_WAIT_MS ends now: the loop has something to do.
+  private cutLongWait(): void {
+    if (!this.waitingLong) return;
+    this.waitingLong = false;
+    this.wake();
   }
 
   private wake(): void {
@@ -900,10 +904,7 @@ class Loop {
     conn.session.finish();
     this.resumeAccepting();
     // The last connection after a stop: a wait on another thread would hold the loop's end up to a second.
-    if (!this.listening && this.open === 0 && this.waitingLong) {
-      this.waitingLong = false;
-      this.wake();
-    }
+    if (!this.listening && this.open === 0) this.cutLongWait();
   }
 
   // --- descriptors ---
